@@ -1,0 +1,58 @@
+//! Names shared by the controllers, the chart and the CLI: one place, so they cannot drift.
+
+/// API group of the ProxyConfig resource.
+pub const API_GROUP: &str = "gitops.io";
+
+/// Finalizer the service-discovery controller puts on every ProxyConfig it reconciles.
+pub const FINALIZER: &str = "gitops.io/authentik-cleanup";
+
+/// Annotation: `"true"` lets the controller take over a pre-existing authentik provider or
+/// application of the same name that this product did not create.
+pub const ADOPT_ANNOTATION: &str = "gitops.io/adopt";
+
+/// Annotation: `"true"` releases the finalizer without touching authentik (e.g. authentik is
+/// gone for good).
+pub const SKIP_AUTHENTIK_CLEANUP_ANNOTATION: &str = "gitops.io/skip-authentik-cleanup";
+
+/// Annotation on a Job or Pod: `"false"` keeps the cleanup controller away from it.
+pub const CLEANUP_ANNOTATION: &str = "gitops.io/cleanup";
+
+/// Label a Service carries to opt in to automatic onboarding.
+pub const DISCOVERY_LABEL: &str = "authentik.io/proxy";
+/// Value of [`DISCOVERY_LABEL`] that opts in.
+pub const DISCOVERY_LABEL_ENABLED: &str = "enabled";
+
+/// Service annotations read by automatic onboarding.
+pub mod service_annotations {
+    pub const EXTERNAL_HOST: &str = "authentik.io/external-host";
+    pub const PROVIDER_NAME: &str = "authentik.io/provider-name";
+    pub const SLUG: &str = "authentik.io/slug";
+    pub const INTERNAL_PORT: &str = "authentik.io/internal-port";
+    pub const DESCRIPTION: &str = "authentik.io/description";
+    pub const PUBLISHER: &str = "authentik.io/publisher";
+    pub const MODE: &str = "authentik.io/mode";
+    pub const SKIP_PATH_REGEX: &str = "authentik.io/skip-path-regex";
+}
+
+/// Recommended labels on everything the product creates in Kubernetes.
+pub mod labels {
+    pub const NAME: &str = "app.kubernetes.io/name";
+    pub const COMPONENT: &str = "app.kubernetes.io/component";
+    pub const MANAGED_BY: &str = "app.kubernetes.io/managed-by";
+    /// Value of [`NAME`] for this product.
+    pub const PRODUCT: &str = "gitops-lifecycle-management";
+}
+
+/// Field manager for server-side apply by the service-discovery controller.
+pub const SERVICE_DISCOVERY_MANAGER: &str = "gitops-service-discovery";
+/// Field manager for server-side apply by the cleanup controller.
+pub const CLEANUP_MANAGER: &str = "gitops-cleanup";
+
+/// Condition types on a ProxyConfig, in the order the reconcile steps set them.
+pub mod condition_types {
+    pub const READY: &str = "Ready";
+    pub const SERVICE_RESOLVED: &str = "ServiceResolved";
+    pub const PROVIDER_SYNCED: &str = "ProviderSynced";
+    pub const APPLICATION_SYNCED: &str = "ApplicationSynced";
+    pub const OUTPOST_ASSIGNED: &str = "OutpostAssigned";
+}

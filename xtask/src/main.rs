@@ -1,0 +1,60 @@
+//! `cargo xtask …`: the project's automation, one entry point.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+mod crd;
+mod test;
+
+#[derive(Parser)]
+#[command(name = "cargo xtask", about = "Project automation for gitops-lifecycle-management")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Generate the ProxyConfig CRD files from the Rust types (or check them with --check).
+    Crd {
+        /// Fail instead of writing when the committed files are out of date.
+        #[arg(long)]
+        check: bool,
+    },
+    /// Run every check and test: formatting, clippy with warnings denied, all tests.
+    Test,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let root = workspace_root();
+    let result = match cli.command {
+        Command::Crd { check: false } => crd::write(&root),
+        Command::Crd { check: true } => crd::drifted(&root).and_then(|drifted| {
+            if drifted.is_empty() {
+                Ok(())
+            } else {
+                anyhow::bail!("out of date: {drifted:?}; run `cargo xtask crd`")
+            }
+        }),
+        Command::Test => test::run(&root),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// The repository root (xtask lives one level below it).
+pub(crate) fn workspace_root() -> PathBuf {
+    let manifest_dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    manifest_dir
+        .parent()
+        .map(PathBuf::from)
+        .unwrap_or(manifest_dir)
+}
