@@ -7,9 +7,13 @@ use clap::{Parser, Subcommand};
 
 mod crd;
 mod test;
+mod testenv;
 
 #[derive(Parser)]
-#[command(name = "cargo xtask", about = "Project automation for gitops-lifecycle-management")]
+#[command(
+    name = "cargo xtask",
+    about = "Project automation for gitops-lifecycle-management"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -23,8 +27,16 @@ enum Command {
         #[arg(long)]
         check: bool,
     },
-    /// Run every check and test: formatting, clippy with warnings denied, all tests.
+    /// Run every check and test: formatting, clippy with warnings denied, the pinned tools,
+    /// one test environment for the run, all tests.
     Test,
+    /// Build the pinned tools (tools.toml) from source into the cache, once per version.
+    Tools,
+    /// The shared test environment: etcd + kube-apiserver + kube-controller-manager.
+    Testenv {
+        #[command(subcommand)]
+        action: testenv::Action,
+    },
 }
 
 fn main() -> ExitCode {
@@ -40,6 +52,8 @@ fn main() -> ExitCode {
             }
         }),
         Command::Test => test::run(&root),
+        Command::Tools => testenv::tools(),
+        Command::Testenv { action } => testenv::run(action),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -1,10 +1,12 @@
-//! Types shared by both controllers and the CLI: the `ProxyConfig` custom resource, the checks
+//! Types shared by both controllers and the CLI: the `ProxyConfig` custom resource, the
+//! `AuthentikObject` ownership record, the checks
 //! the API server cannot do, Kubernetes-convention conditions, and the names everything agrees on.
 //!
 //! This crate knows nothing of authentik's wire format and depends on no other crate of ours.
 
 pub mod conditions;
 pub mod names;
+pub mod ownership;
 mod proxyconfig;
 pub mod validate;
 

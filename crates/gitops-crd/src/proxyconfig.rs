@@ -11,6 +11,8 @@ use kube::{CustomResource, KubeSchema};
 use serde::{Deserialize, Serialize};
 
 /// Desired state: "service X is reachable at `externalHost`, protected by authentik".
+// Each printcolumn(...) repeats `type_ = "string"`, which clippy takes for a duplicate.
+#[allow(clippy::duplicated_attributes)]
 #[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[kube(
     group = "gitops.io",
@@ -25,10 +27,22 @@ use serde::{Deserialize, Serialize};
     derive = "PartialEq",
     doc = "ProxyConfig declares that a Service is published at an external host behind authentik forward-auth.",
     printcolumn(name = "Service", type_ = "string", json_path = ".spec.serviceName"),
-    printcolumn(name = "Namespace", type_ = "string", json_path = ".spec.serviceNamespace"),
-    printcolumn(name = "External Host", type_ = "string", json_path = ".spec.externalHost"),
+    printcolumn(
+        name = "Namespace",
+        type_ = "string",
+        json_path = ".spec.serviceNamespace"
+    ),
+    printcolumn(
+        name = "External Host",
+        type_ = "string",
+        json_path = ".spec.externalHost"
+    ),
     printcolumn(name = "Phase", type_ = "string", json_path = ".status.phase"),
-    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    )
 )]
 #[serde(rename_all = "camelCase")]
 pub struct ProxyConfigSpec {
@@ -77,7 +91,9 @@ pub struct ProxyConfigSpec {
 }
 
 /// Scheme of the internal service.
-#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, schemars::JsonSchema)]
+#[derive(
+    Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, schemars::JsonSchema,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum Protocol {
     #[default]
@@ -86,7 +102,9 @@ pub enum Protocol {
 }
 
 /// authentik proxy provider mode.
-#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, schemars::JsonSchema)]
+#[derive(
+    Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, schemars::JsonSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum ProxyMode {
     /// Forward auth for a single application host.

@@ -14,7 +14,9 @@ pub const MAX_SLUG_LEN: usize = 50;
 /// One thing wrong with a spec, naming the field and what to do.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum SpecError {
-    #[error("authentikConfig.skipPathRegex line {line} ({pattern:?}) is not a valid regular expression: {reason}")]
+    #[error(
+        "authentikConfig.skipPathRegex line {line} ({pattern:?}) is not a valid regular expression: {reason}"
+    )]
     SkipPathRegex {
         line: usize,
         pattern: String,
@@ -30,7 +32,9 @@ pub enum SpecError {
         "authentikConfig.basicAuthEnabled needs basicAuthUserAttribute and basicAuthPasswordAttribute (authentik rejects it otherwise)"
     )]
     BasicAuthAttributesMissing,
-    #[error("authentikConfig.applicationSlug {value:?} must match ^[-a-zA-Z0-9_]+$ and be at most {MAX_SLUG_LEN} characters")]
+    #[error(
+        "authentikConfig.applicationSlug {value:?} must match ^[-a-zA-Z0-9_]+$ and be at most {MAX_SLUG_LEN} characters"
+    )]
     ApplicationSlug { value: String },
     #[error("authentikConfig.allowedGroups lists {group:?} twice")]
     DuplicateAllowedGroup { group: String },
@@ -65,7 +69,7 @@ pub struct CheckedSpec {
 /// The parts of `internalHost` the controller compares with the Service.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct InternalHost {
-    /// `internalHost` without a trailing slash, as authentik stores it.
+    /// `internalHost` as written, without a trailing slash: what authentik is given.
     pub url: String,
     pub scheme: String,
     pub host: String,
@@ -196,7 +200,9 @@ pub fn parse_internal_host(value: &str) -> Result<InternalHost, SpecError> {
         .port_or_known_default()
         .ok_or_else(|| invalid("it has no port"))?;
     Ok(InternalHost {
-        url: url.as_str().trim_end_matches('/').to_owned(),
+        // As written (minus a trailing slash): authentik should show what the user wrote, not
+        // a normalised form without the default port.
+        url: value.trim().trim_end_matches('/').to_owned(),
         scheme: url.scheme().to_owned(),
         host,
         port,
@@ -217,9 +223,8 @@ fn check_url_parts(url: &Url) -> Result<(), &'static str> {
 }
 
 fn is_http_url(value: &str) -> bool {
-    Url::parse(value).is_ok_and(|u| {
-        (u.scheme() == "http" || u.scheme() == "https") && u.host_str().is_some()
-    })
+    Url::parse(value)
+        .is_ok_and(|u| (u.scheme() == "http" || u.scheme() == "https") && u.host_str().is_some())
 }
 
 fn is_blank(value: &Option<String>) -> bool {
@@ -310,9 +315,15 @@ mod tests {
         let good = [
             ("grafana.example.com", "https://grafana.example.com"),
             ("https://grafana.example.com", "https://grafana.example.com"),
-            ("https://grafana.example.com/", "https://grafana.example.com"),
+            (
+                "https://grafana.example.com/",
+                "https://grafana.example.com",
+            ),
             ("Grafana.Example.com", "https://grafana.example.com"),
-            ("grafana.example.com:8443", "https://grafana.example.com:8443"),
+            (
+                "grafana.example.com:8443",
+                "https://grafana.example.com:8443",
+            ),
             ("https://example.com/grafana", "https://example.com/grafana"),
             ("  localhost  ", "https://localhost"),
             ("xn--bcher-kva.example", "https://xn--bcher-kva.example"),
@@ -349,17 +360,25 @@ mod tests {
 
     #[test]
     fn internal_host_table() {
-        let parsed = parse_internal_host("http://grafana.monitoring.svc.cluster.local:3000")
-            .expect("valid");
+        let parsed =
+            parse_internal_host("http://grafana.monitoring.svc.cluster.local:3000").expect("valid");
         assert_eq!(parsed.host, "grafana.monitoring.svc.cluster.local");
         assert_eq!(parsed.port, 3000);
         assert_eq!(parsed.scheme, "http");
-        assert_eq!(parsed.url, "http://grafana.monitoring.svc.cluster.local:3000");
+        assert_eq!(
+            parsed.url,
+            "http://grafana.monitoring.svc.cluster.local:3000"
+        );
 
         assert_eq!(parse_internal_host("http://svc").expect("valid").port, 80);
-        assert_eq!(parse_internal_host("https://svc/").expect("valid").port, 443);
         assert_eq!(
-            parse_internal_host("https://svc:8443/app/").expect("valid").url,
+            parse_internal_host("https://svc/").expect("valid").port,
+            443
+        );
+        assert_eq!(
+            parse_internal_host("https://svc:8443/app/")
+                .expect("valid")
+                .url,
             "https://svc:8443/app"
         );
 
@@ -372,7 +391,10 @@ mod tests {
             "http://a:b@svc",
             "http://svc?x=1",
         ] {
-            assert!(parse_internal_host(bad).is_err(), "{bad:?} should be rejected");
+            assert!(
+                parse_internal_host(bad).is_err(),
+                "{bad:?} should be rejected"
+            );
         }
     }
 

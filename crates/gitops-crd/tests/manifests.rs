@@ -79,11 +79,17 @@ fn original_example_round_trips_without_losing_fields() {
     assert_eq!(spec.port, 3000);
     assert_eq!(spec.authentik_config.mode, ProxyMode::ForwardSingle);
     assert_eq!(
-        spec.labels.as_ref().and_then(|l| l.get("team")).map(String::as_str),
+        spec.labels
+            .as_ref()
+            .and_then(|l| l.get("team"))
+            .map(String::as_str),
         Some("observability")
     );
     let checked = check_spec(spec).expect("the original example is valid");
-    assert_eq!(checked.external_url, "https://grafana.k8s.home.geoffdavis.com");
+    assert_eq!(
+        checked.external_url,
+        "https://grafana.k8s.home.geoffdavis.com"
+    );
     assert_eq!(checked.internal.port, 3000);
 }
 
@@ -107,7 +113,11 @@ fn minimal_manifest_gets_every_default() {
     let back = serde_json::to_value(&typed).expect("serializes");
     assert_contains(&original, &back, "");
     // Absent optional extensions stay absent instead of turning into nulls.
-    assert!(back["spec"]["authentikConfig"].get("applicationSlug").is_none());
+    assert!(
+        back["spec"]["authentikConfig"]
+            .get("applicationSlug")
+            .is_none()
+    );
     assert!(back.get("status").is_none());
 }
 

@@ -1,0 +1,257 @@
+//! When a failed call is tried again, and how long to wait first.
+
+use std::time::Duration;
+
+use http::Method;
+use rand::RngExt;
+
+use crate::error::Error;
+
+/// Retry rules for one call. Only idempotent calls are retried (GET, PUT, DELETE and this
+/// client's PATCHes, never POST), and only after a
+/// [`Transient`](crate::ErrorCategory::Transient) or
+/// [`RateLimited`](crate::ErrorCategory::RateLimited) error.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RetryPolicy {
+    /// Attempts in total, the first included; `1` disables retries.
+    pub max_attempts: u32,
+    /// Backoff before the first retry; it doubles for each further retry.
+    pub initial_backoff: Duration,
+    /// Upper bound of a single backoff.
+    pub max_backoff: Duration,
+    /// No retry starts later than this after the first attempt began, so one call cannot hold
+    /// a reconcile for long; the last error is returned instead.
+    pub max_elapsed: Duration,
+    /// The longest `Retry-After` honoured in place. A longer one ends the call with
+    /// [`Error::RateLimited`] so the caller can requeue after it.
+    pub max_retry_after: Duration,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        Self {
+            max_attempts: 4,
+            initial_backoff: Duration::from_millis(250),
+            max_backoff: Duration::from_secs(4),
+            max_elapsed: Duration::from_secs(60),
+            max_retry_after: Duration::from_secs(30),
+        }
+    }
+}
+
+impl RetryPolicy {
+    /// A policy that never retries.
+    pub fn none() -> Self {
+        Self {
+            max_attempts: 1,
+            ..Self::default()
+        }
+    }
+
+    /// The exponential backoff before retry number `retry` (1-based), without jitter.
+    fn backoff_ceiling(&self, retry: u32) -> Duration {
+        let factor = 2u32.saturating_pow(retry.saturating_sub(1));
+        self.initial_backoff
+            .saturating_mul(factor)
+            .min(self.max_backoff)
+    }
+
+    /// How long to wait before trying again after `attempt` (1-based) failed with `err`, or
+    /// `None` to give up. `elapsed` is the time since the first attempt began.
+    ///
+    /// The wait is the exponential backoff with "equal jitter" (uniform in `[b/2, b]`, so that
+    /// controllers restarted together do not retry in lock-step), or the server's
+    /// `Retry-After` when that is longer.
+    pub(crate) fn delay_before_retry(
+        &self,
+        method: &Method,
+        attempt: u32,
+        elapsed: Duration,
+        err: &Error,
+    ) -> Option<Duration> {
+        if !is_idempotent(method) || !err.is_retryable() || attempt >= self.max_attempts {
+            return None;
+        }
+        let ceiling = self.backoff_ceiling(attempt);
+        let half = ceiling / 2;
+        let jittered = half + rand::rng().random_range(Duration::ZERO..=ceiling - half);
+        let delay = match err.retry_after() {
+            Some(asked) if asked > self.max_retry_after => return None,
+            Some(asked) => asked.max(jittered),
+            None => jittered,
+        };
+        (elapsed.saturating_add(delay) <= self.max_elapsed).then_some(delay)
+    }
+}
+
+/// Whether repeating a call cannot change the outcome, so it is safe after a lost response.
+///
+/// GET, HEAD, PUT and DELETE are idempotent by definition; POST never is (a retry after a lost
+/// 201 would meet a duplicate-name 400 or, for policy bindings, create a second object).
+/// PATCH is retried too: every PATCH this client sends sets fields to absolute values — in
+/// particular the outpost's `providers` list is replaced wholesale — so sending it twice leaves
+/// the same state as sending it once. (The outpost list's lost-update race with other writers
+/// exists with or without the retry; callers verify after writing.)
+pub(crate) fn is_idempotent(method: &Method) -> bool {
+    matches!(
+        *method,
+        Method::GET | Method::HEAD | Method::PUT | Method::DELETE | Method::PATCH
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn transient() -> Error {
+        Error::Transient {
+            endpoint: "GET /x/".to_owned(),
+            reason: "HTTP 503".to_owned(),
+        }
+    }
+
+    fn rate_limited(retry_after: Option<Duration>) -> Error {
+        Error::RateLimited {
+            endpoint: "GET /x/".to_owned(),
+            retry_after,
+        }
+    }
+
+    fn policy() -> RetryPolicy {
+        RetryPolicy {
+            max_attempts: 5,
+            initial_backoff: Duration::from_millis(100),
+            max_backoff: Duration::from_millis(300),
+            max_elapsed: Duration::from_secs(10),
+            max_retry_after: Duration::from_secs(5),
+        }
+    }
+
+    #[test]
+    fn only_idempotent_methods_are_retried() {
+        let p = policy();
+        for method in [Method::GET, Method::PUT, Method::DELETE, Method::PATCH] {
+            assert!(
+                p.delay_before_retry(&method, 1, Duration::ZERO, &transient())
+                    .is_some(),
+                "{method}"
+            );
+        }
+        assert_eq!(
+            p.delay_before_retry(&Method::POST, 1, Duration::ZERO, &transient()),
+            None
+        );
+        assert_eq!(
+            p.delay_before_retry(&Method::POST, 1, Duration::ZERO, &rate_limited(None)),
+            None
+        );
+    }
+
+    #[test]
+    fn only_transient_and_rate_limited_errors_are_retried() {
+        let p = policy();
+        let not_found = Error::NotFound {
+            endpoint: "GET /x/".to_owned(),
+        };
+        let invalid = Error::Validation {
+            endpoint: "PUT /x/".to_owned(),
+            status: 400,
+            fields: Default::default(),
+        };
+        let denied = Error::Unauthorized {
+            endpoint: "GET /x/".to_owned(),
+            status: 403,
+            detail: String::new(),
+        };
+        for err in [not_found, invalid, denied] {
+            assert_eq!(
+                p.delay_before_retry(&Method::GET, 1, Duration::ZERO, &err),
+                None,
+                "{err}"
+            );
+        }
+        assert!(
+            p.delay_before_retry(&Method::GET, 1, Duration::ZERO, &rate_limited(None))
+                .is_some()
+        );
+    }
+
+    #[test]
+    fn backoff_grows_exponentially_with_jitter_and_is_capped() {
+        let p = policy();
+        for (attempt, ceiling_ms) in [(1, 100), (2, 200), (3, 300), (4, 300)] {
+            let ceiling = Duration::from_millis(ceiling_ms);
+            for _ in 0..50 {
+                let delay = p
+                    .delay_before_retry(&Method::GET, attempt, Duration::ZERO, &transient())
+                    .expect("retry allowed");
+                assert!(
+                    delay >= ceiling / 2 && delay <= ceiling,
+                    "attempt {attempt}: {delay:?}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn attempts_and_total_time_are_capped() {
+        let p = policy();
+        assert_eq!(
+            p.delay_before_retry(&Method::GET, 5, Duration::ZERO, &transient()),
+            None
+        );
+        assert!(
+            p.delay_before_retry(&Method::GET, 4, Duration::ZERO, &transient())
+                .is_some()
+        );
+        // 9.95 s spent plus at least 50 ms of backoff would pass the 10 s budget.
+        assert_eq!(
+            p.delay_before_retry(&Method::GET, 1, Duration::from_millis(9_951), &transient()),
+            None
+        );
+        assert_eq!(
+            RetryPolicy::none().delay_before_retry(&Method::GET, 1, Duration::ZERO, &transient()),
+            None
+        );
+    }
+
+    #[test]
+    fn retry_after_is_honoured_up_to_its_cap() {
+        let p = policy();
+        let asked = Duration::from_secs(3);
+        assert_eq!(
+            p.delay_before_retry(&Method::GET, 1, Duration::ZERO, &rate_limited(Some(asked))),
+            Some(asked)
+        );
+        // A short Retry-After does not shorten the backoff.
+        let short = p
+            .delay_before_retry(
+                &Method::GET,
+                3,
+                Duration::ZERO,
+                &rate_limited(Some(Duration::ZERO)),
+            )
+            .expect("retry allowed");
+        assert!(short >= Duration::from_millis(150), "{short:?}");
+        // Longer than the cap: give up and let the caller requeue after it.
+        assert_eq!(
+            p.delay_before_retry(
+                &Method::GET,
+                1,
+                Duration::ZERO,
+                &rate_limited(Some(Duration::from_secs(6)))
+            ),
+            None
+        );
+        // Within the cap but past the total budget: give up too.
+        assert_eq!(
+            p.delay_before_retry(
+                &Method::GET,
+                1,
+                Duration::from_secs(8),
+                &rate_limited(Some(asked))
+            ),
+            None
+        );
+    }
+}

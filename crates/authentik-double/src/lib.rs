@@ -1,0 +1,53 @@
+//! A test double of the authentik API (`/api/v3`), as far as a proxy-provider controller uses
+//! it, following `authentik-api.md` and the responses recorded from authentik 2025.12.4.
+//!
+//! # Faithful
+//! - Auth: 403 (never 401) with authentik's `detail` texts; `/root/config/` answers anonymously
+//!   but still rejects a wrong token.
+//! - Status codes 200/201/204/400/403/404/405; DRF error bodies: field-keyed 400s collected per
+//!   field, object-level checks only after field checks pass, `{"detail": ...}` otherwise.
+//! - Proxy providers: required fields, name unique across *all* provider types, URL and
+//!   timedelta validation, the `internal_host` rule that reads only the submitted payload (a
+//!   PATCH without `mode` counts as `proxy`), the basic-auth rule, server-added scope
+//!   `property_mappings` and derived `redirect_uris`, `outpost_set` as `"Outpost <name>"`.
+//! - Applications: slug unique and validated, one application per provider, delete keeps the
+//!   provider, deleting a provider unbinds its application; the plain list hides applications
+//!   the user's policy bindings deny unless `superuser_full_list=true`.
+//! - Outposts: `providers` replaced wholesale, type check only when `type` is submitted,
+//!   unknown pk message, empty list rejected except for the embedded outpost.
+//! - Lists: page-number envelope (`next`/`previous` 0 at the ends), `Invalid page.` 404,
+//!   undeclared filters ignored, `search`, `ordering`; `autocomplete` except in 2024.10 mode.
+//! - Seed: default flows by slug, the embedded outpost, the admin user and default groups.
+//!
+//! # Simplified
+//! - One token, one user (a superuser). No RBAC, no policies other than group/user bindings.
+//! - OAuth2 providers exist only to occupy names; no SAML/LDAP/etc. No service connections,
+//!   JWT federation sources or policies: references to them are "does not exist".
+//! - `page_size` is capped at 100 by default (the real cap is configurable, default unknown).
+//! - Injected failures answer JSON `{"detail": "Injected fault: N"}`; "down behind a proxy"
+//!   answers an nginx-style HTML page. Outpost refresh is not modelled (writes are visible
+//!   immediately).
+//!
+//! # Use
+//! In-process: [`AuthentikDouble::start`] returns a [`DoubleHandle`] with the base URL, token,
+//! request log, fault injection and direct state access. Out of process: the
+//! `authentik-double` binary, controlled through the unauthenticated admin API under
+//! `/_double/` (always served; the double is test-only and binds loopback by default):
+//! `GET|DELETE /_double/requests`, `GET|POST|DELETE /_double/faults`, `POST /_double/down`,
+//! `POST /_double/latency`, `GET /_double/state`, `GET /_double/stats`, `POST /_double/reset`.
+
+mod api;
+mod config;
+mod error;
+mod fault;
+mod form;
+mod list;
+mod log;
+pub mod model;
+mod server;
+
+pub use config::{ApiVersion, DEFAULT_TOKEN, DoubleConfig, LatencyModel};
+pub use fault::{DownMode, Fault, Matcher};
+pub use log::{Outcome, RequestRecord, Stats};
+pub use model::{EMBEDDED_OUTPOST_MANAGED, EMBEDDED_OUTPOST_NAME, Model};
+pub use server::{AuthentikDouble, DoubleHandle};

@@ -1,0 +1,115 @@
+use std::future::Future;
+use std::time::Duration;
+
+use kube::Client;
+use kube_lease_manager::{LeaseManager, LeaseManagerBuilder, LeaseManagerError};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+/// Gauge: 1 while this replica holds the Lease and runs its controller.
+pub const LEADER_METRIC: &str = "gitops_leader";
+
+/// Which Lease to contend for and how.
+#[derive(Clone, Debug)]
+pub struct LeaderConfig {
+    pub lease_name: String,
+    pub namespace: String,
+    /// Unique per replica (the Pod name).
+    pub identity: String,
+    /// How long a lock stays valid without renewal (the gap after a leader dies).
+    pub lease_duration: Duration,
+    /// How long before expiry the holder renews.
+    pub renew_before: Duration,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum LeaderError {
+    #[error("cannot use Lease {namespace}/{name}: {source}")]
+    Lease {
+        namespace: String,
+        name: String,
+        source: LeaseManagerError,
+    },
+}
+
+/// Runs `work` only while this replica holds the Lease. When the lock is lost (or renewing it
+/// fails, which may mean another replica can take it), `work`'s token is cancelled and awaited
+/// before contending again, so two replicas never work at once. Returns after `shutdown`,
+/// releasing the Lease so a standby takes over at once.
+pub async fn run_while_leader<F, Fut>(
+    client: Client,
+    config: LeaderConfig,
+    shutdown: CancellationToken,
+    mut work: F,
+) -> Result<(), LeaderError>
+where
+    F: FnMut(CancellationToken) -> Fut,
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    let lease_error = |source| LeaderError::Lease {
+        namespace: config.namespace.clone(),
+        name: config.lease_name.clone(),
+        source,
+    };
+    let manager = LeaseManagerBuilder::new(client, &config.lease_name)
+        .with_namespace(&config.namespace)
+        .with_identity(&config.identity)
+        .with_duration(config.lease_duration.as_secs().max(2))
+        .with_grace(config.renew_before.as_secs().max(1))
+        .build()
+        .await
+        .map_err(lease_error)?;
+
+    let mut running: Option<(CancellationToken, JoinHandle<()>)> = None;
+    metrics::gauge!(LEADER_METRIC).set(0.0);
+    loop {
+        let changed = tokio::select! {
+            _ = shutdown.cancelled() => break,
+            changed = manager.changed() => changed,
+        };
+        match changed {
+            Ok(true) => {
+                tracing::info!(identity = %config.identity, lease = %config.lease_name, "became leader");
+                metrics::gauge!(LEADER_METRIC).set(1.0);
+                let token = shutdown.child_token();
+                let handle = tokio::spawn(work(token.clone()));
+                running = Some((token, handle));
+            }
+            Ok(false) => {
+                tracing::warn!(identity = %config.identity, "lost leadership; stopping work");
+                stop(&mut running).await;
+            }
+            Err(error) => {
+                tracing::error!(%error, "error renewing the leader Lease; stepping down until it can be renewed");
+                stop(&mut running).await;
+                // Releasing resets the manager so that it reports the next acquisition.
+                release(&manager).await;
+                tokio::select! {
+                    _ = shutdown.cancelled() => break,
+                    _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                }
+            }
+        }
+    }
+    stop(&mut running).await;
+    release(&manager).await;
+    Ok(())
+}
+
+async fn stop(running: &mut Option<(CancellationToken, JoinHandle<()>)>) {
+    if let Some((token, handle)) = running.take() {
+        token.cancel();
+        if let Err(error) = handle.await
+            && error.is_panic()
+        {
+            tracing::error!(%error, "controller work panicked");
+        }
+    }
+    metrics::gauge!(LEADER_METRIC).set(0.0);
+}
+
+async fn release(manager: &LeaseManager) {
+    if let Err(error) = manager.release().await {
+        tracing::warn!(%error, "could not release the leader Lease; it will expire by itself");
+    }
+}

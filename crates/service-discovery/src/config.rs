@@ -1,0 +1,362 @@
+//! Configuration from flags and environment (the original system's `AUTHENTIK_HOST` and
+//! `AUTHENTIK_TOKEN` included). Anything missing or malformed stops start-up with one line
+//! saying which setting and why.
+
+use std::collections::BTreeSet;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use authentik_client::ApiToken;
+use clap::Parser;
+use gitops_runtime::LogFormat;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "gitops-service-discovery",
+    version,
+    about = "Keeps authentik proxy providers, applications and outpost assignments matching ProxyConfigs"
+)]
+pub struct Args {
+    /// authentik base URL, e.g. http://authentik-server.authentik.svc.cluster.local:9000
+    #[arg(long, env = "AUTHENTIK_HOST")]
+    pub authentik_host: String,
+
+    /// authentik API token (prefer --authentik-token-file).
+    #[arg(
+        long,
+        env = "AUTHENTIK_TOKEN",
+        hide_env_values = true,
+        conflicts_with = "authentik_token_file"
+    )]
+    pub authentik_token: Option<String>,
+
+    /// File holding the authentik API token (e.g. a mounted Secret).
+    #[arg(long, env = "AUTHENTIK_TOKEN_FILE")]
+    pub authentik_token_file: Option<PathBuf>,
+
+    /// Timeout of one authentik request.
+    #[arg(long, env = "AUTHENTIK_TIMEOUT", default_value = "15s", value_parser = parse_duration)]
+    pub authentik_timeout: Duration,
+
+    /// Authorization flow (slug or UUID) for ProxyConfigs that name none.
+    #[arg(
+        long,
+        env = "DEFAULT_AUTHORIZATION_FLOW",
+        default_value = "default-provider-authorization-implicit-consent"
+    )]
+    pub default_authorization_flow: String,
+
+    /// Invalidation flow (slug or UUID) for ProxyConfigs that name none.
+    #[arg(
+        long,
+        env = "DEFAULT_INVALIDATION_FLOW",
+        default_value = "default-provider-invalidation-flow"
+    )]
+    pub default_invalidation_flow: String,
+
+    /// Outpost (name or UUID) for ProxyConfigs that name none; `embedded` is authentik's
+    /// embedded outpost.
+    #[arg(long, env = "DEFAULT_OUTPOST", default_value = "embedded")]
+    pub default_outpost: String,
+
+    /// Cookie domain for providers whose ProxyConfig sets none.
+    #[arg(long, env = "COOKIE_DOMAIN")]
+    pub cookie_domain: Option<String>,
+
+    /// How often authentik is re-read in full to find and revert hand edits.
+    #[arg(long, env = "RESYNC_INTERVAL", default_value = "5m", value_parser = parse_duration)]
+    pub resync_interval: Duration,
+
+    /// ProxyConfigs reconciled at once.
+    #[arg(long, env = "MAX_CONCURRENT_RECONCILES", default_value_t = 64, value_parser = clap::value_parser!(u16).range(1..))]
+    pub concurrency: u16,
+
+    /// authentik requests in flight at once.
+    #[arg(long, env = "AUTHENTIK_CONCURRENCY", default_value_t = 8, value_parser = clap::value_parser!(u16).range(1..))]
+    pub authentik_concurrency: u16,
+
+    /// How long outpost assignments are collected into one outpost write.
+    #[arg(long, env = "OUTPOST_BATCH_WINDOW", default_value = "100ms", value_parser = parse_duration)]
+    pub outpost_batch_window: Duration,
+
+    /// Namespace pairs `FROM:TO` allowing a ProxyConfig in FROM to publish a Service in TO
+    /// (comma-separated; `*` as FROM allows any namespace).
+    #[arg(long, env = "CROSS_NAMESPACE_ALLOWLIST", value_delimiter = ',', value_parser = parse_namespace_pair)]
+    pub allow_cross_namespace: Vec<(String, String)>,
+
+    /// Create ProxyConfigs for Services labelled authentik.io/proxy=enabled.
+    #[arg(long, env = "SERVICE_DISCOVERY_ENABLED", default_value_t = true, action = clap::ArgAction::Set)]
+    pub discovery: bool,
+
+    /// Watch only this namespace (ProxyConfigs and Services); all namespaces when unset.
+    #[arg(long, env = "WATCH_NAMESPACE")]
+    pub watch_namespace: Option<String>,
+
+    /// Address of /metrics.
+    #[arg(long, env = "METRICS_ADDR", default_value = "0.0.0.0:8080")]
+    pub metrics_addr: SocketAddr,
+
+    /// Address of /healthz and /readyz.
+    #[arg(long, env = "HEALTH_ADDR", default_value = "0.0.0.0:8081")]
+    pub health_addr: SocketAddr,
+
+    /// Contend for a Lease so that only one replica reconciles.
+    #[arg(long, env = "LEADER_ELECTION", default_value_t = true, action = clap::ArgAction::Set)]
+    pub leader_election: bool,
+
+    /// Name of the leader-election Lease.
+    #[arg(long, env = "LEASE_NAME", default_value = "gitops-service-discovery")]
+    pub lease_name: String,
+
+    /// Namespace of the Lease (the Pod's namespace in a cluster).
+    #[arg(long, env = "POD_NAMESPACE", default_value = "default")]
+    pub lease_namespace: String,
+
+    /// This replica's identity in the Lease (the Pod name in a cluster).
+    #[arg(long, env = "POD_NAME")]
+    pub identity: Option<String>,
+
+    /// How long a leader's Lease lasts without renewal.
+    #[arg(long, env = "LEASE_DURATION", default_value = "15s", value_parser = parse_duration)]
+    pub lease_duration: Duration,
+
+    /// Log format: json (cluster) or text.
+    #[arg(long, env = "LOG_FORMAT", default_value = "json")]
+    pub log_format: LogFormat,
+
+    /// Log filter, RUST_LOG syntax.
+    #[arg(long, env = "RUST_LOG", default_value = "info")]
+    pub log_filter: String,
+}
+
+/// Which outpost to assign providers to.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum OutpostSelector {
+    Embedded,
+    /// A name or a UUID; resolved against authentik.
+    Named(String),
+}
+
+impl OutpostSelector {
+    pub fn parse(value: &str) -> Self {
+        if value.eq_ignore_ascii_case("embedded") {
+            OutpostSelector::Embedded
+        } else {
+            OutpostSelector::Named(value.to_owned())
+        }
+    }
+}
+
+/// Validated settings the controller runs with.
+#[derive(Debug)]
+pub struct Settings {
+    pub authentik_host: String,
+    pub token: ApiToken,
+    pub authentik_timeout: Duration,
+    pub default_authorization_flow: String,
+    pub default_invalidation_flow: String,
+    pub default_outpost: OutpostSelector,
+    pub cookie_domain: Option<String>,
+    pub resync_interval: Duration,
+    pub concurrency: u16,
+    pub authentik_concurrency: usize,
+    pub outpost_batch_window: Duration,
+    pub cross_namespace: CrossNamespacePolicy,
+    pub watch_namespace: Option<String>,
+    pub discovery: bool,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error(
+        "no authentik token: set AUTHENTIK_TOKEN or --authentik-token, or AUTHENTIK_TOKEN_FILE / --authentik-token-file"
+    )]
+    MissingToken,
+    #[error("cannot read the authentik token file {path}: {source}")]
+    TokenFile {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("the authentik token file {0} is empty")]
+    EmptyTokenFile(PathBuf),
+    #[error("RESYNC_INTERVAL must be at least 1s")]
+    ResyncTooShort,
+}
+
+impl Args {
+    /// Checks everything and reads the token; the token is never printed. (The authentik URL
+    /// is checked when the client is built.)
+    pub fn into_settings(self) -> Result<Settings, ConfigError> {
+        let token = match (self.authentik_token, &self.authentik_token_file) {
+            (Some(token), _) if !token.trim().is_empty() => ApiToken::new(token.trim().to_owned()),
+            (_, Some(path)) => {
+                let content =
+                    std::fs::read_to_string(path).map_err(|source| ConfigError::TokenFile {
+                        path: path.clone(),
+                        source,
+                    })?;
+                if content.trim().is_empty() {
+                    return Err(ConfigError::EmptyTokenFile(path.clone()));
+                }
+                ApiToken::new(content.trim().to_owned())
+            }
+            _ => return Err(ConfigError::MissingToken),
+        };
+        if self.resync_interval < Duration::from_secs(1) {
+            return Err(ConfigError::ResyncTooShort);
+        }
+        Ok(Settings {
+            authentik_host: self.authentik_host,
+            token,
+            authentik_timeout: self.authentik_timeout,
+            default_authorization_flow: self.default_authorization_flow,
+            default_invalidation_flow: self.default_invalidation_flow,
+            default_outpost: OutpostSelector::parse(&self.default_outpost),
+            cookie_domain: self.cookie_domain.filter(|d| !d.trim().is_empty()),
+            resync_interval: self.resync_interval,
+            concurrency: self.concurrency,
+            authentik_concurrency: usize::from(self.authentik_concurrency),
+            outpost_batch_window: self.outpost_batch_window,
+            cross_namespace: CrossNamespacePolicy {
+                allowed: self.allow_cross_namespace.into_iter().collect(),
+            },
+            watch_namespace: self.watch_namespace.filter(|n| !n.is_empty()),
+            discovery: self.discovery,
+        })
+    }
+}
+
+/// Which ProxyConfig namespaces may publish Services of which other namespaces.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct CrossNamespacePolicy {
+    allowed: BTreeSet<(String, String)>,
+}
+
+impl CrossNamespacePolicy {
+    pub fn allows(&self, from: &str, to: &str) -> bool {
+        from == to
+            || self.allowed.contains(&(from.to_owned(), to.to_owned()))
+            || self.allowed.contains(&("*".to_owned(), to.to_owned()))
+    }
+}
+
+/// `30s`, `5m`, `1h`, `7d`, `250ms`.
+pub fn parse_duration(value: &str) -> Result<Duration, String> {
+    humantime::parse_duration(value.trim())
+        .map_err(|e| format!("{value:?} is not a duration like 30s, 5m, 1h or 7d ({e})"))
+}
+
+fn parse_namespace_pair(value: &str) -> Result<(String, String), String> {
+    match value.trim().split_once(':') {
+        Some((from, to)) if !from.is_empty() && !to.is_empty() && !to.contains(':') => {
+            Ok((from.to_owned(), to.to_owned()))
+        }
+        _ => Err(format!("{value:?} is not FROM:TO (e.g. apps:monitoring)")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(extra: &[&str]) -> Result<Args, clap::Error> {
+        let mut argv = vec![
+            "gitops-service-discovery",
+            "--authentik-host",
+            "http://authentik:9000",
+        ];
+        argv.extend_from_slice(extra);
+        Args::try_parse_from(argv)
+    }
+
+    #[test]
+    fn defaults_match_the_original_system() {
+        let settings = args(&["--authentik-token", "secret-token-value"])
+            .expect("parses")
+            .into_settings()
+            .expect("valid");
+        assert_eq!(settings.resync_interval, Duration::from_secs(300));
+        assert_eq!(
+            settings.default_authorization_flow,
+            "default-provider-authorization-implicit-consent"
+        );
+        assert_eq!(
+            settings.default_invalidation_flow,
+            "default-provider-invalidation-flow"
+        );
+        assert_eq!(settings.default_outpost, OutpostSelector::Embedded);
+        assert!(settings.discovery);
+        assert!(!format!("{settings:?}").contains("secret-token-value"));
+    }
+
+    #[test]
+    fn malformed_settings_are_one_clear_line() {
+        let error = args(&["--authentik-token", "t", "--resync-interval", "soon"])
+            .expect_err("bad duration")
+            .to_string();
+        assert!(
+            error.contains("soon") && error.contains("duration"),
+            "{error}"
+        );
+
+        let error = args(&[
+            "--authentik-token",
+            "t",
+            "--allow-cross-namespace",
+            "nocolon",
+        ])
+        .expect_err("bad pair")
+        .to_string();
+        assert!(error.contains("FROM:TO"), "{error}");
+
+        let error = args(&["--authentik-token", "t", "--concurrency", "0"])
+            .expect_err("zero concurrency")
+            .to_string();
+        assert!(error.contains("concurrency"), "{error}");
+
+        let missing = args(&[])
+            .expect("parses")
+            .into_settings()
+            .expect_err("no token");
+        assert!(matches!(missing, ConfigError::MissingToken));
+    }
+
+    #[test]
+    fn token_file_is_read_and_trimmed() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("token");
+        std::fs::write(&path, "file-token\n").expect("write");
+        let settings = args(&["--authentik-token-file", path.to_str().expect("utf8")])
+            .expect("parses")
+            .into_settings()
+            .expect("valid");
+        assert_eq!(settings.token, ApiToken::new("file-token"));
+
+        std::fs::write(&path, "  \n").expect("write");
+        let error = args(&["--authentik-token-file", path.to_str().expect("utf8")])
+            .expect("parses")
+            .into_settings()
+            .expect_err("empty");
+        assert!(matches!(error, ConfigError::EmptyTokenFile(_)));
+    }
+
+    #[test]
+    fn cross_namespace_policy() {
+        let settings = args(&[
+            "--authentik-token",
+            "t",
+            "--allow-cross-namespace",
+            "apps:monitoring,*:shared",
+        ])
+        .expect("parses")
+        .into_settings()
+        .expect("valid");
+        let policy = &settings.cross_namespace;
+        assert!(policy.allows("x", "x"));
+        assert!(policy.allows("apps", "monitoring"));
+        assert!(!policy.allows("monitoring", "apps"));
+        assert!(policy.allows("anything", "shared"));
+        assert!(!policy.allows("apps", "kube-system"));
+    }
+}

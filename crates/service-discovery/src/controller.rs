@@ -1,0 +1,267 @@
+//! Start-up and wiring: observability first, then (as leader) the watches, the resync loop, the
+//! outpost writer and the ProxyConfig controller.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use authentik_client::{AuthentikClient, ClientConfig};
+use futures::StreamExt;
+use gitops_crd::ProxyConfig;
+use gitops_crd::names::SERVICE_DISCOVERY_MANAGER;
+use gitops_crd::ownership::AuthentikObject;
+use gitops_runtime::{
+    LeaderConfig, Readiness, install_metrics_recorder, run_while_leader, serve, shutdown_on_signal,
+};
+use k8s_openapi::api::core::v1::Service;
+use kube::api::Api;
+use kube::runtime::controller::{self, Controller};
+use kube::runtime::events::{Recorder, Reporter};
+use kube::runtime::reflector::{self, ObjectRef, reflector};
+use kube::runtime::{WatchStreamExt, watcher};
+use tokio_util::sync::CancellationToken;
+
+use crate::authentik::Authentik;
+use crate::backoff::Backoff;
+use crate::config::{Args, Settings};
+use crate::outpost::OutpostAssigner;
+use crate::ownership::Records;
+use crate::reconciler::{Context, error_policy, reconcile};
+use crate::status::StatusWriter;
+
+pub async fn run(args: Args) -> anyhow::Result<()> {
+    let identity = args
+        .identity
+        .clone()
+        .unwrap_or_else(|| format!("{SERVICE_DISCOVERY_MANAGER}-{}", std::process::id()));
+    let leader = LeaderConfig {
+        lease_name: args.lease_name.clone(),
+        namespace: args.lease_namespace.clone(),
+        identity: identity.clone(),
+        lease_duration: args.lease_duration,
+        renew_before: args.lease_duration / 3,
+    };
+    let leader_election = args.leader_election;
+    let (metrics_addr, health_addr) = (args.metrics_addr, args.health_addr);
+    let settings = Arc::new(args.into_settings()?);
+
+    let metrics = install_metrics_recorder()?;
+    authentik_client::describe_metrics();
+    let shutdown = shutdown_on_signal();
+    let readiness = Readiness::default();
+    serve(
+        metrics_addr,
+        health_addr,
+        metrics,
+        readiness.clone(),
+        shutdown.clone(),
+    )
+    .await?;
+
+    let client = kube::Client::try_default().await.context(
+        "cannot reach Kubernetes (in a cluster: the ServiceAccount; outside: KUBECONFIG)",
+    )?;
+    let mut authentik_config =
+        ClientConfig::new(settings.authentik_host.clone(), settings.token.clone());
+    authentik_config.request_timeout = settings.authentik_timeout;
+    let authentik = AuthentikClient::new(authentik_config).context("AUTHENTIK_HOST")?;
+
+    let work = {
+        let client = client.clone();
+        move |token: CancellationToken| {
+            run_controller(
+                client.clone(),
+                authentik.clone(),
+                settings.clone(),
+                readiness.clone(),
+                identity.clone(),
+                token,
+            )
+        }
+    };
+    if leader_election {
+        run_while_leader(client, leader, shutdown, work).await?;
+    } else {
+        work(shutdown).await;
+    }
+    Ok(())
+}
+
+/// Runs the controller until `token` is cancelled (shutdown, or leadership lost).
+async fn run_controller(
+    client: kube::Client,
+    authentik_client: AuthentikClient,
+    settings: Arc<Settings>,
+    readiness: Readiness,
+    identity: String,
+    token: CancellationToken,
+) {
+    let caches_synced = readiness.gate("caches synced");
+    let authentik_reached = readiness.gate("authentik reached");
+    let authentik = Arc::new(Authentik::new(
+        authentik_client,
+        settings.authentik_concurrency,
+        settings.resync_interval,
+    ));
+
+    let (records_store, records_writer) = reflector::store::<AuthentikObject>();
+    let records_stream = reflector(
+        records_writer,
+        watcher(Api::all(client.clone()), watcher::Config::default()),
+    )
+    .default_backoff()
+    .touched_objects();
+    let (services_store, services_writer) = reflector::store::<Service>();
+    let services_stream = reflector(
+        services_writer,
+        watcher(scoped(&client, &settings), watcher::Config::default()),
+    )
+    .default_backoff()
+    .touched_objects();
+
+    let controller = Controller::new(
+        scoped::<ProxyConfig>(&client, &settings),
+        watcher::Config::default(),
+    )
+    .with_config(controller::Config::default().concurrency(settings.concurrency));
+    let proxyconfig_store = controller.store();
+
+    // The records watch feeds only its store.
+    let records_task = tokio::spawn(records_stream.for_each(|_| async {}));
+
+    let (resync_tx, resync_rx) = futures::channel::mpsc::unbounded::<()>();
+    let resync = tokio::spawn(resync_loop(
+        authentik.clone(),
+        settings.resync_interval,
+        resync_tx,
+        authentik_reached,
+        token.clone(),
+    ));
+
+    let recorder = Recorder::new(
+        client.clone(),
+        Reporter {
+            controller: SERVICE_DISCOVERY_MANAGER.into(),
+            instance: Some(identity),
+        },
+    );
+    let ctx = Arc::new(Context {
+        client: client.clone(),
+        authentik: authentik.clone(),
+        outposts: OutpostAssigner::spawn(
+            authentik.clone(),
+            settings.outpost_batch_window,
+            token.clone(),
+        ),
+        records: Records::new(Api::all(client.clone()), records_store.clone()),
+        proxyconfigs: proxyconfig_store.clone(),
+        services: services_store.clone(),
+        status: StatusWriter::new(client.clone(), recorder.clone()),
+        defaults: gitops_plan::Defaults {
+            cookie_domain: settings.cookie_domain.clone(),
+        },
+        settings: settings.clone(),
+        backoff: Backoff::new(Duration::from_secs(1), Duration::from_secs(300)),
+    });
+
+    let synced = {
+        let (records, services, pcs) = (
+            records_store,
+            services_store.clone(),
+            proxyconfig_store.clone(),
+        );
+        tokio::spawn(async move {
+            if records.wait_until_ready().await.is_ok()
+                && services.wait_until_ready().await.is_ok()
+                && pcs.wait_until_ready().await.is_ok()
+            {
+                caches_synced.set(true);
+            }
+            caches_synced
+        })
+    };
+
+    let onboarding = settings.discovery.then(|| {
+        tokio::spawn(crate::discovery::run(
+            client.clone(),
+            scoped(&client, &settings),
+            scoped(&client, &settings),
+            proxyconfig_store.clone(),
+            recorder.clone(),
+            token.clone(),
+        ))
+    });
+    let pcs_for_services = proxyconfig_store.clone();
+    controller
+        .watches_stream(services_stream, move |service: Service| {
+            let (name, namespace) = (
+                service.metadata.name.unwrap_or_default(),
+                service.metadata.namespace.unwrap_or_default(),
+            );
+            pcs_for_services
+                .state()
+                .into_iter()
+                .filter(|pc| pc.spec.service_name == name && pc.spec.service_namespace == namespace)
+                .map(|pc| ObjectRef::from_obj(&*pc))
+                .collect::<Vec<_>>()
+        })
+        .reconcile_all_on(resync_rx)
+        .graceful_shutdown_on(token.clone().cancelled_owned())
+        .run(reconcile, error_policy, ctx)
+        .for_each(|_| async {})
+        .await;
+
+    token.cancel();
+    records_task.abort();
+    if let Some(onboarding) = onboarding {
+        let _ = onboarding.await;
+    }
+    let _ = resync.await;
+    if let Ok(gate) = synced.await {
+        drop(gate);
+    }
+    tracing::info!("controller stopped");
+}
+
+/// An Api for all namespaces, or only the watched one.
+fn scoped<K>(client: &kube::Client, settings: &Settings) -> Api<K>
+where
+    K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope>,
+    K::DynamicType: Default,
+{
+    match &settings.watch_namespace {
+        Some(namespace) => Api::namespaced(client.clone(), namespace),
+        None => Api::all(client.clone()),
+    }
+}
+
+/// Takes a full snapshot of authentik now and every `interval`, and after each one asks for
+/// every ProxyConfig to be compared with it (drift correction). A failed snapshot is retried
+/// sooner; reconciles meanwhile read authentik directly.
+async fn resync_loop(
+    authentik: Arc<Authentik>,
+    interval: Duration,
+    trigger: futures::channel::mpsc::UnboundedSender<()>,
+    reached: gitops_runtime::ReadinessGate,
+    token: CancellationToken,
+) {
+    loop {
+        let wait = match authentik.refresh().await {
+            Ok(()) => {
+                reached.set(true);
+                if trigger.unbounded_send(()).is_err() {
+                    return;
+                }
+                interval
+            }
+            Err(error) => {
+                tracing::error!(%error, "error taking a snapshot of authentik; retrying");
+                interval.min(Duration::from_secs(10))
+            }
+        };
+        tokio::select! {
+            _ = token.cancelled() => return,
+            _ = tokio::time::sleep(wait) => {}
+        }
+    }
+}

@@ -1,0 +1,268 @@
+//! Why a reconcile did not converge, in two layers: a [`Failure`] is what users read in status
+//! (phase, reason, message) and decides when to try again; an [`Error`] is what the controller
+//! runtime sees (it triggers per-object backoff).
+
+use std::time::Duration;
+
+use authentik_client::ErrorCategory;
+use gitops_crd::Phase;
+use gitops_crd::names::{SKIP_AUTHENTIK_CLEANUP_ANNOTATION, condition_types as ct};
+
+use crate::config::OutpostSelector;
+use crate::outpost::AssignError;
+use crate::ownership::RecordError;
+
+/// Conflict losers look again this often, so they converge soon after the winner goes away.
+const CONFLICT_RECHECK: Duration = Duration::from_secs(30);
+/// Token problems need a person; checking once a minute is enough.
+const UNAUTHORIZED_RECHECK: Duration = Duration::from_secs(60);
+
+/// A reconcile that stopped short of Ready, as reported in status.
+#[derive(Clone, Debug)]
+pub struct Failure {
+    pub phase: Phase,
+    /// CamelCase reason for the `Ready` condition (and the failing step's condition).
+    pub reason: &'static str,
+    pub message: String,
+    /// The step condition that failed (`Ready` when no single step did).
+    pub condition: &'static str,
+    /// The authentik error class behind it, if any.
+    pub category: Option<ErrorCategory>,
+    /// The wait authentik asked for (429).
+    pub retry_after: Option<Duration>,
+    /// When to look again; `None` means at the next resync.
+    pub requeue_after: Option<Duration>,
+    /// Retry with per-object exponential backoff (transient trouble).
+    pub backoff: bool,
+}
+
+impl std::fmt::Display for Failure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.reason, self.message)
+    }
+}
+
+impl std::error::Error for Failure {}
+
+impl Failure {
+    fn new(phase: Phase, reason: &'static str, condition: &'static str, message: String) -> Self {
+        Self {
+            phase,
+            reason,
+            message,
+            condition,
+            category: None,
+            retry_after: None,
+            requeue_after: None,
+            backoff: false,
+        }
+    }
+
+    fn after(mut self, delay: Duration) -> Self {
+        self.requeue_after = Some(delay);
+        self
+    }
+
+    fn with_backoff(mut self) -> Self {
+        self.backoff = true;
+        self
+    }
+
+    pub fn invalid(message: String) -> Self {
+        Self::new(Phase::Failed, "InvalidSpec", ct::READY, message)
+    }
+
+    pub fn cross_namespace(from: &str, to: &str) -> Self {
+        Self::new(
+            Phase::Failed,
+            "CrossNamespaceNotAllowed",
+            ct::SERVICE_RESOLVED,
+            format!(
+                "a ProxyConfig in namespace {from:?} may not publish a Service in {to:?}; add {from}:{to} to the controller's CROSS_NAMESPACE_ALLOWLIST, or move the ProxyConfig"
+            ),
+        )
+    }
+
+    /// Not a failure for users: authentication is switched off on purpose.
+    pub fn disabled() -> Self {
+        Self::new(
+            Phase::Ready,
+            "AuthenticationDisabled",
+            ct::READY,
+            "authentikConfig.enabled is false: nothing exists in authentik for this ProxyConfig"
+                .into(),
+        )
+    }
+
+    pub fn conflict(message: String) -> Self {
+        Self::new(Phase::Failed, "Conflict", ct::READY, message).after(CONFLICT_RECHECK)
+    }
+
+    pub fn ownership_conflict(condition: &'static str, message: String) -> Self {
+        Self::new(Phase::Failed, "Conflict", condition, message)
+    }
+
+    pub fn flow_not_found(designation: &str, key: &str) -> Self {
+        Self::new(
+            Phase::Failed,
+            "FlowNotFound",
+            ct::PROVIDER_SYNCED,
+            format!(
+                "{designation} flow {key:?} does not exist in authentik (give a slug or UUID of an existing flow)"
+            ),
+        )
+    }
+
+    pub fn group_not_found(name: &str) -> Self {
+        Self::new(
+            Phase::Failed,
+            "GroupNotFound",
+            ct::APPLICATION_SYNCED,
+            format!("allowedGroups names {name:?}, which is not an authentik group"),
+        )
+    }
+
+    pub fn outpost_not_found(selector: &OutpostSelector) -> Self {
+        let which = match selector {
+            OutpostSelector::Embedded => "the embedded outpost".to_owned(),
+            OutpostSelector::Named(name) => format!("outpost {name:?}"),
+        };
+        Self::new(
+            Phase::Failed,
+            "OutpostNotFound",
+            ct::OUTPOST_ASSIGNED,
+            format!("{which} does not exist in authentik"),
+        )
+    }
+
+    /// A failed authentik call, classified by what it calls for.
+    pub fn authentik(condition: &'static str, doing: &str, error: authentik_client::Error) -> Self {
+        let category = error.category();
+        let message = format!("{doing}: {error}");
+        let mut failure = match category {
+            ErrorCategory::Transient => {
+                Self::new(Phase::Pending, "AuthentikUnreachable", condition, message).with_backoff()
+            }
+            ErrorCategory::RateLimited => {
+                Self::new(Phase::Pending, "AuthentikRateLimited", condition, message).with_backoff()
+            }
+            ErrorCategory::NotFound => {
+                // A cached view was stale; the next attempt reads fresh.
+                Self::new(
+                    Phase::Pending,
+                    "AuthentikObjectVanished",
+                    condition,
+                    message,
+                )
+                .with_backoff()
+            }
+            ErrorCategory::Unauthorized => {
+                Self::new(Phase::Failed, "AuthentikUnauthorized", condition, message)
+                    .after(UNAUTHORIZED_RECHECK)
+            }
+            ErrorCategory::Invalid => {
+                Self::new(Phase::Failed, "RejectedByAuthentik", condition, message)
+            }
+            ErrorCategory::Permanent => {
+                Self::new(Phase::Failed, "AuthentikError", condition, message)
+            }
+        };
+        failure.retry_after = error.retry_after();
+        failure.category = Some(category);
+        failure
+    }
+
+    pub fn outpost(condition: &'static str, error: AssignError) -> Self {
+        match error {
+            AssignError::Authentik(error) => {
+                Self::authentik(condition, "assigning the outpost", error)
+            }
+            other => Self::new(
+                Phase::Pending,
+                "OutpostContended",
+                condition,
+                other.to_string(),
+            )
+            .with_backoff(),
+        }
+    }
+
+    pub fn record(condition: &'static str, error: RecordError) -> Self {
+        Self::new(
+            Phase::Pending,
+            "OwnershipRecordPending",
+            condition,
+            format!("writing the AuthentikObject ownership record: {error}"),
+        )
+        .with_backoff()
+    }
+
+    pub fn retry_soon(condition: &'static str, message: String) -> Self {
+        Self::new(Phase::Pending, "Retrying", condition, message).with_backoff()
+    }
+
+    /// Rewords a failure that keeps a ProxyConfig from being deleted.
+    pub fn blocking_deletion(mut self) -> Self {
+        self.message = format!(
+            "deletion waits for authentik cleanup ({}); the finalizer stays until it succeeds. Set the annotation {SKIP_AUTHENTIK_CLEANUP_ANNOTATION}: \"true\" to release it without cleaning authentik",
+            self.message
+        );
+        self.reason = "CleanupBlocked";
+        self.phase = Phase::Pending;
+        self.backoff = true;
+        self
+    }
+
+    pub fn wants_backoff(&self) -> bool {
+        self.backoff
+    }
+
+    /// When to reconcile again after reporting this failure.
+    pub fn requeue(&self, resync: Duration) -> kube::runtime::controller::Action {
+        kube::runtime::controller::Action::requeue(self.requeue_after.unwrap_or(resync))
+    }
+}
+
+/// What the controller runtime sees.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// Reported in status; retried with backoff.
+    #[error("{0}")]
+    Retry(Failure),
+    #[error("writing the status of {name}: {source}")]
+    Status {
+        name: String,
+        #[source]
+        source: kube::Error,
+    },
+    #[error("finalizer: {0}")]
+    Finalizer(#[source] Box<kube::runtime::finalizer::Error<Error>>),
+}
+
+impl From<kube::runtime::finalizer::Error<Error>> for Error {
+    fn from(error: kube::runtime::finalizer::Error<Error>) -> Self {
+        use kube::runtime::finalizer::Error as F;
+        match error {
+            F::ApplyFailed(inner) | F::CleanupFailed(inner) => inner,
+            other => Error::Finalizer(Box::new(other)),
+        }
+    }
+}
+
+impl Error {
+    /// Low-cardinality label for the error counter.
+    pub fn metric_label(&self) -> &'static str {
+        match self {
+            Error::Retry(failure) => failure.reason,
+            Error::Status { .. } => "StatusWriteFailed",
+            Error::Finalizer(_) => "FinalizerUpdateFailed",
+        }
+    }
+
+    pub fn retry_after(&self) -> Option<Duration> {
+        match self {
+            Error::Retry(failure) => failure.retry_after,
+            _ => None,
+        }
+    }
+}

@@ -1,0 +1,690 @@
+//! One ProxyConfig → authentik, in the steps of SPEC §3: validate and resolve the Service,
+//! resolve flows, converge the provider, converge the application, assign the outpost, report.
+
+use std::sync::Arc;
+
+use authentik_client::{FlowDesignation, PolicyBindingRequest};
+use gitops_crd::ProxyConfig;
+use gitops_crd::conditions::ConditionUpdate;
+use gitops_crd::names::{
+    ADOPT_ANNOTATION, FINALIZER, SKIP_AUTHENTIK_CLEANUP_ANNOTATION, condition_types as ct,
+};
+use gitops_crd::ownership::{AuthentikKind, AuthentikObject, ProxyConfigRef};
+use gitops_crd::validate::{CheckedSpec, check_spec};
+use gitops_plan::{
+    Flows, application_changes, application_slug, binding_changes, desired_application,
+    desired_provider, provider_changes,
+};
+use k8s_openapi::api::core::v1::Service;
+use kube::ResourceExt;
+use kube::api::Api;
+use kube::runtime::controller::Action;
+use kube::runtime::finalizer::{Event as FinalizerEvent, finalizer};
+use kube::runtime::reflector::{ObjectRef, Store};
+
+use crate::authentik::{Authentik, not_found_as_none};
+use crate::backoff::Backoff;
+use crate::config::{OutpostSelector, Settings};
+use crate::conflicts::find_conflict;
+use crate::error::{Error, Failure};
+use crate::metrics::{self, ReconcileTimer};
+use crate::outpost::OutpostAssigner;
+use crate::ownership::{Decision, Facts, ObjectAction, Records, decide};
+use crate::status::{Report, StatusWriter};
+
+/// Everything a reconcile needs; shared by all of them.
+pub struct Context {
+    pub client: kube::Client,
+    pub authentik: Arc<Authentik>,
+    pub outposts: OutpostAssigner,
+    pub records: Records,
+    pub proxyconfigs: Store<ProxyConfig>,
+    pub services: Store<Service>,
+    pub status: StatusWriter,
+    pub settings: Arc<Settings>,
+    pub defaults: gitops_plan::Defaults,
+    pub backoff: Backoff,
+}
+
+pub async fn reconcile(pc: Arc<ProxyConfig>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let _timer = ReconcileTimer::start();
+    let namespace = pc.namespace().unwrap_or_default();
+    let api: Api<ProxyConfig> = Api::namespaced(ctx.client.clone(), &namespace);
+    finalizer(&api, FINALIZER, pc, |event| async {
+        match event {
+            FinalizerEvent::Apply(pc) => apply(&pc, &ctx).await,
+            FinalizerEvent::Cleanup(pc) => cleanup(&pc, &ctx).await,
+        }
+    })
+    .await
+    .map_err(Error::from)
+}
+
+/// Requeue after an error: per-object exponential backoff with jitter.
+pub fn error_policy(pc: Arc<ProxyConfig>, error: &Error, ctx: Arc<Context>) -> Action {
+    metrics::reconcile_failed(error.metric_label());
+    let delay = ctx
+        .backoff
+        .next_delay(&ObjectRef::from_obj(&*pc), error.retry_after());
+    tracing::warn!(proxyconfig = %ObjectRef::from_obj(&*pc), %error, retry_in = ?delay, "reconcile error");
+    Action::requeue(delay)
+}
+
+fn me(pc: &ProxyConfig) -> ProxyConfigRef {
+    ProxyConfigRef {
+        namespace: pc.namespace().unwrap_or_default(),
+        name: pc.name_any(),
+        uid: pc.uid().unwrap_or_default(),
+    }
+}
+
+async fn apply(pc: &ProxyConfig, ctx: &Context) -> Result<Action, Error> {
+    let mut report = Report::new(pc);
+    let outcome = converge(pc, ctx, &mut report).await;
+    let action = match &outcome {
+        Ok(()) => Action::requeue(ctx.settings.resync_interval),
+        Err(failure) => failure.requeue(ctx.settings.resync_interval),
+    };
+    ctx.status.write(pc, report, outcome.as_ref().err()).await?;
+    match outcome {
+        Err(failure) if failure.wants_backoff() => Err(Error::Retry(failure)),
+        _ => {
+            ctx.backoff.reset(&ObjectRef::from_obj(pc));
+            metrics::reconcile_succeeded(&me(pc).namespace, &me(pc).name);
+            Ok(action)
+        }
+    }
+}
+
+async fn converge(pc: &ProxyConfig, ctx: &Context, report: &mut Report) -> Result<(), Failure> {
+    // Step 1: everything that needs no authentik call comes first, so bad input never
+    // reaches authentik.
+    let checked = check_spec(&pc.spec).map_err(|errors| Failure::invalid(errors.to_string()))?;
+    let me = me(pc);
+    if !ctx
+        .settings
+        .cross_namespace
+        .allows(&me.namespace, &pc.spec.service_namespace)
+    {
+        return Err(Failure::cross_namespace(
+            &me.namespace,
+            &pc.spec.service_namespace,
+        ));
+    }
+    report.step(resolve_service(pc, &checked, &ctx.services));
+    if !pc.spec.authentik_config.enabled {
+        remove_from_authentik(pc, ctx, report).await?;
+        return Err(Failure::disabled());
+    }
+    if let Some(conflict) = find_conflict(pc, ctx.proxyconfigs.state().iter().map(|p| &**p)) {
+        return Err(Failure::conflict(conflict.to_string()));
+    }
+
+    // Step 2.
+    let flows = resolve_flows(pc, ctx).await?;
+    // Step 3.
+    let provider_pk = converge_provider(pc, ctx, &checked, &flows, &me, report).await?;
+    // Step 4.
+    converge_application(pc, ctx, provider_pk, &me, report).await?;
+    // Step 5.
+    assign_outpost(pc, ctx, provider_pk, report).await?;
+    Ok(())
+}
+
+/// Whether the Service exists and agrees with `internalHost` and `port`. A mismatch is reported
+/// but does not stop authentik from being configured: the Service may simply be applied later.
+fn resolve_service(
+    pc: &ProxyConfig,
+    checked: &CheckedSpec,
+    services: &Store<Service>,
+) -> ConditionUpdate {
+    let spec = &pc.spec;
+    let key = ObjectRef::new(&spec.service_name).within(&spec.service_namespace);
+    let Some(service) = services.get(&key) else {
+        return ConditionUpdate::new(
+            ct::SERVICE_RESOLVED,
+            false,
+            "ServiceNotFound",
+            format!(
+                "Service {}/{} does not exist",
+                spec.service_namespace, spec.service_name
+            ),
+        );
+    };
+    let ports: Vec<i32> = service
+        .spec
+        .as_ref()
+        .and_then(|s| s.ports.as_ref())
+        .map(|ports| ports.iter().map(|p| p.port).collect())
+        .unwrap_or_default();
+    if !ports.contains(&spec.port) {
+        return ConditionUpdate::new(
+            ct::SERVICE_RESOLVED,
+            false,
+            "PortMismatch",
+            format!(
+                "port {} is not a port of Service {}/{} (it has {ports:?})",
+                spec.port, spec.service_namespace, spec.service_name
+            ),
+        );
+    }
+    if i32::from(checked.internal.port) != spec.port {
+        return ConditionUpdate::new(
+            ct::SERVICE_RESOLVED,
+            false,
+            "PortMismatch",
+            format!(
+                "internalHost uses port {} but port is {}",
+                checked.internal.port, spec.port
+            ),
+        );
+    }
+    ConditionUpdate::new(
+        ct::SERVICE_RESOLVED,
+        true,
+        "ServiceFound",
+        format!(
+            "Service {}/{} port {}",
+            spec.service_namespace, spec.service_name, spec.port
+        ),
+    )
+}
+
+async fn resolve_flows(pc: &ProxyConfig, ctx: &Context) -> Result<Flows, Failure> {
+    let config = &pc.spec.authentik_config;
+    let settings = &ctx.settings;
+    let resolve = async |given: &Option<String>, default: &str, designation| {
+        let key = given.as_deref().unwrap_or(default);
+        ctx.authentik
+            .flow(key, designation, given.is_none())
+            .await
+            .map_err(|e| Failure::authentik(ct::PROVIDER_SYNCED, "resolving flows", e))?
+            .ok_or_else(|| Failure::flow_not_found(designation.as_str(), key))
+    };
+    Ok(Flows {
+        authorization: resolve(
+            &config.authorization_flow,
+            &settings.default_authorization_flow,
+            FlowDesignation::Authorization,
+        )
+        .await?,
+        invalidation: resolve(
+            &config.invalidation_flow,
+            &settings.default_invalidation_flow,
+            FlowDesignation::Invalidation,
+        )
+        .await?,
+    })
+}
+
+fn adopt_requested(pc: &ProxyConfig) -> bool {
+    pc.annotations()
+        .get(ADOPT_ANNOTATION)
+        .is_some_and(|v| v == "true")
+}
+
+/// Whether the record's claimant is a live ProxyConfig other than `me`.
+fn claimant_alive(ctx: &Context, record: Option<&AuthentikObject>, me: &ProxyConfigRef) -> bool {
+    record.is_some_and(|record| {
+        let claimant = &record.spec.claimed_by;
+        claimant.uid != me.uid
+            && ctx
+                .proxyconfigs
+                .get(&ObjectRef::new(&claimant.name).within(&claimant.namespace))
+                .is_some_and(|pc| pc.uid().as_deref() == Some(&claimant.uid))
+    })
+}
+
+/// Decides ownership and stores the record the decision needs, before anything is written to
+/// authentik.
+async fn claim(
+    ctx: &Context,
+    kind: AuthentikKind,
+    name: &str,
+    found: Option<String>,
+    me: &ProxyConfigRef,
+    adopt: bool,
+    condition: &'static str,
+) -> Result<(ObjectAction, Option<AuthentikObject>), Failure> {
+    let record = ctx.records.get(kind, name);
+    let Decision {
+        action,
+        record: wanted,
+    } = decide(Facts {
+        kind,
+        authentik_name: name,
+        found,
+        record: record.as_ref().map(|r| &r.spec),
+        me,
+        claimant_alive: claimant_alive(ctx, record.as_deref(), me),
+        adopt,
+    });
+    if let ObjectAction::Conflict(message) = action {
+        return Err(Failure::ownership_conflict(condition, message));
+    }
+    let stored = match wanted {
+        Some(spec) => Some(
+            ctx.records
+                .put(record.as_deref(), spec)
+                .await
+                .map_err(|e| Failure::record(condition, e))?,
+        ),
+        None => record.map(|r| (*r).clone()),
+    };
+    Ok((action, stored))
+}
+
+async fn record_id(
+    ctx: &Context,
+    record: Option<AuthentikObject>,
+    id: String,
+    condition: &'static str,
+) -> Result<(), Failure> {
+    if let Some(record) = record {
+        let mut spec = record.spec.clone();
+        spec.authentik_id = Some(id);
+        ctx.records
+            .put(Some(&record), spec)
+            .await
+            .map_err(|e| Failure::record(condition, e))?;
+    }
+    Ok(())
+}
+
+async fn converge_provider(
+    pc: &ProxyConfig,
+    ctx: &Context,
+    checked: &CheckedSpec,
+    flows: &Flows,
+    me: &ProxyConfigRef,
+    report: &mut Report,
+) -> Result<i64, Failure> {
+    const STEP: &str = ct::PROVIDER_SYNCED;
+    let desired = desired_provider(&pc.spec, checked, flows, &ctx.defaults);
+    let fail = |e| Failure::authentik(STEP, "syncing the proxy provider", e);
+    let found = ctx.authentik.provider(&desired.name).await.map_err(fail)?;
+    let (action, record) = claim(
+        ctx,
+        AuthentikKind::Provider,
+        &desired.name,
+        found.as_ref().map(|p| p.pk.to_string()),
+        me,
+        adopt_requested(pc),
+        STEP,
+    )
+    .await?;
+    let provider = match (action, found) {
+        (ObjectAction::Use { .. }, Some(observed)) => match provider_changes(&desired, &observed) {
+            None => observed,
+            Some((patch, diffs)) => {
+                let updated = ctx
+                    .authentik
+                    .call(
+                        ctx.authentik
+                            .client()
+                            .patch_proxy_provider(observed.pk, &patch),
+                    )
+                    .await
+                    .map_err(fail)?;
+                report.event_changes("ProviderUpdated", "proxy provider", &diffs);
+                updated
+            }
+        },
+        _ => {
+            let created = ctx
+                .authentik
+                .call(ctx.authentik.client().create_proxy_provider(&desired))
+                .await;
+            match created {
+                Ok(created) => {
+                    report.event(
+                        "ProviderCreated",
+                        format!(
+                            "created proxy provider {:?} (pk {})",
+                            created.name, created.pk
+                        ),
+                    );
+                    created
+                }
+                Err(error) => {
+                    // The create may have happened (lost response) or the snapshot was stale:
+                    // the next attempt reads authentik afresh instead of trusting it.
+                    ctx.authentik.forget_provider(&desired.name).await;
+                    if error.is_field_conflict("name") {
+                        return Err(taken_provider_name(ctx, &desired.name).await);
+                    }
+                    return Err(fail(error));
+                }
+            }
+        }
+    };
+    record_id(
+        ctx,
+        record.filter(|r| r.spec.authentik_id.as_deref() != Some(&provider.pk.to_string())),
+        provider.pk.to_string(),
+        STEP,
+    )
+    .await?;
+    let pk = provider.pk;
+    ctx.authentik.remember_provider(provider).await;
+    report.provider_id = Some(pk);
+    report.step(ConditionUpdate::new(
+        STEP,
+        true,
+        "ProviderSynced",
+        format!(
+            "proxy provider {:?} (pk {pk}) matches the spec",
+            desired.name
+        ),
+    ));
+    Ok(pk)
+}
+
+/// A create rejected because the name is taken: by a proxy provider the snapshot missed (the
+/// next attempt sees it and decides ownership), or by a provider of another type.
+async fn taken_provider_name(ctx: &Context, name: &str) -> Failure {
+    const STEP: &str = ct::PROVIDER_SYNCED;
+    match ctx
+        .authentik
+        .call(ctx.authentik.client().find_provider_by_name(name))
+        .await
+    {
+        Ok(Some(holder)) if !holder.is_proxy() => Failure::ownership_conflict(
+            STEP,
+            format!(
+                "provider name {name:?} is taken by a {} in authentik (pk {}); provider names are unique across all provider types, so choose another providerName",
+                holder
+                    .verbose_name
+                    .as_deref()
+                    .unwrap_or("provider of another type"),
+                holder.pk
+            ),
+        ),
+        Ok(_) => Failure::retry_soon(
+            STEP,
+            format!("provider name {name:?} turned out to be taken; checking who holds it"),
+        ),
+        Err(error) => Failure::authentik(STEP, "finding who holds the provider name", error),
+    }
+}
+
+async fn converge_application(
+    pc: &ProxyConfig,
+    ctx: &Context,
+    provider_pk: i64,
+    me: &ProxyConfigRef,
+    report: &mut Report,
+) -> Result<(), Failure> {
+    const STEP: &str = ct::APPLICATION_SYNCED;
+    let fail = |e| Failure::authentik(STEP, "syncing the application", e);
+    let slug = application_slug(&pc.spec, &me.namespace, &me.name);
+    let desired = desired_application(&pc.spec, slug.clone(), provider_pk);
+    let found = ctx.authentik.application(&slug).await.map_err(fail)?;
+    let (action, record) = claim(
+        ctx,
+        AuthentikKind::Application,
+        &slug,
+        found.as_ref().map(|a| a.pk.clone()),
+        me,
+        adopt_requested(pc),
+        STEP,
+    )
+    .await?;
+    let application = match (action, found) {
+        (ObjectAction::Use { .. }, Some(observed)) => {
+            match application_changes(&desired, &observed) {
+                None => observed,
+                Some((patch, diffs)) => {
+                    let updated = ctx
+                        .authentik
+                        .call(ctx.authentik.client().patch_application(&slug, &patch))
+                        .await
+                        .map_err(fail)?;
+                    report.event_changes("ApplicationUpdated", "application", &diffs);
+                    updated
+                }
+            }
+        }
+        _ => match ctx
+            .authentik
+            .call(ctx.authentik.client().create_application(&desired))
+            .await
+        {
+            Ok(created) => {
+                report.event(
+                    "ApplicationCreated",
+                    format!("created application {:?}", created.slug),
+                );
+                created
+            }
+            Err(error) => {
+                ctx.authentik.forget_application(&slug).await;
+                if error.is_field_conflict("slug") {
+                    return Err(Failure::retry_soon(
+                        STEP,
+                        format!(
+                            "application slug {slug:?} turned out to be taken; checking who holds it"
+                        ),
+                    ));
+                }
+                if error.is_field_conflict("provider") {
+                    return Err(Failure::ownership_conflict(
+                        STEP,
+                        format!(
+                            "the proxy provider (pk {provider_pk}) is already bound to another application in authentik; unbind it there"
+                        ),
+                    ));
+                }
+                return Err(fail(error));
+            }
+        },
+    };
+    record_id(
+        ctx,
+        record.filter(|r| r.spec.authentik_id.as_deref() != Some(&application.pk)),
+        application.pk.clone(),
+        STEP,
+    )
+    .await?;
+    let application_pk = application.pk.clone();
+    ctx.authentik.remember_application(application).await;
+    sync_allowed_groups(pc, ctx, &application_pk).await?;
+    report.application_slug = Some(slug.clone());
+    report.step(ConditionUpdate::new(
+        STEP,
+        true,
+        "ApplicationSynced",
+        format!("application {slug:?} is bound to the provider"),
+    ));
+    Ok(())
+}
+
+/// Group bindings are listed only when the spec names groups or just changed, so a converged
+/// ProxyConfig without `allowedGroups` costs no call per resync.
+async fn sync_allowed_groups(
+    pc: &ProxyConfig,
+    ctx: &Context,
+    application_pk: &str,
+) -> Result<(), Failure> {
+    const STEP: &str = ct::APPLICATION_SYNCED;
+    let groups = pc
+        .spec
+        .authentik_config
+        .allowed_groups
+        .clone()
+        .unwrap_or_default();
+    let spec_changed =
+        pc.status.as_ref().and_then(|s| s.observed_generation) != pc.metadata.generation;
+    if groups.is_empty() && !spec_changed {
+        return Ok(());
+    }
+    let fail = |e| Failure::authentik(STEP, "syncing allowedGroups bindings", e);
+    let mut group_pks = Vec::with_capacity(groups.len());
+    for name in &groups {
+        match ctx.authentik.group(name).await.map_err(fail)? {
+            Some(pk) => group_pks.push(pk),
+            None => return Err(Failure::group_not_found(name)),
+        }
+    }
+    let client = ctx.authentik.client();
+    let existing = ctx
+        .authentik
+        .call(client.list_policy_bindings(application_pk))
+        .await
+        .map_err(fail)?;
+    let changes = binding_changes(&group_pks, &existing);
+    for (group, order) in changes.create {
+        let request = PolicyBindingRequest::group(application_pk, group, order);
+        ctx.authentik
+            .call(client.create_policy_binding(&request))
+            .await
+            .map_err(fail)?;
+    }
+    for binding in changes.delete {
+        not_found_as_none(
+            ctx.authentik
+                .call(client.delete_policy_binding(&binding))
+                .await,
+        )
+        .map_err(fail)?;
+    }
+    Ok(())
+}
+
+fn outpost_selector(pc: &ProxyConfig, settings: &Settings) -> OutpostSelector {
+    pc.spec
+        .authentik_config
+        .outpost
+        .as_deref()
+        .map(OutpostSelector::parse)
+        .unwrap_or_else(|| settings.default_outpost.clone())
+}
+
+async fn assign_outpost(
+    pc: &ProxyConfig,
+    ctx: &Context,
+    provider_pk: i64,
+    report: &mut Report,
+) -> Result<(), Failure> {
+    const STEP: &str = ct::OUTPOST_ASSIGNED;
+    let selector = outpost_selector(pc, &ctx.settings);
+    let outpost = ctx
+        .authentik
+        .outpost(&selector)
+        .await
+        .map_err(|e| Failure::authentik(STEP, "finding the outpost", e))?
+        .ok_or_else(|| Failure::outpost_not_found(&selector))?;
+    if !outpost.providers.contains(&provider_pk) {
+        ctx.outposts
+            .ensure(&outpost.pk, provider_pk, true)
+            .await
+            .map_err(|e| Failure::outpost(STEP, e))?;
+        report.event(
+            "OutpostAssigned",
+            format!("added the provider to outpost {:?}", outpost.name),
+        );
+    }
+    report.outpost_id = Some(outpost.pk.clone());
+    report.step(ConditionUpdate::new(
+        STEP,
+        true,
+        "OutpostAssigned",
+        format!("served by outpost {:?}", outpost.name),
+    ));
+    Ok(())
+}
+
+/// Removes everything this ProxyConfig owns from authentik: the outpost assignment, the
+/// application, the provider, then their records. Only objects with a record claimed by this
+/// ProxyConfig are touched.
+async fn remove_from_authentik(
+    pc: &ProxyConfig,
+    ctx: &Context,
+    report: &mut Report,
+) -> Result<(), Failure> {
+    let uid = pc.uid().unwrap_or_default();
+    let owned = ctx.records.claimed_by(&uid);
+    let client = ctx.authentik.client();
+    let fail = |e| Failure::authentik(ct::READY, "removing objects from authentik", e);
+
+    let provider_pk = owned
+        .iter()
+        .filter(|r| r.spec.kind == AuthentikKind::Provider)
+        .find_map(|r| r.spec.authentik_id.as_deref()?.parse::<i64>().ok());
+    if let (Some(pk), Some(outpost)) = (
+        provider_pk,
+        pc.status.as_ref().and_then(|s| s.outpost_id.as_deref()),
+    ) {
+        match ctx.outposts.ensure(outpost, pk, false).await {
+            Ok(()) => {}
+            // The outpost is gone; so is the assignment.
+            Err(crate::outpost::AssignError::Authentik(e)) if e.is_not_found() => {}
+            Err(e) => return Err(Failure::outpost(ct::OUTPOST_ASSIGNED, e)),
+        }
+    }
+    for kind in [AuthentikKind::Application, AuthentikKind::Provider] {
+        for record in owned.iter().filter(|r| r.spec.kind == kind) {
+            if let Some(id) = &record.spec.authentik_id {
+                let name = &record.spec.authentik_name;
+                let deleted = match kind {
+                    AuthentikKind::Application => {
+                        ctx.authentik.forget_application(name).await;
+                        not_found_as_none(ctx.authentik.call(client.delete_application(name)).await)
+                    }
+                    AuthentikKind::Provider => {
+                        ctx.authentik.forget_provider(name).await;
+                        let pk = id.parse::<i64>().map_err(|_| {
+                            Failure::invalid(format!(
+                                "record {name} has a non-numeric provider id {id:?}"
+                            ))
+                        })?;
+                        not_found_as_none(
+                            ctx.authentik.call(client.delete_proxy_provider(pk)).await,
+                        )
+                    }
+                }
+                .map_err(fail)?;
+                if deleted.is_some() {
+                    report.event(
+                        "Deleted",
+                        format!("deleted authentik {kind:?} {name:?}").to_lowercase(),
+                    );
+                }
+            }
+            ctx.records
+                .delete(record)
+                .await
+                .map_err(|e| Failure::record(ct::READY, e))?;
+        }
+    }
+    Ok(())
+}
+
+async fn cleanup(pc: &ProxyConfig, ctx: &Context) -> Result<Action, Error> {
+    let me = me(pc);
+    if pc
+        .annotations()
+        .get(SKIP_AUTHENTIK_CLEANUP_ANNOTATION)
+        .is_some_and(|v| v == "true")
+    {
+        ctx.status
+            .event(pc, "CleanupSkipped", format!("{SKIP_AUTHENTIK_CLEANUP_ANNOTATION} is set: released without touching authentik; the cleanup controller removes the objects after its grace period unless their AuthentikObject records are deleted"), false)
+            .await;
+        metrics::set_phase(&me.namespace, &me.name, None);
+        return Ok(Action::await_change());
+    }
+    let mut report = Report::new(pc);
+    match remove_from_authentik(pc, ctx, &mut report).await {
+        Ok(()) => {
+            ctx.status.flush_events(pc, &report).await;
+            metrics::set_phase(&me.namespace, &me.name, None);
+            ctx.backoff.reset(&ObjectRef::from_obj(pc));
+            Ok(Action::await_change())
+        }
+        Err(failure) => {
+            let failure = failure.blocking_deletion();
+            ctx.status.write(pc, report, Some(&failure)).await?;
+            Err(Error::Retry(failure))
+        }
+    }
+}

@@ -1,0 +1,354 @@
+//! Step 6: status through the status subresource (server-side apply) and Events, written only
+//! when something changed, so a converged system makes no API-server writes.
+
+use gitops_crd::conditions::{ConditionUpdate, merge_condition};
+use gitops_crd::names::{SERVICE_DISCOVERY_MANAGER, condition_types as ct};
+use gitops_crd::{Phase, ProxyConfig, ProxyConfigStatus};
+use gitops_plan::FieldDiff;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use k8s_openapi::jiff::Timestamp;
+use kube::api::{Api, Patch, PatchParams};
+use kube::runtime::events::{Event, EventType, Recorder};
+use kube::{Resource, ResourceExt};
+
+use crate::error::{Error, Failure};
+use crate::metrics;
+
+/// What one reconcile found, step by step.
+pub struct Report {
+    steps: Vec<ConditionUpdate>,
+    events: Vec<(&'static str, String)>,
+    pub provider_id: Option<i64>,
+    pub application_slug: Option<String>,
+    pub outpost_id: Option<String>,
+}
+
+impl Report {
+    pub fn new(_pc: &ProxyConfig) -> Self {
+        Self {
+            steps: Vec::new(),
+            events: Vec::new(),
+            provider_id: None,
+            application_slug: None,
+            outpost_id: None,
+        }
+    }
+
+    pub fn step(&mut self, condition: ConditionUpdate) {
+        self.steps.push(condition);
+    }
+
+    /// A Normal Event about a change made in authentik.
+    pub fn event(&mut self, reason: &'static str, note: String) {
+        self.events.push((reason, note));
+    }
+
+    pub fn event_changes(&mut self, reason: &'static str, what: &str, diffs: &[FieldDiff]) {
+        let changes: Vec<String> = diffs.iter().map(ToString::to_string).collect();
+        self.event(
+            reason,
+            format!("reverted {what} fields to the spec: {}", changes.join("; ")),
+        );
+    }
+}
+
+/// The status a report leads to, starting from the stored one.
+pub fn next_status(
+    pc: &ProxyConfig,
+    report: &Report,
+    failure: Option<&Failure>,
+    now: &Time,
+) -> ProxyConfigStatus {
+    let mut status = pc.status.clone().unwrap_or_default();
+    let generation = pc.metadata.generation;
+    for step in &report.steps {
+        merge_condition(&mut status.conditions, step.clone(), generation, now);
+    }
+    let (phase, ready) = match failure {
+        None => (
+            Phase::Ready,
+            ConditionUpdate::new(ct::READY, true, "Ready", "authentik matches the spec"),
+        ),
+        Some(failure) => {
+            if failure.condition != ct::READY {
+                merge_condition(
+                    &mut status.conditions,
+                    ConditionUpdate::new(
+                        failure.condition,
+                        false,
+                        failure.reason,
+                        failure.message.clone(),
+                    ),
+                    generation,
+                    now,
+                );
+            }
+            (
+                failure.phase,
+                ConditionUpdate::new(
+                    ct::READY,
+                    failure.phase == Phase::Ready,
+                    failure.reason,
+                    failure.message.clone(),
+                ),
+            )
+        }
+    };
+    merge_condition(&mut status.conditions, ready, generation, now);
+    status.conditions.sort_by_key(|c| condition_order(&c.type_));
+    status.phase = Some(phase);
+    status.observed_generation = generation;
+    let disabled = failure.is_some_and(|f| f.phase == Phase::Ready);
+    if disabled {
+        status.authentik_provider_id = None;
+        status.application_slug = None;
+        status.outpost_id = None;
+    }
+    if report.provider_id.is_some() {
+        status.authentik_provider_id = report.provider_id;
+    }
+    if report.application_slug.is_some() {
+        status.application_slug.clone_from(&report.application_slug);
+    }
+    if report.outpost_id.is_some() {
+        status.outpost_id.clone_from(&report.outpost_id);
+    }
+    status
+}
+
+fn condition_order(type_: &str) -> usize {
+    [
+        ct::READY,
+        ct::SERVICE_RESOLVED,
+        ct::PROVIDER_SYNCED,
+        ct::APPLICATION_SYNCED,
+        ct::OUTPOST_ASSIGNED,
+    ]
+    .iter()
+    .position(|t| *t == type_)
+    .unwrap_or(usize::MAX)
+}
+
+/// Equal apart from `lastReconciled`, which alone never justifies a write.
+fn same_status(a: &ProxyConfigStatus, b: &ProxyConfigStatus) -> bool {
+    let mut a = a.clone();
+    a.last_reconciled.clone_from(&b.last_reconciled);
+    a == *b
+}
+
+pub struct StatusWriter {
+    client: kube::Client,
+    recorder: Recorder,
+}
+
+impl StatusWriter {
+    pub fn new(client: kube::Client, recorder: Recorder) -> Self {
+        Self { client, recorder }
+    }
+
+    pub async fn write(
+        &self,
+        pc: &ProxyConfig,
+        report: Report,
+        failure: Option<&Failure>,
+    ) -> Result<(), Error> {
+        let now = Time(Timestamp::now());
+        let old = pc.status.clone().unwrap_or_default();
+        let mut status = next_status(pc, &report, failure, &now);
+        let namespace = pc.namespace().unwrap_or_default();
+        let name = pc.name_any();
+        metrics::set_phase(&namespace, &name, status.phase);
+        if !same_status(&status, &old) {
+            status.last_reconciled = Some(now);
+            let api: Api<ProxyConfig> = Api::namespaced(self.client.clone(), &namespace);
+            let patch = serde_json::json!({
+                "apiVersion": "gitops.io/v1",
+                "kind": "ProxyConfig",
+                "status": status,
+            });
+            api.patch_status(
+                &name,
+                &PatchParams::apply(SERVICE_DISCOVERY_MANAGER).force(),
+                &Patch::Apply(&patch),
+            )
+            .await
+            .map_err(|source| Error::Status {
+                name: format!("{namespace}/{name}"),
+                source,
+            })?;
+        }
+        self.flush_events(pc, &report).await;
+        if let Some((reason, note, warning)) = transition(&old, &status) {
+            self.event(pc, reason, note, warning).await;
+        }
+        Ok(())
+    }
+
+    pub async fn flush_events(&self, pc: &ProxyConfig, report: &Report) {
+        for (reason, note) in &report.events {
+            self.event(pc, reason, note.clone(), false).await;
+        }
+    }
+
+    /// Publishes an Event; a failure to do so is logged, never fatal.
+    pub async fn event(&self, pc: &ProxyConfig, reason: &str, note: String, warning: bool) {
+        let event = Event {
+            type_: if warning {
+                EventType::Warning
+            } else {
+                EventType::Normal
+            },
+            reason: reason.to_owned(),
+            note: Some(truncate(note, 1000)),
+            action: "Reconcile".into(),
+            secondary: None,
+        };
+        if let Err(error) = self.recorder.publish(&event, &pc.object_ref(&())).await {
+            tracing::warn!(%error, proxyconfig = %pc.name_any(), "could not publish an Event");
+        }
+    }
+}
+
+/// The Event for a change of phase or of the Ready reason, if there was one.
+fn transition(
+    old: &ProxyConfigStatus,
+    new: &ProxyConfigStatus,
+) -> Option<(&'static str, String, bool)> {
+    let ready = |s: &ProxyConfigStatus| {
+        s.conditions
+            .iter()
+            .find(|c| c.type_ == ct::READY)
+            .map(|c| (c.reason.clone(), c.message.clone()))
+    };
+    let (old_reason, new_ready) = (ready(old).map(|r| r.0), ready(new)?);
+    if old.phase == new.phase && old_reason.as_deref() == Some(new_ready.0.as_str()) {
+        return None;
+    }
+    let (reason, warning) = match new.phase {
+        Some(Phase::Ready) => ("Ready", false),
+        Some(Phase::Failed) => ("Failed", true),
+        _ => ("Pending", true),
+    };
+    Some((reason, format!("{}: {}", new_ready.0, new_ready.1), warning))
+}
+
+fn truncate(mut text: String, max: usize) -> String {
+    if text.len() > max {
+        let mut cut = max;
+        while !text.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        text.truncate(cut);
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pc() -> ProxyConfig {
+        let mut pc: ProxyConfig = serde_json::from_value(serde_json::json!({
+            "apiVersion": "gitops.io/v1", "kind": "ProxyConfig",
+            "metadata": {"name": "web", "namespace": "apps", "generation": 2},
+            "spec": {"serviceName": "web", "serviceNamespace": "apps", "externalHost": "web.example.com",
+                     "internalHost": "http://web", "authentikConfig": {"providerName": "web"}}
+        }))
+        .expect("valid");
+        pc.status = None;
+        pc
+    }
+
+    fn at(seconds: i64) -> Time {
+        Time(Timestamp::from_second(seconds).expect("timestamp"))
+    }
+
+    fn converged_report() -> Report {
+        let mut report = Report::new(&pc());
+        report.step(ConditionUpdate::new(
+            ct::PROVIDER_SYNCED,
+            true,
+            "ProviderSynced",
+            "ok",
+        ));
+        report.provider_id = Some(7);
+        report.application_slug = Some("apps-web".into());
+        report.outpost_id = Some("outpost".into());
+        report
+    }
+
+    #[test]
+    fn converged_report_is_ready_with_ids_and_generation() {
+        let status = next_status(&pc(), &converged_report(), None, &at(100));
+        assert_eq!(status.phase, Some(Phase::Ready));
+        assert_eq!(status.observed_generation, Some(2));
+        assert_eq!(status.authentik_provider_id, Some(7));
+        assert_eq!(status.conditions[0].type_, ct::READY, "Ready comes first");
+        assert!(
+            status
+                .conditions
+                .iter()
+                .all(|c| c.observed_generation == Some(2))
+        );
+    }
+
+    #[test]
+    fn unchanged_status_is_not_rewritten_and_makes_no_event() {
+        let mut pc = pc();
+        let first = next_status(&pc, &converged_report(), None, &at(100));
+        pc.status = Some(first.clone());
+        let second = next_status(&pc, &converged_report(), None, &at(200));
+        assert!(same_status(&second, &first));
+        assert_eq!(transition(&first, &second), None);
+    }
+
+    #[test]
+    fn failure_marks_its_step_and_ready_and_emits_a_warning() {
+        let mut pc = pc();
+        pc.status = Some(next_status(&pc, &converged_report(), None, &at(100)));
+        let failure = Failure::flow_not_found("authorization", "missing-flow");
+        let status = next_status(&pc, &Report::new(&pc), Some(&failure), &at(200));
+        assert_eq!(status.phase, Some(Phase::Failed));
+        let provider = status
+            .conditions
+            .iter()
+            .find(|c| c.type_ == ct::PROVIDER_SYNCED)
+            .expect("step");
+        assert_eq!(provider.status, "False");
+        assert_eq!(provider.reason, "FlowNotFound");
+        assert_eq!(
+            status.authentik_provider_id,
+            Some(7),
+            "ids survive a failed run"
+        );
+        let (reason, note, warning) =
+            transition(pc.status.as_ref().expect("old"), &status).expect("transition");
+        assert_eq!(reason, "Failed");
+        assert!(warning);
+        assert!(note.contains("missing-flow"), "{note}");
+    }
+
+    #[test]
+    fn disabled_is_ready_and_forgets_ids() {
+        let mut pc = pc();
+        pc.status = Some(next_status(&pc, &converged_report(), None, &at(100)));
+        let status = next_status(&pc, &Report::new(&pc), Some(&Failure::disabled()), &at(200));
+        assert_eq!(status.phase, Some(Phase::Ready));
+        assert_eq!(status.authentik_provider_id, None);
+        let ready = status
+            .conditions
+            .iter()
+            .find(|c| c.type_ == ct::READY)
+            .expect("ready");
+        assert_eq!(ready.reason, "AuthenticationDisabled");
+        assert_eq!(ready.status, "True");
+    }
+
+    #[test]
+    fn long_event_notes_are_cut_on_a_char_boundary() {
+        let text = "é".repeat(600);
+        let cut = truncate(text, 1000);
+        assert!(cut.len() <= 1000);
+        assert!(cut.chars().all(|c| c == 'é'));
+    }
+}

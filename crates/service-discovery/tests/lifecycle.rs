@@ -1,0 +1,469 @@
+//! ProxyConfig → authentik through its whole life, against a real API server and the authentik
+//! double: create, change, drift, outages, delete.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{Harness, condition};
+use gitops_crd::Phase;
+use gitops_crd::names::FINALIZER;
+use gitops_crd::ownership::AuthentikObject;
+use kube::ResourceExt;
+use kube::api::{Api, ListParams};
+use serde_json::json;
+
+fn applications_for(h: &Harness, provider_pk: i64) -> Vec<String> {
+    h.double.with_state(|m| {
+        m.applications
+            .iter()
+            .filter(|a| a.provider == Some(provider_pk))
+            .map(|a| a.slug.clone())
+            .collect()
+    })
+}
+
+async fn records_for(h: &Harness, uid: &str) -> Vec<AuthentikObject> {
+    Api::<AuthentikObject>::all(h.client.clone())
+        .list(&ListParams::default())
+        .await
+        .expect("records list")
+        .items
+        .into_iter()
+        .filter(|r| r.spec.claimed_by.uid == uid)
+        .collect()
+}
+
+#[tokio::test]
+async fn create_reaches_ready_with_exactly_the_expected_objects() {
+    let mut h = Harness::new("create-ready").await;
+    h.create_service("web", 80).await;
+    h.start_single();
+    h.apply(h.proxyconfig("web")).await;
+    let pc = h.wait_phase("web", Phase::Ready).await;
+
+    let name = h.provider_name("web");
+    let providers: Vec<_> = h
+        .double
+        .providers()
+        .into_iter()
+        .filter(|p| p.name == name)
+        .collect();
+    assert_eq!(providers.len(), 1, "exactly one provider");
+    let provider = &providers[0];
+    let proxy = provider.proxy().expect("a proxy provider");
+    assert_eq!(
+        proxy.external_host,
+        format!("https://web.{}.example.com", h.namespace())
+    );
+    assert_eq!(
+        proxy.internal_host,
+        format!("http://web.{}.svc.cluster.local:80", h.namespace())
+    );
+    assert_eq!(proxy.mode, "forward_single");
+    assert_eq!(proxy.skip_path_regex, "^/api/.*$");
+
+    let status = pc.status.clone().expect("status");
+    assert_eq!(status.authentik_provider_id, Some(provider.pk));
+    let slug = format!("{}-web", h.namespace());
+    assert_eq!(status.application_slug.as_deref(), Some(slug.as_str()));
+    assert_eq!(applications_for(&h, provider.pk), vec![slug]);
+    let in_outpost = h
+        .double
+        .embedded_outpost_providers()
+        .iter()
+        .filter(|p| **p == provider.pk)
+        .count();
+    assert_eq!(in_outpost, 1, "in the embedded outpost exactly once");
+    assert_eq!(
+        status.outpost_id,
+        Some(h.double.embedded_outpost_uuid().to_string())
+    );
+
+    for type_ in [
+        "Ready",
+        "ServiceResolved",
+        "ProviderSynced",
+        "ApplicationSynced",
+        "OutpostAssigned",
+    ] {
+        assert_eq!(condition(&pc, type_).status, "True", "{type_}");
+    }
+    assert!(pc.finalizers().iter().any(|f| f == FINALIZER));
+    let records = records_for(&h, &pc.uid().expect("uid")).await;
+    assert_eq!(
+        records.len(),
+        2,
+        "one ownership record per authentik object"
+    );
+    assert!(records.iter().all(|r| r.spec.authentik_id.is_some()));
+}
+
+#[tokio::test]
+async fn every_spec_change_reaches_authentik() {
+    let mut h = Harness::new("spec-change").await;
+    h.start_single();
+    h.apply(h.proxyconfig("app")).await;
+    h.wait_phase("app", Phase::Ready).await;
+
+    let mut changed = h.proxyconfig("app");
+    changed["spec"]["externalHost"] = json!("https://changed.example.com");
+    changed["spec"]["internalHost"] = json!("https://app-internal.example.svc:8443");
+    changed["spec"]["port"] = json!(8443);
+    changed["spec"]["protocol"] = json!("https");
+    changed["spec"]["annotations"] =
+        json!({"description": "new description", "publisher": "platform"});
+    changed["spec"]["authentikConfig"] = json!({
+        "providerName": h.provider_name("app"),
+        "mode": "proxy",
+        "skipPathRegex": "^/health$\n^/metrics$",
+        "basicAuthEnabled": true,
+        "basicAuthUserAttribute": "username",
+        "basicAuthPasswordAttribute": "password",
+        "internalHostSslValidation": true,
+        "cookieDomain": "example.com",
+        "accessTokenValidity": "hours=2",
+        "interceptHeaderAuth": false,
+        "applicationName": "The App",
+        "launchUrl": "https://changed.example.com/start",
+        "group": "tools"
+    });
+    h.apply(changed).await;
+    let pc = h.wait_phase("app", Phase::Ready).await;
+    assert_eq!(
+        pc.status.as_ref().and_then(|s| s.observed_generation),
+        Some(2)
+    );
+
+    let provider = h
+        .double
+        .provider_by_name(&h.provider_name("app"))
+        .expect("provider");
+    let proxy = provider.proxy().expect("proxy");
+    assert_eq!(proxy.external_host, "https://changed.example.com");
+    assert_eq!(proxy.internal_host, "https://app-internal.example.svc:8443");
+    assert_eq!(proxy.mode, "proxy");
+    assert_eq!(proxy.skip_path_regex, "^/health$\n^/metrics$");
+    assert!(proxy.basic_auth_enabled);
+    assert_eq!(proxy.basic_auth_user_attribute, "username");
+    assert_eq!(proxy.basic_auth_password_attribute, "password");
+    assert!(proxy.internal_host_ssl_validation);
+    assert_eq!(proxy.cookie_domain, "example.com");
+    assert_eq!(proxy.access_token_validity, "hours=2");
+    assert!(!proxy.intercept_header_auth);
+
+    let app = h
+        .double
+        .with_state(|m| {
+            m.applications
+                .iter()
+                .find(|a| a.provider == Some(provider.pk))
+                .cloned()
+        })
+        .expect("application");
+    assert_eq!(app.name, "The App");
+    assert_eq!(app.meta_launch_url, "https://changed.example.com/start");
+    assert_eq!(app.meta_description, "new description");
+    assert_eq!(app.meta_publisher, "platform");
+    assert_eq!(app.group, "tools");
+    assert_eq!(
+        h.double.providers().len(),
+        1,
+        "updated in place, not re-created"
+    );
+}
+
+#[tokio::test]
+async fn hand_edits_are_reverted_and_outpost_removal_is_undone() {
+    let mut h = Harness::new("drift").await;
+    h.start_single();
+    h.apply(h.proxyconfig("drift")).await;
+    let pc = h.wait_phase("drift", Phase::Ready).await;
+    let pk = pc.status.and_then(|s| s.authentik_provider_id).expect("pk");
+
+    h.double.edit_provider(pk, |p| {
+        let proxy = p.proxy_mut().expect("proxy");
+        proxy.external_host = "https://evil.example.com".into();
+        proxy.skip_path_regex = ".*".into();
+    });
+    let outpost = h.double.embedded_outpost_uuid();
+    h.double.set_outpost_providers(outpost, vec![]);
+
+    let expected_host = format!("https://drift.{}.example.com", h.namespace());
+    h.wait_until("the hand edit to be reverted", || async {
+        let proxy = h.double.provider(pk)?.proxy()?.clone();
+        (proxy.external_host == expected_host && proxy.skip_path_regex == "^/api/.*$").then_some(())
+    })
+    .await;
+    h.wait_until("the provider to be back in its outpost", || async {
+        h.double
+            .embedded_outpost_providers()
+            .contains(&pk)
+            .then_some(())
+    })
+    .await;
+    assert_eq!(
+        h.double
+            .providers()
+            .iter()
+            .filter(|p| p.proxy().is_some())
+            .count(),
+        1
+    );
+}
+
+#[tokio::test]
+async fn delete_removes_everything_it_created() {
+    let mut h = Harness::new("delete").await;
+    h.start_single();
+    h.apply(h.proxyconfig("gone")).await;
+    let pc = h.wait_phase("gone", Phase::Ready).await;
+    let pk = pc.status.and_then(|s| s.authentik_provider_id).expect("pk");
+    let uid = pc.metadata.uid.clone().expect("uid");
+
+    // A provider someone else put in the outpost must survive our removal.
+    let theirs_pk = h
+        .authentik()
+        .create_proxy_provider(&h.provider_request(
+            &format!("theirs-{}", h.namespace()),
+            "https://theirs.example.com",
+        ))
+        .await
+        .expect("a person creates a proxy provider")
+        .pk;
+    let outpost = h.double.embedded_outpost_uuid();
+    let mut list = h.double.embedded_outpost_providers();
+    list.push(theirs_pk);
+    h.double.set_outpost_providers(outpost, list);
+
+    h.delete("gone").await;
+    h.wait_gone("gone").await;
+    assert!(h.double.provider(pk).is_none(), "provider deleted");
+    assert!(applications_for(&h, pk).is_empty());
+    assert_eq!(
+        h.double.embedded_outpost_providers(),
+        vec![theirs_pk],
+        "only ours was removed"
+    );
+    assert!(
+        h.double.provider(theirs_pk).is_some(),
+        "foreign provider untouched"
+    );
+    assert!(records_for(&h, &uid).await.is_empty(), "records removed");
+}
+
+#[tokio::test]
+async fn delete_while_authentik_is_down_waits_then_completes() {
+    let mut h = Harness::new("delete-down").await;
+    h.start_single();
+    h.apply(h.proxyconfig("wait")).await;
+    let pc = h.wait_phase("wait", Phase::Ready).await;
+    let pk = pc.status.and_then(|s| s.authentik_provider_id).expect("pk");
+
+    h.double.set_down(true);
+    h.delete("wait").await;
+    let blocked = h
+        .wait_until("status to say the deletion is blocked", || async {
+            let pc = h.get("wait").await?;
+            let ready = pc
+                .status
+                .as_ref()?
+                .conditions
+                .iter()
+                .find(|c| c.type_ == "Ready")?
+                .clone();
+            (ready.reason == "CleanupBlocked").then_some(ready)
+        })
+        .await;
+    assert!(
+        blocked.message.contains("gitops.io/skip-authentik-cleanup"),
+        "{}",
+        blocked.message
+    );
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert!(
+        h.get("wait").await.is_some(),
+        "the finalizer holds while authentik is down"
+    );
+
+    h.double.set_down(false);
+    h.wait_gone("wait").await;
+    assert!(h.double.provider(pk).is_none());
+}
+
+#[tokio::test]
+async fn authentik_outage_is_pending_then_recovers_by_itself() {
+    let mut h = Harness::new("outage").await;
+    h.double.set_down(true);
+    h.start_single();
+    h.apply(h.proxyconfig("later")).await;
+    let pending = h.wait_phase("later", Phase::Pending).await;
+    assert_eq!(condition(&pending, "Ready").reason, "AuthentikUnreachable");
+
+    h.double.set_down(false);
+    h.wait_phase("later", Phase::Ready).await;
+    assert!(
+        h.double
+            .provider_by_name(&h.provider_name("later"))
+            .is_some()
+    );
+}
+
+#[tokio::test]
+async fn invalid_spec_fails_without_any_authentik_call() {
+    let mut h = Harness::new("invalid").await;
+    h.start_single();
+    let mut bad = h.proxyconfig("bad");
+    bad["spec"]["authentikConfig"]["skipPathRegex"] = json!("^/ok$\n^/broken(");
+    h.apply(bad).await;
+    let failed = h.wait_phase("bad", Phase::Failed).await;
+    let ready = condition(&failed, "Ready");
+    assert_eq!(ready.reason, "InvalidSpec");
+    assert!(
+        ready.message.contains("skipPathRegex line 2"),
+        "{}",
+        ready.message
+    );
+
+    let name = h.provider_name("bad");
+    let touching: Vec<_> = h
+        .double
+        .requests()
+        .into_iter()
+        .filter(|r| {
+            r.method != "GET"
+                || r.query.as_deref().is_some_and(|q| q.contains(&name))
+                || r.path.contains(&name)
+        })
+        .collect();
+    assert!(
+        touching.is_empty(),
+        "no authentik call for an invalid object: {touching:?}"
+    );
+
+    // Another, valid ProxyConfig is not held up.
+    h.apply(h.proxyconfig("good")).await;
+    h.wait_phase("good", Phase::Ready).await;
+}
+
+#[tokio::test]
+async fn cross_namespace_service_is_refused_unless_allowlisted() {
+    let mut h = Harness::new("cross-ns").await;
+    h.start_single();
+    let mut cross = h.proxyconfig("cross");
+    cross["spec"]["serviceNamespace"] = json!("kube-system");
+    h.apply(cross).await;
+    let failed = h.wait_phase("cross", Phase::Failed).await;
+    let ready = condition(&failed, "Ready");
+    assert_eq!(ready.reason, "CrossNamespaceNotAllowed");
+    assert!(
+        ready.message.contains("CROSS_NAMESPACE_ALLOWLIST"),
+        "{}",
+        ready.message
+    );
+    assert!(
+        h.double
+            .provider_by_name(&h.provider_name("cross"))
+            .is_none()
+    );
+
+    h.kill_controller(0).await;
+    let allow = format!("{}:kube-system", h.namespace());
+    h.start_controller(&[
+        "--leader-election",
+        "false",
+        "--allow-cross-namespace",
+        &allow,
+    ]);
+    h.wait_phase("cross", Phase::Ready).await;
+}
+
+#[tokio::test]
+async fn disabling_authentication_removes_the_objects_and_stays_ready() {
+    let mut h = Harness::new("disable").await;
+    h.start_single();
+    h.apply(h.proxyconfig("off")).await;
+    let pc = h.wait_phase("off", Phase::Ready).await;
+    let pk = pc.status.and_then(|s| s.authentik_provider_id).expect("pk");
+
+    let mut disabled = h.proxyconfig("off");
+    disabled["spec"]["authentikConfig"]["enabled"] = json!(false);
+    h.apply(disabled).await;
+    let pc = h
+        .wait_until("authentication to be disabled", || async {
+            let pc = h.get("off").await?;
+            let status = pc.status.as_ref()?;
+            (status.observed_generation == Some(2) && status.phase == Some(Phase::Ready))
+                .then_some(pc)
+        })
+        .await;
+    assert_eq!(condition(&pc, "Ready").reason, "AuthenticationDisabled");
+    assert!(h.double.provider(pk).is_none());
+    assert!(applications_for(&h, pk).is_empty());
+    assert!(!h.double.embedded_outpost_providers().contains(&pk));
+}
+
+#[tokio::test]
+async fn restart_of_a_converged_system_writes_nothing() {
+    let mut h = Harness::new("restart").await;
+    let first = h.start_single();
+    for name in ["one", "two", "three"] {
+        h.apply(h.proxyconfig(name)).await;
+    }
+    let mut versions = Vec::new();
+    for name in ["one", "two", "three"] {
+        versions.push(h.wait_phase(name, Phase::Ready).await.resource_version());
+    }
+    // Let the first resync pass so that nothing is still settling.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    h.kill_controller(first).await;
+    h.double.clear_requests();
+
+    h.start_single();
+    // Two resyncs (2s each) re-verify every object.
+    h.wait_until("two full resyncs", || async {
+        (h.double.count("GET", "/api/v3/providers/proxy/") >= 2).then_some(())
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(
+        h.double.write_count(),
+        0,
+        "no authentik writes: {:?}",
+        h.double.requests()
+    );
+    for (name, version) in ["one", "two", "three"].into_iter().zip(versions) {
+        let now = h.get(name).await.expect("exists").resource_version();
+        assert_eq!(now, version, "{name} was not rewritten");
+    }
+}
+
+#[tokio::test]
+async fn metrics_carry_the_documented_series() {
+    let mut h = Harness::new("metrics").await;
+    let index = h.start_single();
+    h.apply(h.proxyconfig("scraped")).await;
+    h.wait_phase("scraped", Phase::Ready).await;
+    let text = h.scrape_metrics(index).await;
+    for series in [
+        "gitops_proxyconfig_reconcile_duration_seconds_bucket",
+        "gitops_proxyconfig_reconciles_total",
+        "gitops_proxyconfig_last_reconciled",
+        "gitops_authentik_requests_total",
+        "gitops_authentik_request_duration_seconds_bucket",
+        "gitops_outpost_writes_total",
+    ] {
+        assert!(text.contains(series), "{series} missing from:\n{text}");
+    }
+    let namespace = format!("namespace=\"{}\"", h.namespace());
+    let ready = text.lines().find(|line| {
+        line.starts_with("gitops_proxyconfig_phase{")
+            && line.contains("name=\"scraped\"")
+            && line.contains(&namespace)
+            && line.contains("phase=\"Ready\"")
+    });
+    assert!(
+        ready.is_some_and(|line| line.ends_with(" 1")),
+        "Ready phase series missing:\n{text}"
+    );
+}

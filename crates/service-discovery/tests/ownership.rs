@@ -1,0 +1,236 @@
+//! Crash safety and ownership: lost responses never duplicate, foreign objects are never taken
+//! over by name, conflicts between ProxyConfigs resolve by age, and only the leader writes.
+
+mod common;
+
+use std::time::Duration;
+
+use authentik_double::Fault;
+use common::{Harness, condition};
+use gitops_crd::Phase;
+use serde_json::json;
+
+#[tokio::test]
+async fn lost_create_responses_leave_exactly_one_provider_and_application() {
+    let mut h = Harness::new("lost-response").await;
+    h.double
+        .inject(Fault::drop_response_after_write(1).only("POST", "/api/v3/providers/proxy/"));
+    h.double
+        .inject(Fault::drop_response_after_write(1).only("POST", "/api/v3/core/applications/"));
+    h.start_single();
+    h.apply(h.proxyconfig("once")).await;
+    let pc = h.wait_phase("once", Phase::Ready).await;
+
+    let name = h.provider_name("once");
+    let ours: Vec<_> = h
+        .double
+        .providers()
+        .into_iter()
+        .filter(|p| p.name == name)
+        .collect();
+    assert_eq!(ours.len(), 1, "no duplicate provider");
+    assert_eq!(
+        h.double.count("POST", "/api/v3/providers/proxy/"),
+        1,
+        "created once"
+    );
+    assert_eq!(
+        pc.status.and_then(|s| s.authentik_provider_id),
+        Some(ours[0].pk)
+    );
+    let slug = format!("{}-once", h.namespace());
+    assert_eq!(
+        h.double
+            .application_slugs()
+            .iter()
+            .filter(|s| **s == slug)
+            .count(),
+        1,
+        "no duplicate application"
+    );
+}
+
+#[tokio::test]
+async fn foreign_provider_of_the_same_name_is_a_conflict_and_untouched_until_adopted() {
+    let mut h = Harness::new("foreign").await;
+    let name = h.provider_name("taken");
+    let foreign = h
+        .authentik()
+        .create_proxy_provider(&h.provider_request(&name, "https://someone.example.com"))
+        .await
+        .expect("a person creates a provider");
+    h.start_single();
+    h.apply(h.proxyconfig("taken")).await;
+
+    let failed = h.wait_phase("taken", Phase::Failed).await;
+    let ready = condition(&failed, "Ready");
+    assert_eq!(ready.reason, "Conflict");
+    assert!(
+        ready.message.contains("gitops.io/adopt"),
+        "{}",
+        ready.message
+    );
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let after = h.double.provider(foreign.pk).expect("still there");
+    assert_eq!(
+        after.proxy().expect("proxy").external_host,
+        "https://someone.example.com",
+        "untouched"
+    );
+    assert_eq!(h.double.count("PATCH", "/api/v3/providers/proxy/"), 0);
+    assert_eq!(h.double.count("DELETE", "/api/v3/providers/proxy/"), 0);
+
+    let mut adopt = h.proxyconfig("taken");
+    adopt["metadata"]["annotations"] = json!({"gitops.io/adopt": "true"});
+    h.apply(adopt).await;
+    let ready = h
+        .wait_until("the adopted provider to converge", || async {
+            let pc = h.get("taken").await?;
+            (pc.status.as_ref()?.phase == Some(Phase::Ready)).then_some(pc)
+        })
+        .await;
+    assert_eq!(
+        ready.status.and_then(|s| s.authentik_provider_id),
+        Some(foreign.pk)
+    );
+    let adopted = h.double.provider(foreign.pk).expect("same object");
+    assert_eq!(
+        adopted.proxy().expect("proxy").external_host,
+        format!("https://taken.{}.example.com", h.namespace()),
+        "converged to the spec"
+    );
+    assert_eq!(
+        h.double
+            .providers()
+            .iter()
+            .filter(|p| p.name == name)
+            .count(),
+        1
+    );
+}
+
+#[tokio::test]
+async fn name_taken_by_another_provider_type_is_reported() {
+    let mut h = Harness::new("other-type").await;
+    let name = h.provider_name("oauth");
+    h.double.create_foreign_provider(&name);
+    h.start_single();
+    h.apply(h.proxyconfig("oauth")).await;
+    let pc = h
+        .wait_until("the name clash to be reported", || async {
+            let pc = h.get("oauth").await?;
+            let ready = pc
+                .status
+                .as_ref()?
+                .conditions
+                .iter()
+                .find(|c| c.type_ == "Ready")?
+                .clone();
+            (ready.status == "False" && ready.message.contains("taken")).then_some(pc)
+        })
+        .await;
+    assert_ne!(pc.status.and_then(|s| s.phase), Some(Phase::Ready));
+    assert_eq!(
+        h.double
+            .providers()
+            .iter()
+            .filter(|p| p.name == name)
+            .count(),
+        1
+    );
+}
+
+#[tokio::test]
+async fn oldest_proxyconfig_wins_a_shared_host_and_the_loser_recovers() {
+    let mut h = Harness::new("conflict").await;
+    h.start_single();
+    let first = h.proxyconfig("first");
+    h.apply(first.clone()).await;
+    h.wait_phase("first", Phase::Ready).await;
+
+    let mut second = h.proxyconfig("second");
+    second["spec"]["externalHost"] = first["spec"]["externalHost"].clone();
+    h.apply(second).await;
+    let lost = h.wait_phase("second", Phase::Failed).await;
+    let ready = condition(&lost, "Ready");
+    assert_eq!(ready.reason, "Conflict");
+    assert!(ready.message.contains("first"), "{}", ready.message);
+    assert!(
+        h.double
+            .provider_by_name(&h.provider_name("second"))
+            .is_none(),
+        "the loser touched nothing"
+    );
+
+    h.delete("first").await;
+    h.wait_gone("first").await;
+    h.wait_phase("second", Phase::Ready).await;
+    assert!(
+        h.double
+            .provider_by_name(&h.provider_name("second"))
+            .is_some()
+    );
+}
+
+#[tokio::test]
+async fn only_the_leader_writes_and_a_standby_takes_over() {
+    let mut h = Harness::new("leader").await;
+    let lease = format!("sd-{}", h.namespace());
+    let args = ["--leader-election", "true", "--lease-name", lease.as_str()];
+    let a = h.start_controller(&args);
+    h.apply(h.proxyconfig("led")).await;
+    h.wait_phase("led", Phase::Ready).await;
+    let b = h.start_controller(&args);
+
+    // The standby is ready too (it has no leader-only readiness gates) but does nothing.
+    let standby_metrics = h
+        .wait_until("the standby to report its leadership", || async {
+            let port = h.controller(b).metrics_port;
+            let text = reqwest::get(format!("http://127.0.0.1:{port}/metrics"))
+                .await
+                .ok()?
+                .text()
+                .await
+                .ok()?;
+            text.lines()
+                .any(|l| l.starts_with("gitops_leader "))
+                .then_some(text)
+        })
+        .await;
+    assert!(
+        standby_metrics
+            .lines()
+            .any(|l| l.starts_with("gitops_leader ") && l.ends_with(" 0")),
+        "standby reports it is not leading:\n{standby_metrics}"
+    );
+    assert!(
+        !standby_metrics
+            .lines()
+            .any(|l| l.starts_with("gitops_authentik_requests_total")),
+        "the standby made no authentik call"
+    );
+
+    h.kill_controller(a).await;
+    h.apply({
+        let mut changed = h.proxyconfig("led");
+        changed["spec"]["authentikConfig"]["skipPathRegex"] = json!("^/public/.*$");
+        changed
+    })
+    .await;
+    h.wait_phase("led", Phase::Ready).await;
+    let provider = h
+        .double
+        .provider_by_name(&h.provider_name("led"))
+        .expect("provider");
+    assert_eq!(
+        provider.proxy().expect("proxy").skip_path_regex,
+        "^/public/.*$",
+        "the new leader converged it"
+    );
+    let text = h.scrape_metrics(b).await;
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("gitops_leader ") && l.ends_with(" 1")),
+        "{text}"
+    );
+}

@@ -1,0 +1,531 @@
+//! One environment: etcd, kube-apiserver and kube-controller-manager as processes on free
+//! loopback ports, with everything they need (data, certificates, kubeconfigs, logs, pid files)
+//! in one temporary directory.
+//!
+//! The processes run in their own process group, so they outlive the process that started them
+//! (that is how `testenv up` and test binaries share one environment) and a Ctrl-C in the
+//! starting terminal does not reach them. They are stopped by the pid in their pid file, after
+//! checking that the process's command line still names this environment's directory.
+
+use std::net::{IpAddr, Ipv4Addr, TcpListener};
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use kube::Client;
+use kube::api::Api;
+use kube::config::{KubeConfigOptions, Kubeconfig};
+use nix::sys::signal::{Signal, kill};
+use nix::sys::wait::{WaitPidFlag, waitpid};
+use nix::unistd::Pid;
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, IoContext, Result};
+use crate::pins;
+use crate::pki::{self, ADMIN_USER, Pki, TOKEN_USER};
+use crate::util::{block_on, tail};
+use crate::wait::poll_until;
+
+/// The processes of an environment, in start order. The watchdog (see `shared`) is not one.
+pub const COMPONENTS: [&str; 3] = ["etcd", "kube-apiserver", "kube-controller-manager"];
+
+/// The watchdog's pid-file name.
+pub(crate) const WATCHDOG: &str = "watchdog";
+
+/// Service IPs are allocated from here; nothing ever dials them (there are no nodes or
+/// proxies), but Services need a range.
+const SERVICE_CIDR: &str = "10.0.0.0/24";
+const FIRST_SERVICE_IP: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 1);
+
+const START_TIMEOUT: Duration = Duration::from_secs(90);
+const STOP_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Written to `<dir>/environment.json` once the environment is ready.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct EnvironmentInfo {
+    /// `https://127.0.0.1:<port>`.
+    pub server: String,
+    /// `http://127.0.0.1:<port>`.
+    pub etcd: String,
+    /// The pinned Kubernetes version running.
+    pub kubernetes_version: String,
+    /// Seconds since the Unix epoch when it became ready.
+    pub started_unix: u64,
+}
+
+/// A started (or found) environment.
+#[derive(Debug, Clone)]
+pub struct ControlPlane {
+    dir: PathBuf,
+    info: EnvironmentInfo,
+}
+
+/// Whether one process of an environment runs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProcessStatus {
+    pub name: &'static str,
+    pub pid: Option<i32>,
+    pub running: bool,
+}
+
+impl ControlPlane {
+    /// Builds the pinned tools if needed, then starts etcd, kube-apiserver and
+    /// kube-controller-manager in a new temporary directory and waits until they work.
+    /// On failure everything started so far is stopped and removed again.
+    pub fn start() -> Result<Self> {
+        crate::tools::ensure_tools(&["kubernetes", "etcd"])?;
+        let dir = tempfile::Builder::new()
+            .prefix("gitops-testenv-")
+            .tempdir()
+            .context(|| "creating the environment's directory".to_owned())?
+            .keep();
+        let started = Instant::now();
+        eprintln!("testenv: starting in {}", dir.display());
+        let result = block_on(start_in(dir.clone())).and_then(|result| result);
+        match result {
+            Ok(plane) => {
+                eprintln!(
+                    "testenv: ready in {:.1}s at {}",
+                    started.elapsed().as_secs_f64(),
+                    plane.info.server
+                );
+                Ok(plane)
+            }
+            Err(error) => {
+                let _ = stop_dir(&dir);
+                Err(error)
+            }
+        }
+    }
+
+    /// The environment recorded in `dir` (whether or not its processes still run).
+    pub fn open(dir: &Path) -> Result<Self> {
+        let path = dir.join("environment.json");
+        let text = std::fs::read_to_string(&path).map_err(|error| Error::NotRunning {
+            dir: dir.to_owned(),
+            reason: format!("cannot read {}: {error}", path.display()),
+        })?;
+        Ok(Self {
+            dir: dir.to_owned(),
+            info: serde_json::from_str(&text)?,
+        })
+    }
+
+    /// The environment's directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Admin kubeconfig (client certificate in `system:masters`; context
+    /// `gitops-testenv-token` uses the static token instead).
+    pub fn kubeconfig(&self) -> PathBuf {
+        self.dir.join("kubeconfig")
+    }
+
+    /// Where the API server, ports and version are recorded.
+    pub fn info(&self) -> &EnvironmentInfo {
+        &self.info
+    }
+
+    /// The component processes and whether each runs.
+    pub fn processes(&self) -> Vec<ProcessStatus> {
+        COMPONENTS
+            .iter()
+            .map(|name| {
+                let pid = read_pid(&self.dir, name);
+                ProcessStatus {
+                    name,
+                    pid,
+                    running: pid.is_some_and(|pid| is_ours(pid, &self.dir)),
+                }
+            })
+            .collect()
+    }
+
+    /// Every component process runs.
+    pub fn is_running(&self) -> bool {
+        self.processes().iter().all(|process| process.running)
+    }
+
+    /// Stops exactly this environment's processes (by pid file) and removes its directory.
+    pub fn stop(&self) -> Result<()> {
+        stop_dir(&self.dir)
+    }
+
+    /// A client with the admin kubeconfig.
+    pub async fn client(&self) -> Result<Client> {
+        client_for(&self.kubeconfig(), None).await
+    }
+
+    /// Whether the API server answers `/readyz` with `ok` within 5 seconds.
+    pub fn is_ready(&self) -> bool {
+        let kubeconfig = self.kubeconfig();
+        let answer = block_on(async move {
+            let client = client_for(&kubeconfig, None).await?;
+            tokio::time::timeout(Duration::from_secs(5), readyz(&client))
+                .await
+                .unwrap_or(Ok(None))
+        });
+        matches!(answer, Ok(Ok(Some(()))))
+    }
+}
+
+/// `Some(())` when the API server reports itself ready.
+async fn readyz(client: &Client) -> Result<Option<()>> {
+    let request = http::Request::get("/readyz")
+        .body(Vec::new())
+        .map_err(|error| Error::CommandOutput {
+            command: "GET /readyz".into(),
+            detail: error.to_string(),
+        })?;
+    Ok(client
+        .request_text(request)
+        .await
+        .ok()
+        .filter(|body| body.trim() == "ok")
+        .map(drop))
+}
+
+/// A client for `kubeconfig`, optionally impersonating `impersonate`.
+pub(crate) async fn client_for(kubeconfig: &Path, impersonate: Option<String>) -> Result<Client> {
+    // This crate only ever compiles rustls with ring; be explicit in case the build ever
+    // contains a second provider.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let kubeconfig = Kubeconfig::read_from(kubeconfig)?;
+    let mut config =
+        kube::Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default()).await?;
+    config.auth_info.impersonate = impersonate;
+    Ok(Client::try_from(config)?)
+}
+
+async fn start_in(dir: PathBuf) -> Result<ControlPlane> {
+    for sub in ["pids", "logs", "users"] {
+        let path = dir.join(sub);
+        std::fs::create_dir_all(&path).context(|| format!("creating {}", path.display()))?;
+    }
+    let kubernetes = pins::tool("kubernetes")?;
+    let etcd_client = free_port()?;
+    let etcd_peer = free_port()?;
+    let apiserver_port = free_port()?;
+    let info = EnvironmentInfo {
+        server: format!("https://127.0.0.1:{apiserver_port}"),
+        etcd: format!("http://127.0.0.1:{etcd_client}"),
+        kubernetes_version: kubernetes.version.clone(),
+        started_unix: 0,
+    };
+
+    let pki = pki::generate(&dir.join("pki"), IpAddr::V4(FIRST_SERVICE_IP))?;
+    write_kubeconfigs(&dir, &pki, &info.server)?;
+    let path = |p: PathBuf| p.to_string_lossy().into_owned();
+
+    let peer = format!("http://127.0.0.1:{etcd_peer}");
+    let mut etcd = spawn(
+        &dir,
+        "etcd",
+        &pins::binary("etcd", "etcd")?,
+        &[
+            "--name=testenv".into(),
+            format!("--data-dir={}", path(dir.join("etcd"))),
+            format!("--listen-client-urls={}", info.etcd),
+            format!("--advertise-client-urls={}", info.etcd),
+            format!("--listen-peer-urls={peer}"),
+            format!("--initial-advertise-peer-urls={peer}"),
+            format!("--initial-cluster=testenv={peer}"),
+            // Durability is worthless for a throw-away test cluster; fsync dominates its latency.
+            "--unsafe-no-fsync".into(),
+            "--log-level=warn".into(),
+        ],
+    )?;
+    wait_for(&dir, "etcd", &mut etcd, || async move {
+        Ok(tokio::net::TcpStream::connect(("127.0.0.1", etcd_client))
+            .await
+            .ok()
+            .map(drop))
+    })
+    .await?;
+
+    let pki_path = |file: &str| path(pki.path(file));
+    let mut apiserver = spawn(
+        &dir,
+        "kube-apiserver",
+        &pins::binary("kubernetes", "kube-apiserver")?,
+        &[
+            format!("--etcd-servers={}", info.etcd),
+            "--bind-address=127.0.0.1".into(),
+            "--advertise-address=127.0.0.1".into(),
+            format!("--secure-port={apiserver_port}"),
+            format!("--tls-cert-file={}", pki_path("apiserver.crt")),
+            format!("--tls-private-key-file={}", pki_path("apiserver.key")),
+            format!("--client-ca-file={}", pki_path("ca.crt")),
+            format!("--token-auth-file={}", pki_path("tokens.csv")),
+            "--authorization-mode=Node,RBAC".into(),
+            // As in real clusters: whether privileged Pods may run is PodSecurity's decision.
+            "--allow-privileged=true".into(),
+            // Added to the default plugins (which already include PodSecurity in 1.37): named so
+            // the environment keeps them whatever the defaults become.
+            "--enable-admission-plugins=NamespaceLifecycle,ServiceAccount,PodSecurity,NodeRestriction".into(),
+            "--service-account-issuer=https://kubernetes.default.svc.cluster.local".into(),
+            format!("--service-account-key-file={}", pki_path("service-accounts.pub")),
+            format!(
+                "--service-account-signing-key-file={}",
+                pki_path("service-accounts.key")
+            ),
+            format!("--service-cluster-ip-range={SERVICE_CIDR}"),
+            // No kube-apiserver endpoints to publish: nothing in the cluster dials the API.
+            "--endpoint-reconciler-type=none".into(),
+            format!("--cert-dir={}", path(dir.join("apiserver-certs"))),
+            "--profiling=false".into(),
+        ],
+    )?;
+    let kubeconfig = dir.join("kubeconfig");
+    let client = client_for(&kubeconfig, None).await?;
+    wait_for(&dir, "kube-apiserver", &mut apiserver, || {
+        let client = client.clone();
+        async move { readyz(&client).await }
+    })
+    .await?;
+
+    let mut controller_manager = spawn(
+        &dir,
+        "kube-controller-manager",
+        &pins::binary("kubernetes", "kube-controller-manager")?,
+        &[
+            format!(
+                "--kubeconfig={}",
+                path(dir.join("kube-controller-manager.kubeconfig"))
+            ),
+            "--controllers=*".into(),
+            // Each controller acts as its own ServiceAccount, as in a real cluster, so RBAC
+            // applies to them.
+            "--use-service-account-credentials=true".into(),
+            format!(
+                "--service-account-private-key-file={}",
+                pki_path("service-accounts.key")
+            ),
+            format!("--root-ca-file={}", pki_path("ca.crt")),
+            format!("--cluster-signing-cert-file={}", pki_path("ca.crt")),
+            format!("--cluster-signing-key-file={}", pki_path("ca.key")),
+            "--leader-elect=false".into(),
+            // It serves only health and metrics, which nothing here reads.
+            "--secure-port=0".into(),
+        ],
+    )?;
+    // The ServiceAccount controller creates `default` in every namespace: proof that the
+    // controllers run and can write.
+    let service_accounts: Api<k8s_openapi::api::core::v1::ServiceAccount> =
+        Api::namespaced(client.clone(), "default");
+    wait_for(
+        &dir,
+        "kube-controller-manager",
+        &mut controller_manager,
+        || {
+            let service_accounts = service_accounts.clone();
+            async move { Ok(service_accounts.get_opt("default").await?.map(drop)) }
+        },
+    )
+    .await?;
+
+    let info = EnvironmentInfo {
+        started_unix: SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|elapsed| elapsed.as_secs())
+            .unwrap_or_default(),
+        ..info
+    };
+    crate::util::write_atomic(
+        &dir.join("environment.json"),
+        serde_json::to_vec_pretty(&info)?,
+    )?;
+    Ok(ControlPlane { dir, info })
+}
+
+/// Polls `ready` until it succeeds, failing early (with the log's tail) if the process exits.
+async fn wait_for<F, Fut>(dir: &Path, name: &'static str, child: &mut Child, ready: F) -> Result<()>
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = Result<Option<()>>>,
+{
+    let log = log_path(dir, name);
+    poll_until(&format!("{name} to become ready"), START_TIMEOUT, || {
+        let exited = child.try_wait();
+        let probe = ready();
+        let log = log.clone();
+        async move {
+            match exited.context(|| format!("checking on {name}"))? {
+                Some(status) => Err(Error::ComponentExited {
+                    component: name,
+                    status: status.to_string(),
+                    tail: tail(&log, 40),
+                    log,
+                }),
+                None => probe.await,
+            }
+        }
+    })
+    .await
+    .map_err(|error| match error {
+        Error::Timeout { what, waited } => Error::Timeout {
+            what: format!(
+                "{what}; last lines of {}:\n{}",
+                log.display(),
+                tail(&log, 40)
+            ),
+            waited,
+        },
+        other => other,
+    })
+}
+
+fn spawn(dir: &Path, name: &str, binary: &Path, args: &[String]) -> Result<Child> {
+    let log = log_path(dir, name);
+    let out = std::fs::File::create(&log).context(|| format!("creating {}", log.display()))?;
+    let err = out
+        .try_clone()
+        .context(|| format!("opening {}", log.display()))?;
+    let child = Command::new(binary)
+        .args(args)
+        .current_dir(dir)
+        .stdin(Stdio::null())
+        .stdout(out)
+        .stderr(err)
+        // Own process group: survives its starter and ignores the terminal's Ctrl-C.
+        .process_group(0)
+        .spawn()
+        .context(|| format!("starting {}", binary.display()))?;
+    write_pid(dir, name, child.id())?;
+    Ok(child)
+}
+
+pub(crate) fn write_pid(dir: &Path, name: &str, pid: u32) -> Result<()> {
+    let path = dir.join("pids").join(format!("{name}.pid"));
+    std::fs::write(&path, pid.to_string()).context(|| format!("writing {}", path.display()))
+}
+
+fn log_path(dir: &Path, name: &str) -> PathBuf {
+    dir.join("logs").join(format!("{name}.log"))
+}
+
+fn read_pid(dir: &Path, name: &str) -> Option<i32> {
+    std::fs::read_to_string(dir.join("pids").join(format!("{name}.pid")))
+        .ok()?
+        .trim()
+        .parse()
+        .ok()
+}
+
+/// The process lives (not a zombie) and its command line names `dir`: guards against pid reuse.
+fn is_ours(pid: i32, dir: &Path) -> bool {
+    let proc_dir = PathBuf::from(format!("/proc/{pid}"));
+    let zombie = std::fs::read_to_string(proc_dir.join("stat"))
+        .ok()
+        .and_then(|stat| {
+            stat.rsplit_once(')')
+                .map(|(_, rest)| rest.trim_start().starts_with('Z'))
+        })
+        .unwrap_or(true);
+    if zombie {
+        return false;
+    }
+    let needle = dir.to_string_lossy();
+    std::fs::read(proc_dir.join("cmdline"))
+        .map(|cmdline| String::from_utf8_lossy(&cmdline).contains(needle.as_ref()))
+        .unwrap_or(false)
+}
+
+/// Stops the watchdog and the components of the environment in `dir` (newest first), then
+/// removes the directory.
+pub(crate) fn stop_dir(dir: &Path) -> Result<()> {
+    for name in std::iter::once(WATCHDOG).chain(COMPONENTS.iter().rev().copied()) {
+        stop_process(dir, name)?;
+    }
+    match std::fs::remove_dir_all(dir) {
+        Err(error) if error.kind() != std::io::ErrorKind::NotFound => {
+            Err(error).context(|| format!("removing {}", dir.display()))
+        }
+        _ => Ok(()),
+    }
+}
+
+pub(crate) fn stop_process(dir: &Path, name: &str) -> Result<()> {
+    let Some(pid) = read_pid(dir, name) else {
+        return Ok(());
+    };
+    if !is_ours(pid, dir) {
+        return Ok(());
+    }
+    let target = Pid::from_raw(pid);
+    for (signal, patience) in [
+        (Signal::SIGTERM, STOP_TIMEOUT),
+        (Signal::SIGKILL, STOP_TIMEOUT),
+    ] {
+        let _ = kill(target, signal);
+        let deadline = Instant::now() + patience;
+        while Instant::now() < deadline {
+            // Reaps it when this process started it; harmless (ECHILD) otherwise.
+            let _ = waitpid(target, Some(WaitPidFlag::WNOHANG));
+            if !is_ours(pid, dir) {
+                return Ok(());
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+    Err(Error::Timeout {
+        what: format!("{name} (pid {pid}) to exit after SIGKILL"),
+        waited: STOP_TIMEOUT * 2,
+    })
+}
+
+fn free_port() -> Result<u16> {
+    let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
+        .context(|| "finding a free loopback port".to_owned())?;
+    Ok(listener
+        .local_addr()
+        .context(|| "reading a bound port".to_owned())?
+        .port())
+}
+
+/// The admin kubeconfig (certificate and token contexts) and kube-controller-manager's.
+fn write_kubeconfigs(dir: &Path, pki: &Pki, server: &str) -> Result<()> {
+    let file = |name: &str| pki.path(name).to_string_lossy().into_owned();
+    let cluster = serde_json::json!({
+        "name": "gitops-testenv",
+        "cluster": {"server": server, "certificate-authority": file("ca.crt")},
+    });
+    let context = |name: &str, user: &str| serde_json::json!({"name": name, "context": {"cluster": "gitops-testenv", "user": user, "namespace": "default"}});
+    let admin = serde_json::json!({
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [cluster],
+        "users": [
+            {"name": ADMIN_USER, "user": {"client-certificate": file("admin.crt"), "client-key": file("admin.key")}},
+            {"name": TOKEN_USER, "user": {"token": pki.token()?}},
+        ],
+        "contexts": [context("gitops-testenv", ADMIN_USER), context("gitops-testenv-token", TOKEN_USER)],
+        "current-context": "gitops-testenv",
+    });
+    let controller_manager = serde_json::json!({
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [cluster],
+        "users": [{"name": "kube-controller-manager", "user": {
+            "client-certificate": file("kube-controller-manager.crt"),
+            "client-key": file("kube-controller-manager.key"),
+        }}],
+        "contexts": [context("kube-controller-manager", "kube-controller-manager")],
+        "current-context": "kube-controller-manager",
+    });
+    for (name, config) in [
+        ("kubeconfig", admin),
+        ("kube-controller-manager.kubeconfig", controller_manager),
+    ] {
+        let yaml = serde_saphyr::to_string(&config).map_err(|error| Error::Yaml {
+            path: dir.join(name),
+            message: error.to_string(),
+        })?;
+        let path = dir.join(name);
+        std::fs::write(&path, yaml).context(|| format!("writing {}", path.display()))?;
+    }
+    Ok(())
+}

@@ -1,0 +1,131 @@
+//! What integration tests use: the shared environment, a namespace per test, and clients.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::OnceLock;
+
+use k8s_openapi::api::core::v1::Namespace;
+use kube::Client;
+use kube::api::{Api, DeleteParams, ObjectMeta, PostParams};
+
+use crate::control_plane::{ControlPlane, client_for};
+use crate::error::{Error, Result};
+use crate::shared;
+use crate::util::{block_on, random_hex};
+
+/// Label on every namespace a test creates.
+pub const TEST_NAMESPACE_LABEL: &str = "gitops-testenv.io/test";
+
+/// The environment the tests of this process share.
+#[derive(Debug)]
+pub struct TestEnv {
+    plane: ControlPlane,
+}
+
+impl TestEnv {
+    /// The environment for this test process: started on first use (or found running, see
+    /// [`crate::shared`]) and shared by every test in the process. The first call blocks until
+    /// the environment is ready (~10 s warm; building the pinned tools first can take minutes).
+    pub fn shared() -> Result<&'static TestEnv> {
+        static SHARED: OnceLock<Result<TestEnv, String>> = OnceLock::new();
+        SHARED
+            .get_or_init(|| {
+                // One failure is reported to every test, instead of each test retrying.
+                shared::acquire_for_tests()
+                    .map(|plane| TestEnv { plane })
+                    .map_err(|error| error.to_string())
+            })
+            .as_ref()
+            .map_err(|message| Error::SharedStartFailed(message.clone()))
+    }
+
+    /// The control plane behind it.
+    pub fn control_plane(&self) -> &ControlPlane {
+        &self.plane
+    }
+
+    /// Admin kubeconfig path.
+    pub fn kubeconfig(&self) -> PathBuf {
+        self.plane.kubeconfig()
+    }
+
+    /// A cluster-admin client. Make one per test: a client belongs to the Tokio runtime it was
+    /// made in, and every `#[tokio::test]` has its own.
+    pub async fn client(&self) -> Result<Client> {
+        self.plane.client().await
+    }
+
+    /// A client that acts as ServiceAccount `namespace/name` (impersonation: the API server
+    /// authorizes each request as that account, with its groups), to test RBAC rules.
+    pub async fn client_as_service_account(&self, namespace: &str, name: &str) -> Result<Client> {
+        client_for(
+            &self.kubeconfig(),
+            Some(format!("system:serviceaccount:{namespace}:{name}")),
+        )
+        .await
+    }
+
+    /// Creates a fresh namespace named after `purpose`; it is deleted when the guard drops,
+    /// also when the test panics.
+    pub async fn namespace(&self, purpose: &str) -> Result<TestNamespace> {
+        let prefix: String = purpose
+            .to_ascii_lowercase()
+            .chars()
+            .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
+            .take(50)
+            .collect();
+        let name = format!("{}-{}", prefix.trim_matches('-'), random_hex(4)?);
+        let namespace = Namespace {
+            metadata: ObjectMeta {
+                name: Some(name.clone()),
+                labels: Some(BTreeMap::from([(
+                    TEST_NAMESPACE_LABEL.to_owned(),
+                    "true".to_owned(),
+                )])),
+                ..ObjectMeta::default()
+            },
+            ..Namespace::default()
+        };
+        let api: Api<Namespace> = Api::all(self.client().await?);
+        api.create(&PostParams::default(), &namespace).await?;
+        Ok(TestNamespace {
+            name,
+            kubeconfig: self.kubeconfig(),
+        })
+    }
+}
+
+/// A namespace that exists for one test. Dropping it deletes it (kube-controller-manager's
+/// namespace controller then removes everything in it).
+#[derive(Debug)]
+pub struct TestNamespace {
+    name: String,
+    kubeconfig: PathBuf,
+}
+
+impl TestNamespace {
+    /// The namespace's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+}
+
+impl Drop for TestNamespace {
+    fn drop(&mut self) {
+        let name = self.name.clone();
+        let kubeconfig = self.kubeconfig.clone();
+        // Drop cannot await, and may run while a panic unwinds a test's runtime: delete from a
+        // helper thread with its own runtime.
+        let deleted = block_on(async move {
+            let api: Api<Namespace> = Api::all(client_for(&kubeconfig, None).await?);
+            match api.delete(&name, &DeleteParams::background()).await {
+                Ok(_) => Ok(()),
+                Err(kube::Error::Api(status)) if status.code == 404 => Ok(()),
+                Err(error) => Err(Error::from(error)),
+            }
+        });
+        if let Err(error) | Ok(Err(error)) = deleted {
+            eprintln!("testenv: could not delete namespace {}: {error}", self.name);
+        }
+    }
+}

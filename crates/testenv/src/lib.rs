@@ -1,0 +1,31 @@
+//! The project's real Kubernetes test environment.
+//!
+//! - [`ensure_tools`] builds the tools pinned in `tools.toml` (Kubernetes, etcd, helm, promtool)
+//!   from source with the Go toolchain into a cache outside the repository, once per version.
+//! - [`ControlPlane`] runs etcd, kube-apiserver and kube-controller-manager on free loopback
+//!   ports (RBAC, PodSecurity admission, service-account tokens, garbage collection, the Job
+//!   controller); [`shared`] decides which environment a process uses and who stops it.
+//! - [`TestEnv`], [`TestNamespace`], [`install_proxyconfig_crd`] and
+//!   [`install_third_party_crds`] are what integration tests use.
+//!
+//! Only xtask and dev-dependencies may depend on this crate, never a product crate.
+
+mod control_plane;
+mod crds;
+mod error;
+mod harness;
+pub mod pins;
+mod pki;
+pub mod shared;
+mod tools;
+mod util;
+mod wait;
+
+pub use control_plane::{COMPONENTS, ControlPlane, EnvironmentInfo, ProcessStatus};
+pub use crds::{
+    install_product_crds, install_proxyconfig_crd, install_third_party_crds, third_party_crd_files,
+};
+pub use error::{Error, Result};
+pub use harness::{TEST_NAMESPACE_LABEL, TestEnv, TestNamespace};
+pub use tools::{ensure_all_tools, ensure_tools};
+pub use wait::poll_until;

@@ -1,0 +1,379 @@
+//! Builds the pinned tools from source with the Go toolchain into the cache, once per version.
+//!
+//! A binary counts as built when it exists in `<name>-v<version>/bin/` and the recipe it was
+//! built from (module, package, staging version, link-time variables; kept in
+//! `<name>-v<version>/recipes/`) is the one tools.toml describes now. Builds
+//! write into a staging directory and move finished binaries in, so an interrupted build never
+//! leaves a half-written binary behind, and a file lock keeps concurrent builds (two test
+//! binaries, a developer and xtask) from racing.
+
+use std::fs::File;
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::error::{Error, IoContext, Result};
+use crate::pins::{self, BuildMethod, Tool};
+use crate::util::{FileLock, tail, write_atomic};
+
+/// How often a long Go command reports progress.
+const PROGRESS_EVERY: Duration = Duration::from_secs(15);
+
+/// Builds every pinned tool that is not in the cache yet.
+pub fn ensure_all_tools() -> Result<()> {
+    let names: Vec<&str> = pins::pins()?.tools.keys().map(String::as_str).collect();
+    ensure_tools(&names)
+}
+
+/// Builds the named tools (keys of `[tools.*]` in tools.toml) unless they are cached.
+pub fn ensure_tools(names: &[&str]) -> Result<()> {
+    for name in names {
+        ensure_tool(name)?;
+    }
+    Ok(())
+}
+
+/// Binaries of `tool` that are not in the cache (or were built differently), as
+/// (binary, package).
+fn missing<'a>(name: &str, tool: &'a Tool) -> Vec<(&'a str, &'a str)> {
+    let bin_dir = tool.bin_dir(name);
+    tool.binaries
+        .iter()
+        .filter(|(binary, package)| {
+            let recorded = std::fs::read_to_string(recipe_path(name, tool, binary));
+            !bin_dir.join(binary).is_file() || recorded.ok() != Some(recipe(tool, package))
+        })
+        .map(|(binary, package)| (binary.as_str(), package.as_str()))
+        .collect()
+}
+
+/// Everything that decides what a binary is.
+fn recipe(tool: &Tool, package: &str) -> String {
+    format!(
+        "{}@v{} {package} staging={} ldflags={}\n",
+        tool.module,
+        tool.version,
+        tool.staging.as_deref().unwrap_or("-"),
+        tool.ldflags()
+    )
+}
+
+fn recipe_path(name: &str, tool: &Tool, binary: &str) -> PathBuf {
+    pins::tools_dir()
+        .join(tool.key(name))
+        .join("recipes")
+        .join(binary)
+}
+
+fn ensure_tool(name: &str) -> Result<()> {
+    let tool = pins::tool(name)?;
+    if missing(name, tool).is_empty() {
+        return Ok(());
+    }
+    let _lock = FileLock::acquire(
+        &pins::tools_dir().join(".build.lock"),
+        "another build of the pinned tools",
+    )?;
+    // Someone else may have built it while we waited.
+    let missing = missing(name, tool);
+    if missing.is_empty() {
+        return Ok(());
+    }
+    check_go()?;
+
+    let key = tool.key(name);
+    let root = pins::tools_dir().join(&key);
+    let staging = root.join("bin.partial");
+    let _ = std::fs::remove_dir_all(&staging);
+    std::fs::create_dir_all(&staging).context(|| format!("creating {}", staging.display()))?;
+    let log = root.join("build.log");
+    File::create(&log).context(|| format!("creating {}", log.display()))?;
+
+    let started = Instant::now();
+    let binaries: Vec<&str> = missing.iter().map(|(binary, _)| *binary).collect();
+    eprintln!(
+        "==> {key}: building {} from {}@v{} with the Go toolchain (once per version; log: {})",
+        binaries.join(", "),
+        tool.module,
+        tool.version,
+        log.display()
+    );
+    let ldflags = tool.ldflags();
+    match tool.build {
+        BuildMethod::Module => {
+            let src = prepare_module(name, tool, &log)?;
+            for (binary, package) in &missing {
+                let output = staging.join(binary);
+                let output = output.to_string_lossy();
+                run_go(
+                    &src,
+                    &["build", "-v", "-ldflags", &ldflags, "-o", &output, package],
+                    &[],
+                    &log,
+                    &format!("{key}: go build {binary}"),
+                )?;
+            }
+        }
+        BuildMethod::Install => {
+            for (binary, package) in &missing {
+                let target = format!("{package}@v{}", tool.version);
+                run_go(
+                    &root,
+                    &["install", "-v", "-ldflags", &ldflags, &target],
+                    &[("GOBIN", staging.as_path())],
+                    &log,
+                    &format!("{key}: go install {binary}"),
+                )?;
+            }
+        }
+    }
+
+    let bin_dir = tool.bin_dir(name);
+    let recipes = root.join("recipes");
+    for dir in [&bin_dir, &recipes] {
+        std::fs::create_dir_all(dir).context(|| format!("creating {}", dir.display()))?;
+    }
+    for (binary, package) in &missing {
+        let built = staging.join(binary);
+        if !built.is_file() {
+            return Err(Error::CommandOutput {
+                command: format!("go build/install for {key}"),
+                detail: format!("{} was not produced", built.display()),
+            });
+        }
+        let target = bin_dir.join(binary);
+        std::fs::rename(&built, &target).context(|| format!("moving {}", target.display()))?;
+        write_atomic(&recipe_path(name, tool, binary), recipe(tool, package))?;
+    }
+    let _ = std::fs::remove_dir_all(&staging);
+    eprintln!(
+        "==> {key}: built in {}s into {}",
+        started.elapsed().as_secs(),
+        bin_dir.display()
+    );
+    Ok(())
+}
+
+fn check_go() -> Result<()> {
+    match Command::new("go").arg("version").output() {
+        Ok(output) if output.status.success() => Ok(()),
+        Ok(output) => Err(Error::CommandOutput {
+            command: "go version".into(),
+            detail: String::from_utf8_lossy(&output.stderr).into_owned(),
+        }),
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => Err(Error::GoMissing),
+        Err(error) => Err(error).context(|| "running `go version`".to_owned()),
+    }
+}
+
+/// Writes the generated module that requires `tool.module` (under `tools/src/<key>/`) and tidies
+/// it, so that `go build` can build the tool's packages.
+fn prepare_module(name: &str, tool: &Tool, log: &Path) -> Result<PathBuf> {
+    let src = pins::tools_dir().join("src").join(tool.key(name));
+    std::fs::create_dir_all(&src).context(|| format!("creating {}", src.display()))?;
+
+    let download = go_mod_download(&tool.module, &tool.version)?;
+    let upstream = std::fs::read_to_string(&download.go_mod)
+        .context(|| format!("reading {}", download.go_mod.display()))?;
+    let go_directive = upstream
+        .lines()
+        .find_map(|line| line.strip_prefix("go "))
+        .map(str::trim)
+        .ok_or_else(|| Error::CommandOutput {
+            command: format!("go mod download {}", tool.module),
+            detail: format!("{} has no `go` directive", download.go_mod.display()),
+        })?;
+
+    let mut go_mod = format!(
+        "// Generated by gitops-testenv from tools.toml; rewritten on every build.\n\
+         module gitops-testenv/{name}\n\ngo {go_directive}\n\nrequire {} v{}\n",
+        tool.module, tool.version
+    );
+    if let Some(staging_version) = &tool.staging {
+        let staging = staging_modules(&upstream);
+        if staging.is_empty() {
+            return Err(Error::CommandOutput {
+                command: format!("go mod download {}", tool.module),
+                detail: "no `=> ./staging/…` replace directives found".into(),
+            });
+        }
+        // k8s.io/kubernetes replaces its staging modules with local directories, which only
+        // exist inside its own tree; pin each to the published module of the same release.
+        go_mod.push_str("\nreplace (\n");
+        for module in staging {
+            go_mod.push_str(&format!("\t{module} => {module} v{staging_version}\n"));
+        }
+        go_mod.push_str(")\n");
+    }
+    write_atomic(&src.join("go.mod"), go_mod)?;
+
+    let mut tools_go = String::from(
+        "//go:build tools\n\n// Generated by gitops-testenv: makes `go mod tidy` keep the tool's packages.\npackage tools\n\nimport (\n",
+    );
+    for package in tool.binaries.values() {
+        tools_go.push_str(&format!("\t_ \"{package}\"\n"));
+    }
+    tools_go.push_str(")\n");
+    write_atomic(&src.join("tools.go"), tools_go)?;
+
+    run_go(
+        &src,
+        &["mod", "tidy"],
+        &[],
+        log,
+        &format!("{}: go mod tidy", tool.key(name)),
+    )?;
+    Ok(src)
+}
+
+/// Modules that an upstream go.mod replaces with `./staging/…` directories.
+fn staging_modules(go_mod: &str) -> Vec<String> {
+    go_mod
+        .lines()
+        .filter_map(|line| {
+            let line = line.trim();
+            let line = line.strip_prefix("replace ").unwrap_or(line);
+            let (left, right) = line.split_once("=>")?;
+            right
+                .trim()
+                .starts_with("./staging/")
+                .then(|| left.split_whitespace().next().map(str::to_owned))
+                .flatten()
+        })
+        .collect()
+}
+
+/// What `go mod download -json` reports about one module.
+#[derive(Debug)]
+pub(crate) struct Downloaded {
+    /// The extracted module.
+    pub dir: PathBuf,
+    /// Its go.mod.
+    pub go_mod: PathBuf,
+}
+
+/// Downloads `module@v<version>` through the Go module proxy into the module cache (a no-op
+/// when it is there already).
+pub(crate) fn go_mod_download(module: &str, version: &str) -> Result<Downloaded> {
+    check_go()?;
+    let target = format!("{module}@v{version}");
+    let command = format!("go mod download -json {target}");
+    eprintln!("==> {command}");
+    let output = Command::new("go")
+        .args(["mod", "download", "-json", &target])
+        // Outside any module, so that no go.mod of the caller's takes part.
+        .current_dir(std::env::temp_dir())
+        .output()
+        .context(|| format!("running `{command}`"))?;
+    let report: serde_json::Value =
+        serde_json::from_slice(&output.stdout).map_err(|error| Error::CommandOutput {
+            command: command.clone(),
+            detail: format!(
+                "{error}; stderr: {}",
+                String::from_utf8_lossy(&output.stderr)
+            ),
+        })?;
+    let field = |name: &str| report.get(name).and_then(serde_json::Value::as_str);
+    if let Some(error) = field("Error") {
+        return Err(Error::CommandOutput {
+            command,
+            detail: error.to_owned(),
+        });
+    }
+    match (field("Dir"), field("GoMod")) {
+        (Some(dir), Some(go_mod)) if output.status.success() => Ok(Downloaded {
+            dir: dir.into(),
+            go_mod: go_mod.into(),
+        }),
+        _ => Err(Error::CommandOutput {
+            command,
+            detail: format!(
+                "exit {}, stderr: {}",
+                output.status,
+                String::from_utf8_lossy(&output.stderr)
+            ),
+        }),
+    }
+}
+
+/// Runs a long Go command, appending everything it prints to `log` and reporting progress
+/// (packages compiled, modules downloaded) on stderr.
+fn run_go(dir: &Path, args: &[&str], env: &[(&str, &Path)], log: &Path, label: &str) -> Result<()> {
+    let command_line = format!("go {}", args.join(" "));
+    let mut log_file = File::options()
+        .append(true)
+        .open(log)
+        .context(|| format!("opening {}", log.display()))?;
+    writeln!(log_file, "$ {command_line}").context(|| format!("writing {}", log.display()))?;
+    let stdout = log_file
+        .try_clone()
+        .context(|| format!("opening {}", log.display()))?;
+
+    let mut command = Command::new("go");
+    command
+        .args(args)
+        .current_dir(dir)
+        .stdin(Stdio::null())
+        .stdout(stdout)
+        .stderr(Stdio::piped());
+    for (key, value) in env {
+        command.env(key, value);
+    }
+    let mut child = command
+        .spawn()
+        .context(|| format!("starting `{command_line}`"))?;
+
+    let started = Instant::now();
+    let mut last_report = Instant::now();
+    let (mut compiled, mut downloaded) = (0usize, 0usize);
+    if let Some(stderr) = child.stderr.take() {
+        for line in BufReader::new(stderr).lines() {
+            let line = line.context(|| format!("reading output of `{command_line}`"))?;
+            writeln!(log_file, "{line}").context(|| format!("writing {}", log.display()))?;
+            if line.starts_with("go: downloading") {
+                downloaded += 1;
+            } else if !line.contains(' ') {
+                // `go build -v` prints one bare package path per package it compiles.
+                compiled += 1;
+            }
+            if last_report.elapsed() >= PROGRESS_EVERY {
+                eprintln!(
+                    "    {label}: {compiled} packages compiled, {downloaded} modules downloaded ({}s)",
+                    started.elapsed().as_secs()
+                );
+                last_report = Instant::now();
+            }
+        }
+    }
+    let status = child
+        .wait()
+        .context(|| format!("waiting for `{command_line}`"))?;
+    if !status.success() {
+        return Err(Error::Command {
+            command: format!("{command_line} (in {})", dir.display()),
+            status: status.to_string(),
+            log: log.to_owned(),
+            tail: tail(log, 30),
+        });
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn staging_modules_are_read_from_the_replace_block() {
+        let go_mod = "module k8s.io/kubernetes\n\ngo 1.26.0\n\nrequire (\n\tk8s.io/api v0.0.0\n)\n\n\
+                      replace (\n\tk8s.io/api => ./staging/src/k8s.io/api\n\
+                      \tk8s.io/client-go => ./staging/src/k8s.io/client-go\n\
+                      \tgithub.com/x/y => github.com/x/y v1.2.3\n)\n\
+                      replace k8s.io/kms => ./staging/src/k8s.io/kms\n";
+        assert_eq!(
+            staging_modules(go_mod),
+            ["k8s.io/api", "k8s.io/client-go", "k8s.io/kms"]
+        );
+    }
+}

@@ -1,0 +1,105 @@
+//! `cargo xtask tools` and `cargo xtask testenv up|down|status|env`: the pinned tools and the
+//! shared test environment, for people and scripts.
+
+use anyhow::{Result, bail};
+use clap::Subcommand;
+use gitops_testenv::{ControlPlane, pins, shared};
+
+#[derive(Subcommand)]
+pub enum Action {
+    /// Start the shared test environment (etcd, kube-apiserver, kube-controller-manager) and
+    /// keep it running until `down`; tests and `cargo test` use it while it runs.
+    Up,
+    /// Stop the shared test environment's processes and delete its directory.
+    Down,
+    /// Show whether the shared test environment runs, where, and its processes.
+    Status,
+    /// Print `export KUBECONFIG=…` and `GITOPS_TESTENV_DIR=…` for `eval "$(cargo xtask testenv env)"`.
+    Env,
+}
+
+/// Builds every pinned tool that is not cached yet and lists where they are.
+pub fn tools() -> Result<()> {
+    gitops_testenv::ensure_all_tools()?;
+    for (name, tool) in &pins::pins()?.tools {
+        let bin_dir = tool.bin_dir(name);
+        for binary in tool.binaries.keys() {
+            println!("{}", bin_dir.join(binary).display());
+        }
+    }
+    Ok(())
+}
+
+pub fn run(action: Action) -> Result<()> {
+    match action {
+        Action::Up => {
+            let (plane, started) = shared::up()?;
+            let verb = if started {
+                "started"
+            } else {
+                "already running"
+            };
+            eprintln!("testenv: {verb}: {}", plane.info().server);
+            eprintln!("testenv: kubeconfig {}", plane.kubeconfig().display());
+            eprintln!("testenv: use it from a shell: eval \"$(cargo xtask testenv env)\"");
+            Ok(())
+        }
+        Action::Down => {
+            match shared::down()? {
+                Some(dir) => eprintln!("testenv: stopped and removed {}", dir.display()),
+                None => eprintln!("testenv: no shared environment was running"),
+            }
+            Ok(())
+        }
+        Action::Status => {
+            let plane = running()?;
+            print_status(&plane);
+            if !plane.is_ready() {
+                bail!("the API server at {} is not ready", plane.info().server);
+            }
+            Ok(())
+        }
+        Action::Env => {
+            let plane = running()?;
+            println!(
+                "export KUBECONFIG={}",
+                shell_quote(&plane.kubeconfig().to_string_lossy())
+            );
+            println!(
+                "export {}={}",
+                shared::DIR_ENV,
+                shell_quote(&plane.dir().to_string_lossy())
+            );
+            Ok(())
+        }
+    }
+}
+
+fn running() -> Result<ControlPlane> {
+    shared::shared_environment()?.ok_or_else(|| gitops_testenv::Error::NoneRunning.into())
+}
+
+fn print_status(plane: &ControlPlane) {
+    let info = plane.info();
+    println!("kubernetes  v{}", info.kubernetes_version);
+    println!("server      {}", info.server);
+    println!("etcd        {}", info.etcd);
+    println!("directory   {}", plane.dir().display());
+    println!("kubeconfig  {}", plane.kubeconfig().display());
+    for process in plane.processes() {
+        let pid = process
+            .pid
+            .map_or_else(|| "-".to_owned(), |pid| pid.to_string());
+        let state = if process.running {
+            "running"
+        } else {
+            "stopped"
+        };
+        println!("{:<24}pid {pid:<8} {state}", process.name);
+    }
+}
+
+/// Single-quotes `text` for POSIX shells.
+fn shell_quote(text: &str) -> String {
+    format!("'{}'", text.replace('\'', r"'\''"))
+}
