@@ -16,7 +16,7 @@ use gitops_crd::{
 };
 use k8s_openapi::api::core::v1::{Service, ServicePort};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
-use kube::api::{Api, DeleteParams, ObjectMeta, Patch, PatchParams, Preconditions};
+use kube::api::{Api, DeleteParams, ObjectMeta, Patch, PatchParams, PostParams, Preconditions};
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::events::{Event, EventType, Recorder};
 use kube::runtime::reflector::{ObjectRef, Store};
@@ -252,7 +252,10 @@ async fn reconcile(service: Arc<Service>, ctx: Arc<Context>) -> Result<Action, D
         return Ok(Action::await_change());
     }
 
-    if let Some(pc) = &existing
+    // The cache may lag (e.g. right after start-up): before writing, read the ProxyConfig
+    // afresh, so a hand-written one is never overwritten.
+    let current = api.get_opt(&name).await.map_err(wrap)?;
+    if let Some(pc) = &current
         && !is_ours(pc, &service)
     {
         metrics::counter!(names::DISCOVERY_SKIPPED, "reason" => "name_taken").increment(1);
@@ -263,20 +266,12 @@ async fn reconcile(service: Arc<Service>, ctx: Arc<Context>) -> Result<Action, D
     let spec = match spec_for(&service) {
         Ok(spec) => spec,
         Err(error) => {
-            metrics::counter!(names::DISCOVERY_SKIPPED, "reason" => error.metric_reason())
-                .increment(1);
-            publish(
-                &ctx,
-                &service,
-                true,
-                "InvalidAnnotations",
-                format!("no ProxyConfig: {error}"),
-            )
-            .await;
+            metrics::counter!(names::DISCOVERY_SKIPPED, "reason" => error.metric_reason()).increment(1);
+            publish(&ctx, &service, true, "InvalidAnnotations", format!("no ProxyConfig: {error}")).await;
             return Ok(Action::await_change());
         }
     };
-    if existing.as_ref().is_some_and(|pc| pc.spec == spec) {
+    if current.as_ref().is_some_and(|pc| pc.spec == spec) {
         return Ok(Action::await_change());
     }
     let mut pc = ProxyConfig::new(&name, spec);
@@ -297,13 +292,24 @@ async fn reconcile(service: Arc<Service>, ctx: Arc<Context>) -> Result<Action, D
         }]),
         ..ObjectMeta::default()
     };
-    api.patch(
-        &name,
-        &PatchParams::apply(MANAGER).force(),
-        &Patch::Apply(&pc),
-    )
-    .await
-    .map_err(wrap)?;
+    let written = match &current {
+        // Create, not apply: if someone creates the name meanwhile, this fails instead of
+        // taking their object over.
+        None => api.create(&PostParams::default(), &pc).await.map(drop),
+        Some(ours) => {
+            // Guarded by the version just read, for the same reason.
+            pc.metadata.resource_version = ours.resource_version();
+            api.patch(&name, &PatchParams::apply(MANAGER).force(), &Patch::Apply(&pc))
+                .await
+                .map(drop)
+        }
+    };
+    match written {
+        Ok(()) => {}
+        // Lost a race with another writer: look again.
+        Err(kube::Error::Api(status)) if status.code == 409 => return Ok(Action::requeue(std::time::Duration::from_secs(1))),
+        Err(error) => return Err(wrap(error)),
+    }
     metrics::counter!(names::DISCOVERED).increment(1);
     let verb = if existing.is_some() {
         "updated"

@@ -46,6 +46,15 @@ pub struct Context {
     pub backoff: Backoff,
 }
 
+impl Context {
+    async fn wait_for_caches(&self) {
+        // Errors mean the store's writer is gone, i.e. shutdown; nothing to wait for then.
+        let _ = self.proxyconfigs.wait_until_ready().await;
+        let _ = self.records.wait_until_ready().await;
+        let _ = self.services.wait_until_ready().await;
+    }
+}
+
 pub async fn reconcile(pc: Arc<ProxyConfig>, ctx: Arc<Context>) -> Result<Action, Error> {
     let _timer = ReconcileTimer::start();
     let namespace = pc.namespace().unwrap_or_default();
@@ -79,6 +88,9 @@ fn me(pc: &ProxyConfig) -> ProxyConfigRef {
 }
 
 async fn apply(pc: &ProxyConfig, ctx: &Context) -> Result<Action, Error> {
+    // Conflicts and claims are judged from the caches: until they hold the whole cluster, an
+    // older ProxyConfig or a live claimant could be missed.
+    ctx.wait_for_caches().await;
     let mut report = Report::new(pc);
     let outcome = converge(pc, ctx, &mut report).await;
     let action = match &outcome {
@@ -661,6 +673,7 @@ async fn remove_from_authentik(
 }
 
 async fn cleanup(pc: &ProxyConfig, ctx: &Context) -> Result<Action, Error> {
+    ctx.wait_for_caches().await;
     let me = me(pc);
     if pc
         .annotations()
