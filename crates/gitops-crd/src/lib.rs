@@ -6,6 +6,7 @@
 
 pub mod conditions;
 pub mod names;
+pub mod onboarding;
 pub mod ownership;
 mod proxyconfig;
 pub mod validate;

@@ -22,6 +22,9 @@ pub const DISCOVERY_LABEL: &str = "authentik.io/proxy";
 /// Value of [`DISCOVERY_LABEL`] that opts in.
 pub const DISCOVERY_LABEL_ENABLED: &str = "enabled";
 
+/// Label on ProxyConfigs created by automatic onboarding, naming the Service they come from.
+pub const DISCOVERED_FROM_LABEL: &str = "gitops.io/discovered-from";
+
 /// Service annotations read by automatic onboarding.
 pub mod service_annotations {
     pub const EXTERNAL_HOST: &str = "authentik.io/external-host";
@@ -42,6 +45,14 @@ pub mod labels {
     /// Value of [`NAME`] for this product.
     pub const PRODUCT: &str = "gitops-lifecycle-management";
 }
+
+/// Authorization flow (slug) of ProxyConfigs that name none, unless the controller is configured
+/// otherwise.
+pub const DEFAULT_AUTHORIZATION_FLOW: &str = "default-provider-authorization-implicit-consent";
+/// Invalidation flow (slug) of ProxyConfigs that name none, unless configured otherwise.
+pub const DEFAULT_INVALIDATION_FLOW: &str = "default-provider-invalidation-flow";
+/// Outpost of ProxyConfigs that name none: authentik's embedded outpost.
+pub const DEFAULT_OUTPOST: &str = "embedded";
 
 /// Field manager for server-side apply by the service-discovery controller.
 pub const SERVICE_DISCOVERY_MANAGER: &str = "gitops-service-discovery";

@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use authentik_client::ApiToken;
 use clap::Parser;
+use gitops_crd::names;
 use gitops_runtime::LogFormat;
 
 #[derive(Debug, Parser)]
@@ -43,7 +44,7 @@ pub struct Args {
     #[arg(
         long,
         env = "DEFAULT_AUTHORIZATION_FLOW",
-        default_value = "default-provider-authorization-implicit-consent"
+        default_value = names::DEFAULT_AUTHORIZATION_FLOW
     )]
     pub default_authorization_flow: String,
 
@@ -51,13 +52,13 @@ pub struct Args {
     #[arg(
         long,
         env = "DEFAULT_INVALIDATION_FLOW",
-        default_value = "default-provider-invalidation-flow"
+        default_value = names::DEFAULT_INVALIDATION_FLOW
     )]
     pub default_invalidation_flow: String,
 
     /// Outpost (name or UUID) for ProxyConfigs that name none; `embedded` is authentik's
     /// embedded outpost.
-    #[arg(long, env = "DEFAULT_OUTPOST", default_value = "embedded")]
+    #[arg(long, env = "DEFAULT_OUTPOST", default_value = names::DEFAULT_OUTPOST)]
     pub default_outpost: String,
 
     /// Cookie domain for providers whose ProxyConfig sets none.
@@ -140,7 +141,7 @@ pub enum OutpostSelector {
 
 impl OutpostSelector {
     pub fn parse(value: &str) -> Self {
-        if value.eq_ignore_ascii_case("embedded") {
+        if value.eq_ignore_ascii_case(names::DEFAULT_OUTPOST) {
             OutpostSelector::Embedded
         } else {
             OutpostSelector::Named(value.to_owned())

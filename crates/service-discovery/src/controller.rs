@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use authentik_client::{AuthentikClient, ClientConfig};
-use futures::StreamExt;
+use futures::{StreamExt, TryStreamExt};
 use gitops_crd::ProxyConfig;
 use gitops_crd::names::SERVICE_DISCOVERY_MANAGER;
 use gitops_crd::ownership::AuthentikObject;
@@ -19,6 +19,7 @@ use kube::runtime::controller::{self, Controller};
 use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::reflector::{self, ObjectRef, reflector};
 use kube::runtime::{WatchStreamExt, watcher};
+use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 use crate::authentik::Authentik;
@@ -104,27 +105,15 @@ async fn run_controller(
         settings.resync_interval,
     ));
 
-    let (records_store, records_writer) = reflector::store::<AuthentikObject>();
-    let records_stream = reflector(
-        records_writer,
-        watcher(Api::all(client.clone()), watcher::Config::default()),
-    )
-    .default_backoff()
-    .touched_objects();
-    let (services_store, services_writer) = reflector::store::<Service>();
-    let services_stream = reflector(
-        services_writer,
-        watcher(scoped(&client, &settings), watcher::Config::default()),
-    )
-    .default_backoff()
-    .touched_objects();
-
-    let controller = Controller::new(
-        scoped::<ProxyConfig>(&client, &settings),
-        watcher::Config::default(),
-    )
-    .with_config(controller::Config::default().concurrency(settings.concurrency));
-    let proxyconfig_store = controller.store();
+    let (records_store, records_stream, records_ready) =
+        cached_watch::<AuthentikObject>(Api::all(client.clone()));
+    let (services_store, services_stream, services_ready) =
+        cached_watch::<Service>(scoped(&client, &settings));
+    let (proxyconfig_store, proxyconfig_stream, proxyconfigs_ready) =
+        cached_watch::<ProxyConfig>(scoped(&client, &settings));
+    let caches = Caches(vec![records_ready, services_ready, proxyconfigs_ready]);
+    let controller = Controller::for_stream(proxyconfig_stream, proxyconfig_store.clone())
+        .with_config(controller::Config::default().concurrency(settings.concurrency));
 
     // The records watch feeds only its store.
     let records_task = tokio::spawn(records_stream.for_each(|_| async {}));
@@ -162,21 +151,14 @@ async fn run_controller(
         },
         settings: settings.clone(),
         backoff: Backoff::new(Duration::from_secs(1), Duration::from_secs(300)),
+        caches: caches.clone(),
     });
 
     let synced = {
-        let (records, services, pcs) = (
-            records_store,
-            services_store.clone(),
-            proxyconfig_store.clone(),
-        );
+        let caches = caches.clone();
         tokio::spawn(async move {
-            if records.wait_until_ready().await.is_ok()
-                && services.wait_until_ready().await.is_ok()
-                && pcs.wait_until_ready().await.is_ok()
-            {
-                caches_synced.set(true);
-            }
+            caches.wait().await;
+            caches_synced.set(true);
             caches_synced
         })
     };
@@ -221,6 +203,47 @@ async fn run_controller(
         drop(gate);
     }
     tracing::info!("controller stopped");
+}
+
+/// Readiness of the watch caches, tracked from the watch streams themselves:
+/// kube-runtime 5's `Store::wait_until_ready` wakes only the last of several waiters, and the
+/// controller runtime already waits on the ProxyConfig store.
+#[derive(Clone)]
+pub struct Caches(Vec<watch::Receiver<bool>>);
+
+impl Caches {
+    /// Resolves once every cache holds a full list (or the process is stopping).
+    pub async fn wait(&self) {
+        for ready in &self.0 {
+            let _ = ready.clone().wait_for(|ready| *ready).await;
+        }
+    }
+}
+
+/// A watch feeding a cache: the cache, the stream that fills it (it must be polled), and a
+/// flag that turns true once the first full list is in the cache.
+fn cached_watch<K>(
+    api: Api<K>,
+) -> (
+    reflector::Store<K>,
+    impl futures::Stream<Item = Result<K, watcher::Error>> + Send + 'static,
+    watch::Receiver<bool>,
+)
+where
+    K: kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug + Send + Sync + 'static,
+    K::DynamicType: Default + Eq + std::hash::Hash + Clone + Send + Sync,
+{
+    let (store, writer) = reflector::store::<K>();
+    let (ready_tx, ready_rx) = watch::channel(false);
+    let stream = reflector(writer, watcher(api, watcher::Config::default()))
+        .default_backoff()
+        .inspect_ok(move |event| {
+            if matches!(event, watcher::Event::InitDone) {
+                ready_tx.send_replace(true);
+            }
+        })
+        .touched_objects();
+    (store, stream, ready_rx)
 }
 
 /// An Api for all namespaces, or only the watched one.

@@ -135,11 +135,6 @@ impl Records {
         Self { api, store }
     }
 
-    /// Resolves once the watch has listed every record.
-    pub async fn wait_until_ready(&self) -> Result<(), kube::runtime::reflector::store::WriterDropped> {
-        self.store.wait_until_ready().await
-    }
-
     pub fn get(&self, kind: AuthentikKind, authentik_name: &str) -> Option<Arc<AuthentikObject>> {
         self.store
             .get(&ObjectRef::new(&record_name(kind, authentik_name)))

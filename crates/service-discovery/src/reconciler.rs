@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use authentik_client::{FlowDesignation, PolicyBindingRequest};
+use authentik_client::{FlowDesignation, Outpost, PolicyBindingRequest};
 use gitops_crd::ProxyConfig;
 use gitops_crd::conditions::ConditionUpdate;
 use gitops_crd::names::{
@@ -25,6 +25,7 @@ use kube::runtime::reflector::{ObjectRef, Store};
 use crate::authentik::{Authentik, not_found_as_none};
 use crate::backoff::Backoff;
 use crate::config::{OutpostSelector, Settings};
+use crate::controller::Caches;
 use crate::conflicts::find_conflict;
 use crate::error::{Error, Failure};
 use crate::metrics::{self, ReconcileTimer};
@@ -44,15 +45,7 @@ pub struct Context {
     pub settings: Arc<Settings>,
     pub defaults: gitops_plan::Defaults,
     pub backoff: Backoff,
-}
-
-impl Context {
-    async fn wait_for_caches(&self) {
-        // Errors mean the store's writer is gone, i.e. shutdown; nothing to wait for then.
-        let _ = self.proxyconfigs.wait_until_ready().await;
-        let _ = self.records.wait_until_ready().await;
-        let _ = self.services.wait_until_ready().await;
-    }
+    pub caches: Caches,
 }
 
 pub async fn reconcile(pc: Arc<ProxyConfig>, ctx: Arc<Context>) -> Result<Action, Error> {
@@ -90,7 +83,7 @@ fn me(pc: &ProxyConfig) -> ProxyConfigRef {
 async fn apply(pc: &ProxyConfig, ctx: &Context) -> Result<Action, Error> {
     // Conflicts and claims are judged from the caches: until they hold the whole cluster, an
     // older ProxyConfig or a live claimant could be missed.
-    ctx.wait_for_caches().await;
+    ctx.caches.wait().await;
     let mut report = Report::new(pc);
     let outcome = converge(pc, ctx, &mut report).await;
     let action = match &outcome {
@@ -132,14 +125,17 @@ async fn converge(pc: &ProxyConfig, ctx: &Context, report: &mut Report) -> Resul
         return Err(Failure::conflict(conflict.to_string()));
     }
 
-    // Step 2.
+    // Step 2: every reference resolves before anything is created, so a ProxyConfig naming
+    // a missing flow, outpost or group leaves nothing half-made in authentik.
     let flows = resolve_flows(pc, ctx).await?;
+    let outpost = resolve_outpost(pc, ctx).await?;
+    let groups = resolve_groups(pc, ctx).await?;
     // Step 3.
     let provider_pk = converge_provider(pc, ctx, &checked, &flows, &me, report).await?;
     // Step 4.
-    converge_application(pc, ctx, provider_pk, &me, report).await?;
+    converge_application(pc, ctx, provider_pk, groups.as_deref(), &me, report).await?;
     // Step 5.
-    assign_outpost(pc, ctx, provider_pk, report).await?;
+    assign_outpost(ctx, &outpost, provider_pk, report).await?;
     Ok(())
 }
 
@@ -424,6 +420,7 @@ async fn converge_application(
     pc: &ProxyConfig,
     ctx: &Context,
     provider_pk: i64,
+    groups: Option<&[String]>,
     me: &ProxyConfigRef,
     report: &mut Report,
 ) -> Result<(), Failure> {
@@ -500,7 +497,9 @@ async fn converge_application(
     .await?;
     let application_pk = application.pk.clone();
     ctx.authentik.remember_application(application).await;
-    sync_allowed_groups(pc, ctx, &application_pk).await?;
+    if let Some(groups) = groups {
+        sync_allowed_groups(ctx, &application_pk, groups).await?;
+    }
     report.application_slug = Some(slug.clone());
     report.step(ConditionUpdate::new(
         STEP,
@@ -511,15 +510,11 @@ async fn converge_application(
     Ok(())
 }
 
-/// Group bindings are listed only when the spec names groups or just changed, so a converged
-/// ProxyConfig without `allowedGroups` costs no call per resync.
-async fn sync_allowed_groups(
-    pc: &ProxyConfig,
-    ctx: &Context,
-    application_pk: &str,
-) -> Result<(), Failure> {
-    const STEP: &str = ct::APPLICATION_SYNCED;
-    let groups = pc
+/// The UUIDs of `allowedGroups`, or `None` when bindings need no look: listing them only when
+/// the spec names groups or just changed keeps a converged ProxyConfig without `allowedGroups`
+/// free of calls per resync.
+async fn resolve_groups(pc: &ProxyConfig, ctx: &Context) -> Result<Option<Vec<String>>, Failure> {
+    let names = pc
         .spec
         .authentik_config
         .allowed_groups
@@ -527,24 +522,38 @@ async fn sync_allowed_groups(
         .unwrap_or_default();
     let spec_changed =
         pc.status.as_ref().and_then(|s| s.observed_generation) != pc.metadata.generation;
-    if groups.is_empty() && !spec_changed {
-        return Ok(());
+    if names.is_empty() && !spec_changed {
+        return Ok(None);
     }
-    let fail = |e| Failure::authentik(STEP, "syncing allowedGroups bindings", e);
-    let mut group_pks = Vec::with_capacity(groups.len());
-    for name in &groups {
-        match ctx.authentik.group(name).await.map_err(fail)? {
-            Some(pk) => group_pks.push(pk),
+    let mut pks = Vec::with_capacity(names.len());
+    for name in &names {
+        match ctx
+            .authentik
+            .group(name)
+            .await
+            .map_err(|e| Failure::authentik(ct::APPLICATION_SYNCED, "resolving allowedGroups", e))?
+        {
+            Some(pk) => pks.push(pk),
             None => return Err(Failure::group_not_found(name)),
         }
     }
+    Ok(Some(pks))
+}
+
+/// Makes exactly `groups` the application's group bindings.
+async fn sync_allowed_groups(
+    ctx: &Context,
+    application_pk: &str,
+    groups: &[String],
+) -> Result<(), Failure> {
+    let fail = |e| Failure::authentik(ct::APPLICATION_SYNCED, "syncing allowedGroups bindings", e);
     let client = ctx.authentik.client();
     let existing = ctx
         .authentik
         .call(client.list_policy_bindings(application_pk))
         .await
         .map_err(fail)?;
-    let changes = binding_changes(&group_pks, &existing);
+    let changes = binding_changes(groups, &existing);
     for (group, order) in changes.create {
         let request = PolicyBindingRequest::group(application_pk, group, order);
         ctx.authentik
@@ -572,20 +581,22 @@ fn outpost_selector(pc: &ProxyConfig, settings: &Settings) -> OutpostSelector {
         .unwrap_or_else(|| settings.default_outpost.clone())
 }
 
+async fn resolve_outpost(pc: &ProxyConfig, ctx: &Context) -> Result<Outpost, Failure> {
+    let selector = outpost_selector(pc, &ctx.settings);
+    ctx.authentik
+        .outpost(&selector)
+        .await
+        .map_err(|e| Failure::authentik(ct::OUTPOST_ASSIGNED, "finding the outpost", e))?
+        .ok_or_else(|| Failure::outpost_not_found(&selector))
+}
+
 async fn assign_outpost(
-    pc: &ProxyConfig,
     ctx: &Context,
+    outpost: &Outpost,
     provider_pk: i64,
     report: &mut Report,
 ) -> Result<(), Failure> {
     const STEP: &str = ct::OUTPOST_ASSIGNED;
-    let selector = outpost_selector(pc, &ctx.settings);
-    let outpost = ctx
-        .authentik
-        .outpost(&selector)
-        .await
-        .map_err(|e| Failure::authentik(STEP, "finding the outpost", e))?
-        .ok_or_else(|| Failure::outpost_not_found(&selector))?;
     if !outpost.providers.contains(&provider_pk) {
         ctx.outposts
             .ensure(&outpost.pk, provider_pk, true)
@@ -673,7 +684,7 @@ async fn remove_from_authentik(
 }
 
 async fn cleanup(pc: &ProxyConfig, ctx: &Context) -> Result<Action, Error> {
-    ctx.wait_for_caches().await;
+    ctx.caches.wait().await;
     let me = me(pc);
     if pc
         .annotations()

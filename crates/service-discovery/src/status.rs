@@ -179,6 +179,16 @@ impl StatusWriter {
         }
         self.flush_events(pc, &report).await;
         if let Some((reason, note, warning)) = transition(&old, &status) {
+            let object = format!("{namespace}/{name}");
+            match status.phase {
+                Some(Phase::Failed) => {
+                    tracing::error!(proxyconfig = %object, %note, "ProxyConfig failed")
+                }
+                Some(Phase::Pending) => {
+                    tracing::warn!(proxyconfig = %object, %note, "ProxyConfig pending")
+                }
+                _ => tracing::info!(proxyconfig = %object, %note, "ProxyConfig ready"),
+            }
             self.event(pc, reason, note, warning).await;
         }
         Ok(())

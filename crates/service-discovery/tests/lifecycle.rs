@@ -36,7 +36,7 @@ async fn records_for(h: &Harness, uid: &str) -> Vec<AuthentikObject> {
 
 #[tokio::test]
 async fn create_reaches_ready_with_exactly_the_expected_objects() {
-    let mut h = Harness::new("create-ready").await;
+    let mut h = common::harness("create-ready").await;
     h.create_service("web", 80).await;
     h.start_single();
     h.apply(h.proxyconfig("web")).await;
@@ -101,7 +101,7 @@ async fn create_reaches_ready_with_exactly_the_expected_objects() {
 
 #[tokio::test]
 async fn every_spec_change_reaches_authentik() {
-    let mut h = Harness::new("spec-change").await;
+    let mut h = common::harness("spec-change").await;
     h.start_single();
     h.apply(h.proxyconfig("app")).await;
     h.wait_phase("app", Phase::Ready).await;
@@ -175,7 +175,7 @@ async fn every_spec_change_reaches_authentik() {
 
 #[tokio::test]
 async fn hand_edits_are_reverted_and_outpost_removal_is_undone() {
-    let mut h = Harness::new("drift").await;
+    let mut h = common::harness("drift").await;
     h.start_single();
     h.apply(h.proxyconfig("drift")).await;
     let pc = h.wait_phase("drift", Phase::Ready).await;
@@ -214,7 +214,7 @@ async fn hand_edits_are_reverted_and_outpost_removal_is_undone() {
 
 #[tokio::test]
 async fn delete_removes_everything_it_created() {
-    let mut h = Harness::new("delete").await;
+    let mut h = common::harness("delete").await;
     h.start_single();
     h.apply(h.proxyconfig("gone")).await;
     let pc = h.wait_phase("gone", Phase::Ready).await;
@@ -254,7 +254,7 @@ async fn delete_removes_everything_it_created() {
 
 #[tokio::test]
 async fn delete_while_authentik_is_down_waits_then_completes() {
-    let mut h = Harness::new("delete-down").await;
+    let mut h = common::harness("delete-down").await;
     h.start_single();
     h.apply(h.proxyconfig("wait")).await;
     let pc = h.wait_phase("wait", Phase::Ready).await;
@@ -293,7 +293,7 @@ async fn delete_while_authentik_is_down_waits_then_completes() {
 
 #[tokio::test]
 async fn authentik_outage_is_pending_then_recovers_by_itself() {
-    let mut h = Harness::new("outage").await;
+    let mut h = common::harness("outage").await;
     h.double.set_down(true);
     h.start_single();
     h.apply(h.proxyconfig("later")).await;
@@ -311,7 +311,7 @@ async fn authentik_outage_is_pending_then_recovers_by_itself() {
 
 #[tokio::test]
 async fn invalid_spec_fails_without_any_authentik_call() {
-    let mut h = Harness::new("invalid").await;
+    let mut h = common::harness("invalid").await;
     h.start_single();
     let mut bad = h.proxyconfig("bad");
     bad["spec"]["authentikConfig"]["skipPathRegex"] = json!("^/ok$\n^/broken(");
@@ -348,7 +348,7 @@ async fn invalid_spec_fails_without_any_authentik_call() {
 
 #[tokio::test]
 async fn cross_namespace_service_is_refused_unless_allowlisted() {
-    let mut h = Harness::new("cross-ns").await;
+    let mut h = common::harness("cross-ns").await;
     h.start_single();
     let mut cross = h.proxyconfig("cross");
     cross["spec"]["serviceNamespace"] = json!("kube-system");
@@ -380,7 +380,7 @@ async fn cross_namespace_service_is_refused_unless_allowlisted() {
 
 #[tokio::test]
 async fn disabling_authentication_removes_the_objects_and_stays_ready() {
-    let mut h = Harness::new("disable").await;
+    let mut h = common::harness("disable").await;
     h.start_single();
     h.apply(h.proxyconfig("off")).await;
     let pc = h.wait_phase("off", Phase::Ready).await;
@@ -405,7 +405,7 @@ async fn disabling_authentication_removes_the_objects_and_stays_ready() {
 
 #[tokio::test]
 async fn restart_of_a_converged_system_writes_nothing() {
-    let mut h = Harness::new("restart").await;
+    let mut h = common::harness("restart").await;
     let first = h.start_single();
     for name in ["one", "two", "three"] {
         h.apply(h.proxyconfig(name)).await;
@@ -440,10 +440,16 @@ async fn restart_of_a_converged_system_writes_nothing() {
 
 #[tokio::test]
 async fn metrics_carry_the_documented_series() {
-    let mut h = Harness::new("metrics").await;
+    let mut h = common::harness("metrics").await;
     let index = h.start_single();
     h.apply(h.proxyconfig("scraped")).await;
     h.wait_phase("scraped", Phase::Ready).await;
+    let health = h.controller(index).health_port;
+    h.wait_until("the leader to report ready", || async {
+        let response = reqwest::get(format!("http://127.0.0.1:{health}/readyz")).await.ok()?;
+        (response.status() == 200).then_some(())
+    })
+    .await;
     let text = h.scrape_metrics(index).await;
     for series in [
         "gitops_proxyconfig_reconcile_duration_seconds_bucket",

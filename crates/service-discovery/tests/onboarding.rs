@@ -58,7 +58,7 @@ async fn warnings_about(h: &Harness, service: &str) -> Vec<String> {
 
 #[tokio::test]
 async fn labelled_home_assistant_service_goes_ready_end_to_end() {
-    let mut h = Harness::new("onboard-ha").await;
+    let mut h = common::harness("onboard-ha").await;
     h.start_single();
     apply_service(&h, &home_assistant(&h)).await;
     let pc = h.wait_phase("home-assistant-proxy", Phase::Ready).await;
@@ -111,7 +111,7 @@ async fn labelled_home_assistant_service_goes_ready_end_to_end() {
 
 #[tokio::test]
 async fn removing_the_label_removes_the_proxyconfig() {
-    let mut h = Harness::new("onboard-unlabel").await;
+    let mut h = common::harness("onboard-unlabel").await;
     h.start_single();
     apply_service(&h, &home_assistant(&h)).await;
     let pc = h.wait_phase("home-assistant-proxy", Phase::Ready).await;
@@ -126,7 +126,7 @@ async fn removing_the_label_removes_the_proxyconfig() {
 
 #[tokio::test]
 async fn hand_written_proxyconfig_of_the_same_name_is_left_alone() {
-    let mut h = Harness::new("onboard-handwritten").await;
+    let mut h = common::harness("onboard-handwritten").await;
     let mut hand = h.proxyconfig("home-assistant-proxy");
     hand["spec"]["serviceName"] = json!("home-assistant");
     let written = h.apply(hand).await;
@@ -157,7 +157,7 @@ async fn hand_written_proxyconfig_of_the_same_name_is_left_alone() {
 
 #[tokio::test]
 async fn invalid_annotations_are_a_warning_and_nothing_else() {
-    let mut h = Harness::new("onboard-invalid").await;
+    let mut h = common::harness("onboard-invalid").await;
     h.start_single();
     let mut bad = home_assistant(&h);
     bad["metadata"]["annotations"]["authentik.io/internal-port"] = json!("9999");
@@ -189,7 +189,7 @@ async fn invalid_annotations_are_a_warning_and_nothing_else() {
 
 #[tokio::test]
 async fn onboarding_can_be_switched_off() {
-    let mut h = Harness::new("onboard-off").await;
+    let mut h = common::harness("onboard-off").await;
     h.start_controller(&["--leader-election", "false", "--discovery", "false"]);
     apply_service(&h, &home_assistant(&h)).await;
     h.apply(h.proxyconfig("control")).await;

@@ -6,13 +6,13 @@ mod common;
 use std::time::Duration;
 
 use authentik_double::Fault;
-use common::{Harness, condition};
+use common::condition;
 use gitops_crd::Phase;
 use serde_json::json;
 
 #[tokio::test]
 async fn lost_create_responses_leave_exactly_one_provider_and_application() {
-    let mut h = Harness::new("lost-response").await;
+    let mut h = common::harness("lost-response").await;
     h.double
         .inject(Fault::drop_response_after_write(1).only("POST", "/api/v3/providers/proxy/"));
     h.double
@@ -52,7 +52,7 @@ async fn lost_create_responses_leave_exactly_one_provider_and_application() {
 
 #[tokio::test]
 async fn foreign_provider_of_the_same_name_is_a_conflict_and_untouched_until_adopted() {
-    let mut h = Harness::new("foreign").await;
+    let mut h = common::harness("foreign").await;
     let name = h.provider_name("taken");
     let foreign = h
         .authentik()
@@ -111,7 +111,7 @@ async fn foreign_provider_of_the_same_name_is_a_conflict_and_untouched_until_ado
 
 #[tokio::test]
 async fn name_taken_by_another_provider_type_is_reported() {
-    let mut h = Harness::new("other-type").await;
+    let mut h = common::harness("other-type").await;
     let name = h.provider_name("oauth");
     h.double.create_foreign_provider(&name);
     h.start_single();
@@ -142,7 +142,7 @@ async fn name_taken_by_another_provider_type_is_reported() {
 
 #[tokio::test]
 async fn oldest_proxyconfig_wins_a_shared_host_and_the_loser_recovers() {
-    let mut h = Harness::new("conflict").await;
+    let mut h = common::harness("conflict").await;
     h.start_single();
     let first = h.proxyconfig("first");
     h.apply(first.clone()).await;
@@ -174,7 +174,7 @@ async fn oldest_proxyconfig_wins_a_shared_host_and_the_loser_recovers() {
 
 #[tokio::test]
 async fn only_the_leader_writes_and_a_standby_takes_over() {
-    let mut h = Harness::new("leader").await;
+    let mut h = common::harness("leader").await;
     let lease = format!("sd-{}", h.namespace());
     let args = ["--leader-election", "true", "--lease-name", lease.as_str()];
     let a = h.start_controller(&args);

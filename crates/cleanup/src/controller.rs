@@ -1,0 +1,271 @@
+//! Start-up and wiring: observability first, then (as leader) the Job controller with its
+//! per-Job timers and the periodic full sweep (Jobs, Pods, orphaned authentik objects).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use authentik_client::{AuthentikClient, ClientConfig};
+use futures::StreamExt;
+use gitops_crd::names::CLEANUP_MANAGER;
+use gitops_runtime::{
+    LeaderConfig, Readiness, ReadinessGate, install_metrics_recorder, run_while_leader, serve,
+    shutdown_on_signal,
+};
+use k8s_openapi::api::batch::v1::Job;
+use kube::ResourceExt;
+use kube::api::{Api, ListParams};
+use kube::runtime::controller::Controller;
+use kube::runtime::reflector::{self, Store};
+use kube::runtime::{WatchStreamExt, watcher};
+use tokio_util::sync::CancellationToken;
+
+use crate::config::{Args, Settings};
+use crate::events::{Events, ReportOnce};
+use crate::jobs::{JobCleaner, error_policy, reconcile};
+use crate::metrics::{self, CycleTimer};
+use crate::orphans::OrphanSweeper;
+use crate::pods::PodCleaner;
+use crate::throttle::Throttle;
+
+pub async fn run(args: Args) -> anyhow::Result<()> {
+    let identity = args
+        .identity
+        .clone()
+        .unwrap_or_else(|| format!("{CLEANUP_MANAGER}-{}", std::process::id()));
+    let leader = LeaderConfig {
+        lease_name: args.lease_name.clone(),
+        namespace: args.lease_namespace.clone(),
+        identity: identity.clone(),
+        lease_duration: args.lease_duration,
+        renew_before: args.lease_duration / 3,
+    };
+    let leader_election = args.leader_election;
+    let (metrics_addr, health_addr) = (args.metrics_addr, args.health_addr);
+    let settings = Arc::new(args.into_settings()?);
+
+    let metrics = install_metrics_recorder()?;
+    authentik_client::describe_metrics();
+    metrics::describe();
+    let shutdown = shutdown_on_signal();
+    let readiness = Readiness::default();
+    serve(
+        metrics_addr,
+        health_addr,
+        metrics,
+        readiness.clone(),
+        shutdown.clone(),
+    )
+    .await?;
+
+    let client = kube::Client::try_default().await.context(
+        "cannot reach Kubernetes (in a cluster: the ServiceAccount; outside: KUBECONFIG)",
+    )?;
+    check_label_selector(&client, &settings).await?;
+    let authentik = match &settings.authentik {
+        Some(a) => {
+            let mut config = ClientConfig::new(a.host.clone(), a.token.clone());
+            config.request_timeout = a.timeout;
+            Some(AuthentikClient::new(config).context("AUTHENTIK_HOST")?)
+        }
+        None => {
+            tracing::info!(
+                "orphan sweep is off (ORPHAN_SWEEP=false, or no AUTHENTIK_HOST and token); Job and Pod cleanup run"
+            );
+            None
+        }
+    };
+    tracing::info!(
+        interval = %humantime::format_duration(settings.interval),
+        completed_jobs_ttl = %humantime::format_duration(settings.jobs.completed_ttl),
+        failed_jobs_ttl = %humantime::format_duration(settings.jobs.failed_ttl),
+        orphaned_providers_max_age = %humantime::format_duration(settings.orphans.max_age),
+        dry_run = settings.dry_run,
+        pod_cleanup = settings.pods.finished.is_some(),
+        stuck_pod_cleanup = settings.pods.stuck_after.is_some(),
+        orphan_sweep = authentik.is_some(),
+        "gitops-cleanup starting"
+    );
+
+    let work = {
+        let client = client.clone();
+        move |token: CancellationToken| {
+            run_cleanup(
+                client.clone(),
+                authentik.clone(),
+                settings.clone(),
+                readiness.clone(),
+                identity.clone(),
+                token,
+            )
+        }
+    };
+    if leader_election {
+        run_while_leader(client, leader, shutdown, work).await?;
+    } else {
+        work(shutdown).await;
+    }
+    Ok(())
+}
+
+/// Kubernetes has no client-side selector parser we could use, so the API server checks it:
+/// a malformed selector stops start-up with its answer instead of failing every watch.
+async fn check_label_selector(client: &kube::Client, settings: &Settings) -> anyhow::Result<()> {
+    let Some(selector) = &settings.job_label_selector else {
+        return Ok(());
+    };
+    scoped::<Job>(client, settings)
+        .list_metadata(&ListParams::default().labels(selector).limit(1))
+        .await
+        .map(drop)
+        .with_context(|| format!("JOB_LABEL_SELECTOR {selector:?} was rejected"))
+}
+
+/// Runs the cleanup until `token` is cancelled (shutdown, or leadership lost).
+async fn run_cleanup(
+    client: kube::Client,
+    authentik: Option<AuthentikClient>,
+    settings: Arc<Settings>,
+    readiness: Readiness,
+    identity: String,
+    token: CancellationToken,
+) {
+    let caches_synced = readiness.gate("caches synced");
+    let throttle = Arc::new(Throttle::new(
+        settings.delete_rate,
+        settings.max_deletions_per_cycle,
+        settings.interval,
+    ));
+    let events = Events::new(client.clone(), identity);
+    let jobs = Arc::new(JobCleaner {
+        client: client.clone(),
+        policy: settings.jobs.clone(),
+        label_selector: settings.job_label_selector.clone(),
+        dry_run: settings.dry_run,
+        throttle: throttle.clone(),
+        events: events.clone(),
+        max_wait: settings.interval,
+        reported: ReportOnce::default(),
+    });
+    let pods = PodCleaner {
+        client: client.clone(),
+        api: scoped(&client, &settings),
+        policy: settings.pods.clone(),
+        dry_run: settings.dry_run,
+        throttle: throttle.clone(),
+        events: events.clone(),
+        reported: ReportOnce::default(),
+    };
+    let orphans = authentik.map(|authentik| OrphanSweeper {
+        records: Api::all(client.clone()),
+        proxyconfigs: scoped(&client, &settings),
+        watch_namespace: settings.watch_namespace.clone(),
+        authentik,
+        policy: settings.orphans.clone(),
+        dry_run: settings.dry_run,
+        throttle: throttle.clone(),
+        events: events.clone(),
+        reported: ReportOnce::default(),
+        authentik_reached: readiness.gate("authentik reached"),
+    });
+
+    let mut watch_config = watcher::Config::default();
+    if let Some(selector) = &settings.job_label_selector {
+        watch_config = watch_config.labels(selector);
+    }
+    let (store, writer) = reflector::store::<Job>();
+    // The cache keeps what the verdict reads; Pod templates and managed fields would only
+    // cost memory in clusters with many Jobs.
+    let job_stream = watcher(scoped(&client, &settings), watch_config)
+        .default_backoff()
+        .modify(|job: &mut Job| {
+            job.managed_fields_mut().clear();
+            if let Some(spec) = job.spec.as_mut() {
+                spec.template = Default::default();
+            }
+        })
+        .reflect(writer)
+        .touched_objects();
+
+    let sweeper = tokio::spawn(sweep_loop(
+        jobs.clone(),
+        store.clone(),
+        pods,
+        orphans,
+        settings.interval,
+        caches_synced,
+        token.clone(),
+    ));
+    Controller::for_stream(job_stream, store)
+        .graceful_shutdown_on(token.clone().cancelled_owned())
+        .run(reconcile, error_policy, jobs)
+        .for_each(|_| async {})
+        .await;
+    token.cancel();
+    let _ = sweeper.await;
+    tracing::info!("cleanup stopped");
+}
+
+/// The safety net: every `interval`, a full pass over Jobs (any whose timer was missed),
+/// Pods and orphaned authentik objects. The first pass waits for the Job cache, so it sees
+/// the Jobs that existed before start-up.
+async fn sweep_loop(
+    jobs: Arc<JobCleaner>,
+    store: Store<Job>,
+    pods: PodCleaner,
+    orphans: Option<OrphanSweeper>,
+    interval: Duration,
+    caches_synced: ReadinessGate,
+    token: CancellationToken,
+) {
+    // `Store::wait_until_ready` wakes only the last of several waiters (kube-runtime 5 keeps
+    // one oneshot waker), and the controller waits on the same store: poll it instead.
+    loop {
+        tokio::select! {
+            _ = token.cancelled() => return,
+            ready = tokio::time::timeout(Duration::from_millis(200), store.wait_until_ready()) => match ready {
+                Ok(Ok(())) => break,
+                Ok(Err(_)) => return,
+                Err(_) => {}
+            },
+        }
+    }
+    caches_synced.set(true);
+    loop {
+        let cycle = async {
+            let _timer = CycleTimer::start();
+            jobs.sweep(&store).await;
+            if pods.enabled()
+                && let Err(error) = pods.sweep().await
+            {
+                tracing::error!(%error, "Pod sweep failed; retrying next cycle");
+            }
+            if let Some(orphans) = &orphans
+                && let Err(error) = orphans.sweep().await
+            {
+                tracing::error!(%error, "orphan sweep stopped; retrying next cycle");
+            }
+        };
+        // Stopping mid-cycle is safe: every step re-reads before it acts.
+        tokio::select! {
+            _ = token.cancelled() => return,
+            () = cycle => {}
+        }
+        tokio::select! {
+            _ = token.cancelled() => return,
+            () = tokio::time::sleep(interval) => {}
+        }
+    }
+}
+
+/// An Api for all namespaces, or only the watched one.
+fn scoped<K>(client: &kube::Client, settings: &Settings) -> Api<K>
+where
+    K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope>,
+    K::DynamicType: Default,
+{
+    match &settings.watch_namespace {
+        Some(namespace) => Api::namespaced(client.clone(), namespace),
+        None => Api::all(client.clone()),
+    }
+}

@@ -1,0 +1,356 @@
+//! End-to-end test support: a real API server (shared by the test run), a namespace, an
+//! authentik double and controller processes per test. Controllers run as their real binaries,
+//! scoped to the test's namespace, so tests can kill and restart them like Pods.
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+
+use authentik_double::{AuthentikDouble, DoubleConfig, DoubleHandle};
+use gitops_crd::{Phase, ProxyConfig};
+use gitops_testenv::{TestEnv, TestNamespace, poll_until};
+use k8s_openapi::api::core::v1::Service;
+use kube::Client;
+use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
+use serde_json::{Value, json};
+use tokio::process::{Child, Command};
+
+pub const WAIT: Duration = Duration::from_secs(60);
+
+pub struct Harness {
+    binary: PathBuf,
+    /// Controller output, one file per started process: kept out of the test output, shown
+    /// when a test fails, and searchable (e.g. for secrets).
+    logs: tempfile::TempDir,
+    pub env: &'static TestEnv,
+    pub ns: TestNamespace,
+    pub client: Client,
+    pub double: DoubleHandle,
+    controllers: Vec<Option<ControllerProcess>>,
+}
+
+#[derive(Debug)]
+pub struct ControllerProcess {
+    child: Child,
+    pub metrics_port: u16,
+    pub health_port: u16,
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free loopback port")
+}
+
+impl Drop for Harness {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            let logs = self.logs();
+            let tail: Vec<&str> = logs.lines().rev().take(60).collect();
+            eprintln!("--- last controller log lines ({}) ---", self.namespace());
+            for line in tail.into_iter().rev() {
+                eprintln!("{line}");
+            }
+        }
+    }
+}
+
+impl std::fmt::Debug for Harness {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Harness")
+            .field("namespace", &self.ns.name())
+            .field("binary", &self.binary)
+            .field("authentik", &self.double.base_url())
+            .finish_non_exhaustive()
+    }
+}
+
+/// A binary of this workspace, next to the running test executable's directory
+/// (`target/<profile>/deps/<test>` → `target/<profile>/<name>`). `cargo xtask test` builds every
+/// binary before the tests run.
+pub fn workspace_binary(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().expect("the test executable's path");
+    let profile_dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("tests run from target/<profile>/deps");
+    let path = profile_dir.join(name);
+    assert!(
+        path.exists(),
+        "{} is not built; run `cargo build --workspace` (cargo xtask test does)",
+        path.display()
+    );
+    path
+}
+
+impl Harness {
+    /// `binary`: the controller these tests run (usually `env!("CARGO_BIN_EXE_…")`).
+    pub async fn new(purpose: &str, binary: impl Into<PathBuf>) -> Self {
+        Self::with_double(purpose, binary, DoubleConfig::default()).await
+    }
+
+    /// Like [`Harness::new`], with a differently configured authentik double.
+    pub async fn with_double(purpose: &str, binary: impl Into<PathBuf>, double: DoubleConfig) -> Self {
+        gitops_runtime::install_crypto_provider();
+        let env = TestEnv::shared().expect("test environment");
+        let client = env.client().await.expect("client");
+        gitops_testenv::install_product_crds(&client)
+            .await
+            .expect("CRDs install");
+        let ns = env.namespace(purpose).await.expect("namespace");
+        let double = AuthentikDouble::start(double).await.expect("double starts");
+        Self {
+            binary: binary.into(),
+            logs: tempfile::tempdir().expect("a directory for controller logs"),
+            env,
+            ns,
+            client,
+            double,
+            controllers: Vec::new(),
+        }
+    }
+
+    pub fn namespace(&self) -> &str {
+        self.ns.name()
+    }
+
+    /// Starts a controller process; `extra` are additional flags. Returns its index.
+    pub fn start_controller(&mut self, extra: &[&str]) -> usize {
+        let (metrics_port, health_port) = (free_port(), free_port());
+        let log_path = self.logs.path().join(format!("controller-{}.log", self.controllers.len()));
+        let log = std::fs::File::create(&log_path).expect("controller log file");
+        let child = Command::new(&self.binary)
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("KUBECONFIG", self.env.kubeconfig())
+            .env("AUTHENTIK_HOST", self.double.base_url())
+            .env("AUTHENTIK_TOKEN", self.double.token())
+            .env("WATCH_NAMESPACE", self.namespace())
+            .env("POD_NAMESPACE", self.namespace())
+            .env("RESYNC_INTERVAL", "2s")
+            .env("LOG_FORMAT", "text")
+            .env("RUST_LOG", "info,gitops_service_discovery=debug")
+            .env("METRICS_ADDR", format!("127.0.0.1:{metrics_port}"))
+            .env("HEALTH_ADDR", format!("127.0.0.1:{health_port}"))
+            .env("LEASE_DURATION", "3s")
+            .args(extra)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("log file handle"))
+            .stderr(log)
+            .kill_on_drop(true)
+            .spawn()
+            .expect("controller starts");
+        self.controllers.push(Some(ControllerProcess {
+            child,
+            metrics_port,
+            health_port,
+        }));
+        self.controllers.len() - 1
+    }
+
+    /// One controller without leader election (most tests).
+    pub fn start_single(&mut self) -> usize {
+        self.start_controller(&["--leader-election", "false"])
+    }
+
+    /// Everything every controller process of this test has printed so far.
+    pub fn logs(&self) -> String {
+        let mut files: Vec<_> = std::fs::read_dir(self.logs.path())
+            .map(|entries| entries.filter_map(|e| e.ok()).map(|e| e.path()).collect())
+            .unwrap_or_default();
+        files.sort();
+        files
+            .iter()
+            .filter_map(|path| std::fs::read_to_string(path).ok())
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+
+    pub fn controller(&self, index: usize) -> &ControllerProcess {
+        self.controllers[index]
+            .as_ref()
+            .expect("controller running")
+    }
+
+    /// Whether the controller process is still alive (it has not crashed or exited).
+    pub fn controller_running(&mut self, index: usize) -> bool {
+        self.controllers[index]
+            .as_mut()
+            .is_some_and(|process| matches!(process.child.try_wait(), Ok(None)))
+    }
+
+    /// SIGKILL, as a crashed Pod.
+    pub async fn kill_controller(&mut self, index: usize) {
+        if let Some(mut process) = self.controllers[index].take() {
+            let _ = process.child.start_kill();
+            let _ = process.child.wait().await;
+        }
+    }
+
+    pub fn proxyconfigs(&self) -> Api<ProxyConfig> {
+        Api::namespaced(self.client.clone(), self.namespace())
+    }
+
+    /// Applies a ProxyConfig (server-side apply, so tests can change fields by re-applying).
+    pub async fn apply(&self, manifest: Value) -> ProxyConfig {
+        let name = manifest["metadata"]["name"]
+            .as_str()
+            .expect("name")
+            .to_owned();
+        self.proxyconfigs()
+            .patch(
+                &name,
+                &PatchParams::apply("test").force(),
+                &Patch::Apply(&manifest),
+            )
+            .await
+            .expect("ProxyConfig applies")
+    }
+
+    pub async fn delete(&self, name: &str) {
+        self.proxyconfigs()
+            .delete(name, &DeleteParams::default())
+            .await
+            .expect("delete accepted");
+    }
+
+    pub async fn get(&self, name: &str) -> Option<ProxyConfig> {
+        self.proxyconfigs().get_opt(name).await.expect("get")
+    }
+
+    /// Waits until the ProxyConfig reports `phase` for its current generation.
+    pub async fn wait_phase(&self, name: &str, phase: Phase) -> ProxyConfig {
+        let api = self.proxyconfigs();
+        let reached = eventually(&format!("{name} to be {phase:?}"), || async {
+            let pc = api.get_opt(name).await.ok().flatten()?;
+            let status = pc.status.as_ref()?;
+            (status.phase == Some(phase) && status.observed_generation == pc.metadata.generation)
+                .then_some(pc)
+        })
+        .await;
+        match reached {
+            Ok(pc) => pc,
+            Err(error) => {
+                let last = api
+                    .get_opt(name)
+                    .await
+                    .ok()
+                    .flatten()
+                    .and_then(|pc| pc.status);
+                panic!("{error}; last status: {last:#?}")
+            }
+        }
+    }
+
+    pub async fn wait_gone(&self, name: &str) {
+        let api = self.proxyconfigs();
+        eventually(&format!("{name} to be deleted"), || async {
+            matches!(api.get_opt(name).await, Ok(None)).then_some(())
+        })
+        .await
+        .expect("deleted");
+    }
+
+    pub async fn create_service(&self, name: &str, port: i32) {
+        let service: Service = serde_json::from_value(json!({
+            "metadata": {"name": name},
+            "spec": {"ports": [{"name": "http", "port": port}]}
+        }))
+        .expect("service");
+        Api::<Service>::namespaced(self.client.clone(), self.namespace())
+            .create(&PostParams::default(), &service)
+            .await
+            .expect("service created");
+    }
+
+    /// A unique provider name for this test (records are cluster-wide).
+    pub fn provider_name(&self, base: &str) -> String {
+        format!("{base}-{}", self.namespace())
+    }
+
+    /// A minimal ProxyConfig publishing Service `name` on port 80.
+    pub fn proxyconfig(&self, name: &str) -> Value {
+        json!({
+            "apiVersion": "gitops.io/v1",
+            "kind": "ProxyConfig",
+            "metadata": {"name": name, "namespace": self.namespace()},
+            "spec": {
+                "serviceName": name,
+                "serviceNamespace": self.namespace(),
+                "externalHost": format!("{name}.{}.example.com", self.namespace()),
+                "internalHost": format!("http://{name}.{}.svc.cluster.local:80", self.namespace()),
+                "authentikConfig": {"providerName": self.provider_name(name)}
+            }
+        })
+    }
+
+    pub async fn wait_until<T, F, Fut>(&self, what: &str, check: F) -> T
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = Option<T>>,
+    {
+        eventually(what, check).await.expect("condition reached")
+    }
+
+    /// authentik client acting as a person with the admin token.
+    pub fn authentik(&self) -> authentik_client::AuthentikClient {
+        authentik_client::AuthentikClient::new(authentik_client::ClientConfig::new(
+            self.double.base_url(),
+            authentik_client::ApiToken::new(self.double.token()),
+        ))
+        .expect("client")
+    }
+
+    /// A provider request as a person would make it in authentik's UI (forward auth).
+    pub fn provider_request(
+        &self,
+        name: &str,
+        host: &str,
+    ) -> authentik_client::ProxyProviderRequest {
+        let flow = |slug| self.double.flow_pk(slug).expect("seeded flow").to_string();
+        let mut request = authentik_client::ProxyProviderRequest::new(
+            name,
+            flow("default-provider-authorization-implicit-consent"),
+            flow("default-provider-invalidation-flow"),
+            host,
+        );
+        request.mode = authentik_client::ProxyMode::ForwardSingle;
+        request
+    }
+
+    pub async fn scrape_metrics(&self, index: usize) -> String {
+        let port = self.controller(index).metrics_port;
+        reqwest::get(format!("http://127.0.0.1:{port}/metrics"))
+            .await
+            .expect("scrape")
+            .text()
+            .await
+            .expect("body")
+    }
+}
+
+/// Polls `check` until it yields `Some`, for at most [`WAIT`].
+pub async fn eventually<T, F, Fut>(what: &str, mut check: F) -> gitops_testenv::Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    poll_until(what, WAIT, || {
+        let next = check();
+        async move { Ok(next.await) }
+    })
+    .await
+}
+
+/// The condition of `type_` in a ProxyConfig's status.
+pub fn condition<'a>(
+    pc: &'a ProxyConfig,
+    type_: &str,
+) -> &'a k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition {
+    pc.status
+        .as_ref()
+        .and_then(|s| s.conditions.iter().find(|c| c.type_ == type_))
+        .unwrap_or_else(|| panic!("no {type_} condition"))
+}
