@@ -92,7 +92,11 @@ impl Harness {
     }
 
     /// Like [`Harness::new`], with a differently configured authentik double.
-    pub async fn with_double(purpose: &str, binary: impl Into<PathBuf>, double: DoubleConfig) -> Self {
+    pub async fn with_double(
+        purpose: &str,
+        binary: impl Into<PathBuf>,
+        double: DoubleConfig,
+    ) -> Self {
         gitops_runtime::install_crypto_provider();
         let env = TestEnv::shared().expect("test environment");
         let client = env.client().await.expect("client");
@@ -119,7 +123,10 @@ impl Harness {
     /// Starts a controller process; `extra` are additional flags. Returns its index.
     pub fn start_controller(&mut self, extra: &[&str]) -> usize {
         let (metrics_port, health_port) = (free_port(), free_port());
-        let log_path = self.logs.path().join(format!("controller-{}.log", self.controllers.len()));
+        let log_path = self
+            .logs
+            .path()
+            .join(format!("controller-{}.log", self.controllers.len()));
         let log = std::fs::File::create(&log_path).expect("controller log file");
         let child = Command::new(&self.binary)
             .env_clear()

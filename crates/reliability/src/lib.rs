@@ -127,8 +127,15 @@ pub async fn assert_converged(h: &Harness, expected: &Expected) {
         assert_eq!(matching.len(), 1, "exactly one provider named {name}");
         let pk = matching[0].pk;
         let status = pc.status.as_ref().expect("status");
-        assert_eq!(status.authentik_provider_id, Some(pk), "{name}: status names the provider");
-        let slug = status.application_slug.as_deref().expect("application slug");
+        assert_eq!(
+            status.authentik_provider_id,
+            Some(pk),
+            "{name}: status names the provider"
+        );
+        let slug = status
+            .application_slug
+            .as_deref()
+            .expect("application slug");
         let apps: Vec<_> = applications.iter().filter(|a| a.slug == slug).collect();
         assert_eq!(apps.len(), 1, "exactly one application {slug}");
         assert_eq!(apps[0].provider, Some(pk), "{slug} is bound to {name}");
@@ -158,9 +165,9 @@ pub async fn assert_converged(h: &Harness, expected: &Expected) {
     }
     let foreign_pks: Vec<i64> = expected.foreign.iter().map(|p| p.pk).collect();
     for provider in providers.iter().filter(|p| p.proxy().is_some()) {
-        let claimed = records.iter().any(|r| {
-            r.spec.authentik_id.as_deref() == Some(provider.pk.to_string().as_str())
-        });
+        let claimed = records
+            .iter()
+            .any(|r| r.spec.authentik_id.as_deref() == Some(provider.pk.to_string().as_str()));
         assert!(
             claimed || foreign_pks.contains(&provider.pk),
             "provider {} (pk {}) is not claimed by any ProxyConfig",
@@ -177,7 +184,10 @@ pub async fn assert_converged(h: &Harness, expected: &Expected) {
         );
     }
     for pk in &expected.foreign_in_outpost {
-        assert!(outpost.contains(pk), "foreign provider {pk} was dropped from the outpost");
+        assert!(
+            outpost.contains(pk),
+            "foreign provider {pk} was dropped from the outpost"
+        );
     }
 }
 

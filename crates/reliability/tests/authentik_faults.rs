@@ -10,14 +10,20 @@ use gitops_reliability::{Expected, Scale, assert_converged, foreign_provider};
 
 fn inject_mixed_faults(h: &Harness) {
     h.double.inject(Fault::fail_next(6, 503));
-    h.double.inject(Fault::fail_next(2, 502).only("PATCH", "/api/v3/outposts/"));
+    h.double
+        .inject(Fault::fail_next(2, 502).only("PATCH", "/api/v3/outposts/"));
     h.double.inject(Fault::rate_limit_next(3, 1));
     h.double.inject(Fault::reset_next(3));
-    h.double.inject(Fault::drop_response_after_write(2).only("POST", "/api/v3/providers/proxy/"));
-    h.double.inject(Fault::drop_response_after_write(2).only("POST", "/api/v3/core/applications/"));
-    h.double.inject(Fault::drop_response_after_write(1).only("PATCH", "/api/v3/outposts/"));
-    h.double.inject(Fault::drop_response_after_write(2).only("DELETE", "/api/v3/"));
-    h.double.inject(Fault::latency(Duration::from_millis(150)).only("GET", "/api/v3/outposts/"));
+    h.double
+        .inject(Fault::drop_response_after_write(2).only("POST", "/api/v3/providers/proxy/"));
+    h.double
+        .inject(Fault::drop_response_after_write(2).only("POST", "/api/v3/core/applications/"));
+    h.double
+        .inject(Fault::drop_response_after_write(1).only("PATCH", "/api/v3/outposts/"));
+    h.double
+        .inject(Fault::drop_response_after_write(2).only("DELETE", "/api/v3/"));
+    h.double
+        .inject(Fault::latency(Duration::from_millis(150)).only("GET", "/api/v3/outposts/"));
 }
 
 #[tokio::test]
@@ -39,7 +45,15 @@ async fn onboarding_and_deletion_survive_every_kind_of_authentik_fault() {
     }
     tokio::time::sleep(scale.outage).await;
     h.double.set_down(false);
-    assert_converged(&h, &Expected { foreign: vec![foreign.clone()], foreign_in_outpost: vec![foreign.pk], ..Expected::default() }).await;
+    assert_converged(
+        &h,
+        &Expected {
+            foreign: vec![foreign.clone()],
+            foreign_in_outpost: vec![foreign.pk],
+            ..Expected::default()
+        },
+    )
+    .await;
 
     // Deletion under faults and an outage.
     h.double.clear_faults();
@@ -54,8 +68,19 @@ async fn onboarding_and_deletion_survive_every_kind_of_authentik_fault() {
     for name in doomed {
         h.wait_gone(name).await;
     }
-    assert_converged(&h, &Expected { foreign: vec![foreign.clone()], foreign_in_outpost: vec![foreign.pk], ..Expected::default() }).await;
+    assert_converged(
+        &h,
+        &Expected {
+            foreign: vec![foreign.clone()],
+            foreign_in_outpost: vec![foreign.pk],
+            ..Expected::default()
+        },
+    )
+    .await;
     for name in doomed {
-        assert!(h.double.provider_by_name(&h.provider_name(name)).is_none(), "{name} left behind");
+        assert!(
+            h.double.provider_by_name(&h.provider_name(name)).is_none(),
+            "{name} left behind"
+        );
     }
 }

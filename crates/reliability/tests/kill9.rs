@@ -30,7 +30,8 @@ async fn sigkill_during_onboarding_updates_and_deletions_loses_nothing() {
                 let name = &names[kill % names.len()];
                 if !deleted.contains(name) {
                     let mut changed = h.proxyconfig(name);
-                    changed["spec"]["authentikConfig"]["skipPathRegex"] = json!(format!("^/v{kill}/.*$"));
+                    changed["spec"]["authentikConfig"]["skipPathRegex"] =
+                        json!(format!("^/v{kill}/.*$"));
                     h.apply(changed).await;
                 }
             }
@@ -62,5 +63,10 @@ async fn sigkill_during_onboarding_updates_and_deletions_loses_nothing() {
         },
     )
     .await;
-    eprintln!("kill -9 scenario: {} kills, {} objects, {} deleted", scale.kills, names.len(), deleted.len());
+    eprintln!(
+        "kill -9 scenario: {} kills, {} objects, {} deleted",
+        scale.kills,
+        names.len(),
+        deleted.len()
+    );
 }

@@ -35,7 +35,8 @@ async fn killing_the_leader_repeatedly_hands_over_without_double_writes() {
     for round in 0..scale.failovers {
         h.apply(h.proxyconfig(&format!("round-{round}"))).await;
         created += 1;
-        h.wait_phase(&format!("round-{round}"), gitops_crd::Phase::Ready).await;
+        h.wait_phase(&format!("round-{round}"), gitops_crd::Phase::Ready)
+            .await;
         let leader = eventually("a leader", || async {
             for (slot, index) in replicas.iter().enumerate() {
                 if is_leader(&h, *index).await == Some(true) {
@@ -66,6 +67,12 @@ async fn killing_the_leader_repeatedly_hands_over_without_double_writes() {
         "every provider was created exactly once across all leaders"
     );
     let worst = gaps.iter().max().copied().unwrap_or_default();
-    eprintln!("leader failover: {} handovers, gaps {gaps:?}, worst {worst:?}", gaps.len());
-    assert!(worst < Duration::from_secs(30), "a standby takes over within the Lease duration");
+    eprintln!(
+        "leader failover: {} handovers, gaps {gaps:?}, worst {worst:?}",
+        gaps.len()
+    );
+    assert!(
+        worst < Duration::from_secs(30),
+        "a standby takes over within the Lease duration"
+    );
 }

@@ -12,7 +12,11 @@ use gitops_reliability::{Expected, Scale, assert_converged, foreign_provider};
 #[tokio::test]
 async fn concurrent_outpost_rewrites_lose_no_provider() {
     let scale = Scale::from_env();
-    let mut h = Harness::new("chaos-outpost", workspace_binary("gitops-service-discovery")).await;
+    let mut h = Harness::new(
+        "chaos-outpost",
+        workspace_binary("gitops-service-discovery"),
+    )
+    .await;
     let mut theirs = Vec::new();
     for i in 0..3 {
         theirs.push(foreign_provider(&h, &format!("theirs-{i}-{}", h.namespace()), false).await);
@@ -63,16 +67,32 @@ async fn concurrent_outpost_rewrites_lose_no_provider() {
     tokio::time::sleep(Duration::from_secs(6)).await;
     stop.store(true, Ordering::Relaxed);
     let their_writes = other.await.expect("the other tool ran");
-    assert!(their_writes > 10, "the other tool really raced us ({their_writes} writes)");
+    assert!(
+        their_writes > 10,
+        "the other tool really raced us ({their_writes} writes)"
+    );
 
     // After the other tool stops, the controller's resync restores anything of ours it dropped.
     let ours = scale.objects;
     eventually("our providers to be back in the outpost", || async {
         let outpost = h.double.embedded_outpost_providers();
-        let claimed = h.double.providers().into_iter().filter(|p| p.name.starts_with("ours-") && outpost.contains(&p.pk)).count();
+        let claimed = h
+            .double
+            .providers()
+            .into_iter()
+            .filter(|p| p.name.starts_with("ours-") && outpost.contains(&p.pk))
+            .count();
         (claimed == ours).then_some(())
     })
     .await
     .expect("resync restores our providers");
-    assert_converged(&h, &Expected { foreign: theirs.clone(), foreign_in_outpost: their_pks, ..Expected::default() }).await;
+    assert_converged(
+        &h,
+        &Expected {
+            foreign: theirs.clone(),
+            foreign_in_outpost: their_pks,
+            ..Expected::default()
+        },
+    )
+    .await;
 }

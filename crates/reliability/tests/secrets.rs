@@ -22,7 +22,14 @@ async fn the_token_never_leaks_into_logs_events_status_or_records() {
         DoubleConfig::default().with_token(TOKEN),
     )
     .await;
-    let verbose = ["--leader-election", "false", "--log-filter", "trace", "--log-format", "json"];
+    let verbose = [
+        "--leader-election",
+        "false",
+        "--log-filter",
+        "trace",
+        "--log-format",
+        "json",
+    ];
     let right = h.start_controller(&verbose);
 
     // Success, validation errors, rejected writes, rate limits, resets and an outage.
@@ -56,7 +63,11 @@ async fn the_token_never_leaks_into_logs_events_status_or_records() {
         .and_then(|s| s.conditions.iter().find(|c| c.type_ == "Ready"))
         .expect("Ready condition");
     assert_eq!(ready.reason, "AuthentikUnauthorized");
-    assert!(ready.message.contains("token"), "the message says what to check: {}", ready.message);
+    assert!(
+        ready.message.contains("token"),
+        "the message says what to check: {}",
+        ready.message
+    );
     eventually("the refusal to be logged", || async {
         h.logs().contains("AuthentikUnauthorized").then_some(())
     })
@@ -64,7 +75,11 @@ async fn the_token_never_leaks_into_logs_events_status_or_records() {
     .expect("logged");
 
     let logs = h.logs();
-    assert!(logs.lines().count() > 50, "trace logging really ran ({} lines)", logs.lines().count());
+    assert!(
+        logs.lines().count() > 50,
+        "trace logging really ran ({} lines)",
+        logs.lines().count()
+    );
     let events: Vec<String> = Api::<Event>::namespaced(h.client.clone(), h.namespace())
         .list(&ListParams::default())
         .await
@@ -74,11 +89,28 @@ async fn the_token_never_leaks_into_logs_events_status_or_records() {
         .map(|e| serde_json::to_string(&e).expect("json"))
         .collect();
     assert!(!events.is_empty());
-    let statuses = serde_json::to_string(&h.proxyconfigs().list(&ListParams::default()).await.expect("list").items)
-        .expect("json");
-    let records = serde_json::to_string(&Api::<AuthentikObject>::all(h.client.clone()).list(&ListParams::default()).await.expect("records").items)
-        .expect("json");
-    for (place, text) in [("logs", logs.as_str()), ("events", &events.join("\n")), ("status", &statuses), ("records", &records)] {
+    let statuses = serde_json::to_string(
+        &h.proxyconfigs()
+            .list(&ListParams::default())
+            .await
+            .expect("list")
+            .items,
+    )
+    .expect("json");
+    let records = serde_json::to_string(
+        &Api::<AuthentikObject>::all(h.client.clone())
+            .list(&ListParams::default())
+            .await
+            .expect("records")
+            .items,
+    )
+    .expect("json");
+    for (place, text) in [
+        ("logs", logs.as_str()),
+        ("events", &events.join("\n")),
+        ("status", &statuses),
+        ("records", &records),
+    ] {
         for token in [TOKEN, WRONG_TOKEN] {
             assert!(!text.contains(token), "the token leaked into {place}");
         }
@@ -89,13 +121,30 @@ async fn the_token_never_leaks_into_logs_events_status_or_records() {
 async fn start_up_errors_do_not_echo_the_token() {
     let output = tokio::process::Command::new(workspace_binary("gitops-service-discovery"))
         .env_clear()
-        .args(["--authentik-host", "http://127.0.0.1:1", "--authentik-token", TOKEN, "--resync-interval", "soon"])
+        .args([
+            "--authentik-host",
+            "http://127.0.0.1:1",
+            "--authentik-token",
+            TOKEN,
+            "--resync-interval",
+            "soon",
+        ])
         .output()
         .await
         .expect("runs");
     assert!(!output.status.success());
-    let text = format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
     assert!(text.contains("soon"), "the bad value is named: {text}");
-    assert!(!text.contains(TOKEN), "the token leaked into a start-up error: {text}");
-    assert!(text.lines().filter(|l| !l.trim().is_empty()).count() <= 3, "one clear line: {text}");
+    assert!(
+        !text.contains(TOKEN),
+        "the token leaked into a start-up error: {text}"
+    );
+    assert!(
+        text.lines().filter(|l| !l.trim().is_empty()).count() <= 3,
+        "one clear line: {text}"
+    );
 }

@@ -446,7 +446,9 @@ async fn metrics_carry_the_documented_series() {
     h.wait_phase("scraped", Phase::Ready).await;
     let health = h.controller(index).health_port;
     h.wait_until("the leader to report ready", || async {
-        let response = reqwest::get(format!("http://127.0.0.1:{health}/readyz")).await.ok()?;
+        let response = reqwest::get(format!("http://127.0.0.1:{health}/readyz"))
+            .await
+            .ok()?;
         (response.status() == 200).then_some(())
     })
     .await;
