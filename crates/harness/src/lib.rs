@@ -97,8 +97,26 @@ impl Harness {
         binary: impl Into<PathBuf>,
         double: DoubleConfig,
     ) -> Self {
-        gitops_runtime::install_crypto_provider();
         let env = TestEnv::shared().expect("test environment");
+        Self::build(purpose, binary.into(), env, double).await
+    }
+
+    /// Like [`Harness::new`], on an API server of its own that the test may restart.
+    pub async fn with_private_environment(purpose: &str, binary: impl Into<PathBuf>) -> Self {
+        // Leaked: it must outlive every client; the watchdog stops it when the process exits.
+        let env: &'static TestEnv = Box::leak(Box::new(
+            TestEnv::private().expect("a private test environment"),
+        ));
+        Self::build(purpose, binary.into(), env, DoubleConfig::default()).await
+    }
+
+    async fn build(
+        purpose: &str,
+        binary: PathBuf,
+        env: &'static TestEnv,
+        double: DoubleConfig,
+    ) -> Self {
+        gitops_runtime::install_crypto_provider();
         let client = env.client().await.expect("client");
         gitops_testenv::install_product_crds(&client)
             .await
@@ -106,7 +124,7 @@ impl Harness {
         let ns = env.namespace(purpose).await.expect("namespace");
         let double = AuthentikDouble::start(double).await.expect("double starts");
         Self {
-            binary: binary.into(),
+            binary,
             logs: tempfile::tempdir().expect("a directory for controller logs"),
             env,
             ns,

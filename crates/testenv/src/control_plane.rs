@@ -154,6 +154,39 @@ impl ControlPlane {
         stop_dir(&self.dir)
     }
 
+    /// Stops one component (`etcd`, `kube-apiserver`, `kube-controller-manager`) and starts it
+    /// again with the same command line, as a crash-and-restart of that process; returns once
+    /// it serves again. For reliability tests of what runs against the environment.
+    pub async fn restart(&self, name: &str) -> Result<()> {
+        stop_process(&self.dir, name)?;
+        let text = std::fs::read(command_path(&self.dir, name))
+            .context(|| format!("reading the command line of {name}"))?;
+        let (binary, args): (PathBuf, Vec<String>) = serde_json::from_slice(&text)?;
+        let component = COMPONENTS
+            .iter()
+            .copied()
+            .find(|c| *c == name)
+            .ok_or_else(|| Error::NotRunning {
+                dir: self.dir.clone(),
+                reason: format!("{name} is not a component"),
+            })?;
+        let mut child = spawn(&self.dir, name, &binary, &args)?;
+        let client = self.client().await?;
+        let etcd = self.info.etcd.trim_start_matches("http://").to_owned();
+        wait_for(&self.dir, component, &mut child, || {
+            let (client, etcd) = (client.clone(), etcd.clone());
+            async move {
+                match component {
+                    "etcd" => Ok(tokio::net::TcpStream::connect(etcd).await.ok().map(drop)),
+                    _ => readyz(&client).await,
+                }
+            }
+        })
+        .await?;
+        // Dropping `child` leaves the process running; it is stopped by pid like the others.
+        Ok(())
+    }
+
     /// A client with the admin kubeconfig.
     pub async fn client(&self) -> Result<Client> {
         client_for(&self.kubeconfig(), None).await
@@ -395,7 +428,14 @@ fn spawn(dir: &Path, name: &str, binary: &Path, args: &[String]) -> Result<Child
         .spawn()
         .context(|| format!("starting {}", binary.display()))?;
     write_pid(dir, name, child.id())?;
+    let command = serde_json::to_vec(&(binary, args))?;
+    crate::util::write_atomic(&command_path(dir, name), command)?;
     Ok(child)
+}
+
+/// Where a component's command line is kept, so it can be restarted the same way.
+fn command_path(dir: &Path, name: &str) -> PathBuf {
+    dir.join("pids").join(format!("{name}.command.json"))
 }
 
 pub(crate) fn write_pid(dir: &Path, name: &str, pid: u32) -> Result<()> {

@@ -39,6 +39,13 @@ impl TestEnv {
             .map_err(|message| Error::SharedStartFailed(message.clone()))
     }
 
+    /// An environment of its own for this test process (for tests that restart the API server
+    /// or etcd, which would disturb everyone sharing one). It lives until the process exits; the
+    /// watchdog then stops it.
+    pub fn private() -> Result<TestEnv> {
+        shared::start_private(std::process::id()).map(|plane| TestEnv { plane })
+    }
+
     /// The control plane behind it.
     pub fn control_plane(&self) -> &ControlPlane {
         &self.plane
