@@ -108,4 +108,4 @@ pub use models::{
     Version,
 };
 pub use retry::RetryPolicy;
-pub use token::ApiToken;
+pub use token::{ApiToken, TokenSourceError};

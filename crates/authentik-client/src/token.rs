@@ -32,6 +32,44 @@ impl ApiToken {
     }
 }
 
+/// Why a token could not be read from where it was configured.
+#[derive(Debug, thiserror::Error)]
+pub enum TokenSourceError {
+    /// The file could not be read.
+    #[error("cannot read the authentik token file {path}: {source}")]
+    File {
+        /// The configured path.
+        path: std::path::PathBuf,
+        /// Why reading failed.
+        source: std::io::Error,
+    },
+    /// The file holds nothing but whitespace.
+    #[error("the authentik token file {0} is empty")]
+    EmptyFile(std::path::PathBuf),
+}
+
+impl ApiToken {
+    /// The token given inline (non-blank), else the content of `file` (e.g. a mounted Secret);
+    /// `None` when neither is configured.
+    pub fn from_value_or_file(
+        value: Option<String>,
+        file: Option<&std::path::Path>,
+    ) -> Result<Option<Self>, TokenSourceError> {
+        if let Some(value) = value.filter(|v| !v.trim().is_empty()) {
+            return Ok(Some(Self::new(value)));
+        }
+        let Some(path) = file else { return Ok(None) };
+        let content = std::fs::read_to_string(path).map_err(|source| TokenSourceError::File {
+            path: path.to_owned(),
+            source,
+        })?;
+        if content.trim().is_empty() {
+            return Err(TokenSourceError::EmptyFile(path.to_owned()));
+        }
+        Ok(Some(Self::new(content)))
+    }
+}
+
 impl fmt::Debug for ApiToken {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("ApiToken(***)")

@@ -3,13 +3,12 @@
 //! durations like `30s`, `1h`, `7d`). Anything missing or malformed stops start-up with one line
 //! saying which setting and why.
 
-use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use authentik_client::ApiToken;
+use authentik_client::{ApiToken, TokenSourceError};
 use clap::Parser;
-use gitops_runtime::LogFormat;
+use gitops_runtime::{ProcessArgs, duration};
 
 use crate::policy::{JobPolicy, LabelMatch, NamespaceScope, OrphanPolicy, PodPolicy};
 
@@ -119,46 +118,10 @@ pub struct Args {
     #[arg(long, env = "AUTHENTIK_TIMEOUT", default_value = "15s", value_parser = duration("AUTHENTIK_TIMEOUT"))]
     pub authentik_timeout: Duration,
 
-    /// Watch only this namespace (Jobs, Pods, and the ownership records claimed from it); all
-    /// namespaces when unset.
-    #[arg(long, env = "WATCH_NAMESPACE")]
-    pub watch_namespace: Option<String>,
-
-    /// Address of /metrics.
-    #[arg(long, env = "METRICS_ADDR", default_value = "0.0.0.0:8080")]
-    pub metrics_addr: SocketAddr,
-
-    /// Address of /healthz and /readyz.
-    #[arg(long, env = "HEALTH_ADDR", default_value = "0.0.0.0:8081")]
-    pub health_addr: SocketAddr,
-
-    /// Contend for a Lease so that only one replica cleans up.
-    #[arg(long, env = "LEADER_ELECTION", default_value_t = true, action = clap::ArgAction::Set)]
-    pub leader_election: bool,
-
-    /// Name of the leader-election Lease.
-    #[arg(long, env = "LEASE_NAME", default_value = "gitops-cleanup")]
-    pub lease_name: String,
-
-    /// Namespace of the Lease (the Pod's namespace in a cluster).
-    #[arg(long, env = "POD_NAMESPACE", default_value = "default")]
-    pub lease_namespace: String,
-
-    /// This replica's identity in the Lease (the Pod name in a cluster).
-    #[arg(long, env = "POD_NAME")]
-    pub identity: Option<String>,
-
-    /// How long a leader's Lease lasts without renewal.
-    #[arg(long, env = "LEASE_DURATION", default_value = "15s", value_parser = duration("LEASE_DURATION"))]
-    pub lease_duration: Duration,
-
-    /// Log format: json (cluster) or text.
-    #[arg(long, env = "LOG_FORMAT", default_value = "json")]
-    pub log_format: LogFormat,
-
-    /// Log filter, RUST_LOG syntax.
-    #[arg(long, env = "RUST_LOG", default_value = "info")]
-    pub log_filter: String,
+    /// Observability, leadership, logging and scope (shared with service-discovery). With
+    /// WATCH_NAMESPACE, only Jobs, Pods and the ownership records claimed from it.
+    #[command(flatten)]
+    pub process: ProcessArgs,
 }
 
 /// Where and how to reach authentik.
@@ -193,13 +156,8 @@ pub enum ConfigError {
     MissingToken,
     #[error("an authentik token is set but AUTHENTIK_HOST is not: set both, or neither")]
     MissingHost,
-    #[error("cannot read the authentik token file {path}: {source}")]
-    TokenFile {
-        path: PathBuf,
-        source: std::io::Error,
-    },
-    #[error("the authentik token file {0} is empty")]
-    EmptyTokenFile(PathBuf),
+    #[error(transparent)]
+    Token(#[from] TokenSourceError),
     #[error("CLEANUP_INTERVAL must be at least 1s")]
     IntervalTooShort,
     #[error(
@@ -225,7 +183,10 @@ impl Args {
             .into_iter()
             .map(|entry| LabelMatch::parse(&entry).ok_or(ConfigError::BadExcludedLabel(entry)))
             .collect::<Result<Vec<_>, _>>()?;
-        let token = read_token(self.authentik_token, self.authentik_token_file.as_ref())?;
+        let token = ApiToken::from_value_or_file(
+            self.authentik_token,
+            self.authentik_token_file.as_deref(),
+        )?;
         let host = self.authentik_host.filter(|h| !h.trim().is_empty());
         let authentik = match (self.orphan_sweep, host, token) {
             (false, _, _) | (true, None, None) => None,
@@ -264,7 +225,7 @@ impl Args {
             authentik,
             max_deletions_per_cycle: self.max_deletions_per_cycle,
             delete_rate: self.delete_rate,
-            watch_namespace: self.watch_namespace.filter(|n| !n.is_empty()),
+            watch_namespace: self.process.watch_namespace(),
         })
     }
 }
@@ -275,36 +236,6 @@ fn non_empty(values: Vec<String>) -> Vec<String> {
         .map(|v| v.trim().to_owned())
         .filter(|v| !v.is_empty())
         .collect()
-}
-
-fn read_token(
-    inline: Option<String>,
-    file: Option<&PathBuf>,
-) -> Result<Option<ApiToken>, ConfigError> {
-    if let Some(token) = inline.filter(|t| !t.trim().is_empty()) {
-        return Ok(Some(ApiToken::new(token.trim().to_owned())));
-    }
-    let Some(path) = file else { return Ok(None) };
-    let content = std::fs::read_to_string(path).map_err(|source| ConfigError::TokenFile {
-        path: path.clone(),
-        source,
-    })?;
-    if content.trim().is_empty() {
-        return Err(ConfigError::EmptyTokenFile(path.clone()));
-    }
-    Ok(Some(ApiToken::new(content.trim().to_owned())))
-}
-
-/// A parser of `30s`, `5m`, `1h`, `7d`, `250ms` whose error names the environment variable
-/// too (clap names only the flag), since that is what a Deployment sets.
-fn duration(
-    setting: &'static str,
-) -> impl Fn(&str) -> Result<Duration, String> + Clone + Send + Sync + 'static {
-    move |value| {
-        humantime::parse_duration(value.trim()).map_err(|e| {
-            format!("{setting}: {value:?} is not a duration like 30s, 5m, 1h or 7d ({e})")
-        })
-    }
 }
 
 fn parse_rate(value: &str) -> Result<f64, String> {
@@ -464,7 +395,10 @@ mod tests {
         .expect("parses")
         .into_settings()
         .expect_err("empty");
-        assert!(matches!(error, ConfigError::EmptyTokenFile(_)));
+        assert!(matches!(
+            error,
+            ConfigError::Token(TokenSourceError::EmptyFile(_))
+        ));
     }
 
     #[test]

@@ -8,10 +8,7 @@ use anyhow::Context as _;
 use authentik_client::{AuthentikClient, ClientConfig};
 use futures::StreamExt;
 use gitops_crd::names::CLEANUP_MANAGER;
-use gitops_runtime::{
-    LeaderConfig, Readiness, ReadinessGate, install_metrics_recorder, run_while_leader, serve,
-    shutdown_on_signal,
-};
+use gitops_runtime::{Process, Readiness, ReadinessGate};
 use k8s_openapi::api::batch::v1::Job;
 use kube::ResourceExt;
 use kube::api::{Api, ListParams};
@@ -29,38 +26,11 @@ use crate::pods::PodCleaner;
 use crate::throttle::Throttle;
 
 pub async fn run(args: Args) -> anyhow::Result<()> {
-    let identity = args
-        .identity
-        .clone()
-        .unwrap_or_else(|| format!("{CLEANUP_MANAGER}-{}", std::process::id()));
-    let leader = LeaderConfig {
-        lease_name: args.lease_name.clone(),
-        namespace: args.lease_namespace.clone(),
-        identity: identity.clone(),
-        lease_duration: args.lease_duration,
-        renew_before: args.lease_duration / 3,
-    };
-    let leader_election = args.leader_election;
-    let (metrics_addr, health_addr) = (args.metrics_addr, args.health_addr);
-    let settings = Arc::new(args.into_settings()?);
-
-    let metrics = install_metrics_recorder()?;
+    let process = Process::start(&args.process, CLEANUP_MANAGER).await?;
     authentik_client::describe_metrics();
     metrics::describe();
-    let shutdown = shutdown_on_signal();
-    let readiness = Readiness::default();
-    serve(
-        metrics_addr,
-        health_addr,
-        metrics,
-        readiness.clone(),
-        shutdown.clone(),
-    )
-    .await?;
-
-    let client = kube::Client::try_default().await.context(
-        "cannot reach Kubernetes (in a cluster: the ServiceAccount; outside: KUBECONFIG)",
-    )?;
+    let settings = Arc::new(args.into_settings()?);
+    let client = process.client.clone();
     check_label_selector(&client, &settings).await?;
     let authentik = match &settings.authentik {
         Some(a) => {
@@ -87,9 +57,9 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         "gitops-cleanup starting"
     );
 
-    let work = {
-        let client = client.clone();
-        move |token: CancellationToken| {
+    let (readiness, identity) = (process.readiness.clone(), process.identity.clone());
+    process
+        .run(move |token: CancellationToken| {
             run_cleanup(
                 client.clone(),
                 authentik.clone(),
@@ -98,13 +68,8 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
                 identity.clone(),
                 token,
             )
-        }
-    };
-    if leader_election {
-        run_while_leader(client, leader, shutdown, work).await?;
-    } else {
-        work(shutdown).await;
-    }
+        })
+        .await?;
     Ok(())
 }
 

@@ -4,8 +4,6 @@
 
 use std::process::ExitCode;
 
-use clap::Parser;
-
 mod config;
 mod controller;
 mod error;
@@ -19,29 +17,8 @@ mod throttle;
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    gitops_runtime::install_crypto_provider();
-    let args = match config::Args::try_parse() {
-        Ok(args) => args,
-        Err(error) if !error.use_stderr() => error.exit(), // --help, --version
-        Err(error) => {
-            // One line: which setting, and why. (clap adds a usage hint we leave out.)
-            let rendered = error.to_string();
-            eprintln!(
-                "{}",
-                rendered.lines().next().unwrap_or("error: invalid settings")
-            );
-            return ExitCode::from(2);
-        }
-    };
-    if let Err(error) = gitops_runtime::init_logging(args.log_format, &args.log_filter) {
-        eprintln!("error: {error}");
-        return ExitCode::from(2);
-    }
-    match controller::run(args).await {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(error) => {
-            tracing::error!(error = %format!("{error:#}"), "gitops-cleanup stopped with an error");
-            ExitCode::FAILURE
-        }
+    match gitops_runtime::start::<config::Args>(|args| &args.process) {
+        Ok(args) => gitops_runtime::finish("gitops-cleanup", controller::run(args).await),
+        Err(code) => code,
     }
 }

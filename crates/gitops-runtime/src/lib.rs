@@ -7,6 +7,7 @@
 mod health;
 mod leader;
 mod logging;
+mod process;
 mod shutdown;
 
 pub use health::{
@@ -14,6 +15,7 @@ pub use health::{
 };
 pub use leader::{LeaderConfig, LeaderError, run_while_leader};
 pub use logging::{LogFormat, LoggingError, init_logging};
+pub use process::{Process, ProcessArgs, ProcessError, duration, finish, start};
 pub use shutdown::shutdown_on_signal;
 
 /// Installs ring as the process-wide rustls crypto provider. Call first thing in `main`: kube and

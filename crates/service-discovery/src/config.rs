@@ -3,14 +3,13 @@
 //! saying which setting and why.
 
 use std::collections::BTreeSet;
-use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use authentik_client::ApiToken;
+use authentik_client::{ApiToken, TokenSourceError};
 use clap::Parser;
 use gitops_crd::names;
-use gitops_runtime::LogFormat;
+use gitops_runtime::{ProcessArgs, duration};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -37,7 +36,7 @@ pub struct Args {
     pub authentik_token_file: Option<PathBuf>,
 
     /// Timeout of one authentik request.
-    #[arg(long, env = "AUTHENTIK_TIMEOUT", default_value = "15s", value_parser = parse_duration)]
+    #[arg(long, env = "AUTHENTIK_TIMEOUT", default_value = "15s", value_parser = duration("AUTHENTIK_TIMEOUT"))]
     pub authentik_timeout: Duration,
 
     /// Authorization flow (slug or UUID) for ProxyConfigs that name none.
@@ -66,7 +65,7 @@ pub struct Args {
     pub cookie_domain: Option<String>,
 
     /// How often authentik is re-read in full to find and revert hand edits.
-    #[arg(long, env = "RESYNC_INTERVAL", default_value = "5m", value_parser = parse_duration)]
+    #[arg(long, env = "RESYNC_INTERVAL", default_value = "5m", value_parser = duration("RESYNC_INTERVAL"))]
     pub resync_interval: Duration,
 
     /// ProxyConfigs reconciled at once.
@@ -78,7 +77,7 @@ pub struct Args {
     pub authentik_concurrency: u16,
 
     /// How long outpost assignments are collected into one outpost write.
-    #[arg(long, env = "OUTPOST_BATCH_WINDOW", default_value = "100ms", value_parser = parse_duration)]
+    #[arg(long, env = "OUTPOST_BATCH_WINDOW", default_value = "100ms", value_parser = duration("OUTPOST_BATCH_WINDOW"))]
     pub outpost_batch_window: Duration,
 
     /// Namespace pairs `FROM:TO` allowing a ProxyConfig in FROM to publish a Service in TO
@@ -90,45 +89,9 @@ pub struct Args {
     #[arg(long, env = "SERVICE_DISCOVERY_ENABLED", default_value_t = true, action = clap::ArgAction::Set)]
     pub discovery: bool,
 
-    /// Watch only this namespace (ProxyConfigs and Services); all namespaces when unset.
-    #[arg(long, env = "WATCH_NAMESPACE")]
-    pub watch_namespace: Option<String>,
-
-    /// Address of /metrics.
-    #[arg(long, env = "METRICS_ADDR", default_value = "0.0.0.0:8080")]
-    pub metrics_addr: SocketAddr,
-
-    /// Address of /healthz and /readyz.
-    #[arg(long, env = "HEALTH_ADDR", default_value = "0.0.0.0:8081")]
-    pub health_addr: SocketAddr,
-
-    /// Contend for a Lease so that only one replica reconciles.
-    #[arg(long, env = "LEADER_ELECTION", default_value_t = true, action = clap::ArgAction::Set)]
-    pub leader_election: bool,
-
-    /// Name of the leader-election Lease.
-    #[arg(long, env = "LEASE_NAME", default_value = "gitops-service-discovery")]
-    pub lease_name: String,
-
-    /// Namespace of the Lease (the Pod's namespace in a cluster).
-    #[arg(long, env = "POD_NAMESPACE", default_value = "default")]
-    pub lease_namespace: String,
-
-    /// This replica's identity in the Lease (the Pod name in a cluster).
-    #[arg(long, env = "POD_NAME")]
-    pub identity: Option<String>,
-
-    /// How long a leader's Lease lasts without renewal.
-    #[arg(long, env = "LEASE_DURATION", default_value = "15s", value_parser = parse_duration)]
-    pub lease_duration: Duration,
-
-    /// Log format: json (cluster) or text.
-    #[arg(long, env = "LOG_FORMAT", default_value = "json")]
-    pub log_format: LogFormat,
-
-    /// Log filter, RUST_LOG syntax.
-    #[arg(long, env = "RUST_LOG", default_value = "info")]
-    pub log_filter: String,
+    /// Observability, leadership, logging and scope (shared with the cleanup controller).
+    #[command(flatten)]
+    pub process: ProcessArgs,
 }
 
 /// Which outpost to assign providers to.
@@ -174,13 +137,8 @@ pub enum ConfigError {
         "no authentik token: set AUTHENTIK_TOKEN or --authentik-token, or AUTHENTIK_TOKEN_FILE / --authentik-token-file"
     )]
     MissingToken,
-    #[error("cannot read the authentik token file {path}: {source}")]
-    TokenFile {
-        path: PathBuf,
-        source: std::io::Error,
-    },
-    #[error("the authentik token file {0} is empty")]
-    EmptyTokenFile(PathBuf),
+    #[error(transparent)]
+    Token(#[from] TokenSourceError),
     #[error("RESYNC_INTERVAL must be at least 1s")]
     ResyncTooShort,
 }
@@ -189,21 +147,11 @@ impl Args {
     /// Checks everything and reads the token; the token is never printed. (The authentik URL
     /// is checked when the client is built.)
     pub fn into_settings(self) -> Result<Settings, ConfigError> {
-        let token = match (self.authentik_token, &self.authentik_token_file) {
-            (Some(token), _) if !token.trim().is_empty() => ApiToken::new(token.trim().to_owned()),
-            (_, Some(path)) => {
-                let content =
-                    std::fs::read_to_string(path).map_err(|source| ConfigError::TokenFile {
-                        path: path.clone(),
-                        source,
-                    })?;
-                if content.trim().is_empty() {
-                    return Err(ConfigError::EmptyTokenFile(path.clone()));
-                }
-                ApiToken::new(content.trim().to_owned())
-            }
-            _ => return Err(ConfigError::MissingToken),
-        };
+        let token = ApiToken::from_value_or_file(
+            self.authentik_token,
+            self.authentik_token_file.as_deref(),
+        )?
+        .ok_or(ConfigError::MissingToken)?;
         if self.resync_interval < Duration::from_secs(1) {
             return Err(ConfigError::ResyncTooShort);
         }
@@ -222,7 +170,7 @@ impl Args {
             cross_namespace: CrossNamespacePolicy {
                 allowed: self.allow_cross_namespace.into_iter().collect(),
             },
-            watch_namespace: self.watch_namespace.filter(|n| !n.is_empty()),
+            watch_namespace: self.process.watch_namespace(),
             discovery: self.discovery,
         })
     }
@@ -240,12 +188,6 @@ impl CrossNamespacePolicy {
             || self.allowed.contains(&(from.to_owned(), to.to_owned()))
             || self.allowed.contains(&("*".to_owned(), to.to_owned()))
     }
-}
-
-/// `30s`, `5m`, `1h`, `7d`, `250ms`.
-pub fn parse_duration(value: &str) -> Result<Duration, String> {
-    humantime::parse_duration(value.trim())
-        .map_err(|e| format!("{value:?} is not a duration like 30s, 5m, 1h or 7d ({e})"))
 }
 
 fn parse_namespace_pair(value: &str) -> Result<(String, String), String> {
@@ -339,7 +281,10 @@ mod tests {
             .expect("parses")
             .into_settings()
             .expect_err("empty");
-        assert!(matches!(error, ConfigError::EmptyTokenFile(_)));
+        assert!(matches!(
+            error,
+            ConfigError::Token(TokenSourceError::EmptyFile(_))
+        ));
     }
 
     #[test]

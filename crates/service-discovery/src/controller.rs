@@ -10,9 +10,7 @@ use futures::{StreamExt, TryStreamExt};
 use gitops_crd::ProxyConfig;
 use gitops_crd::names::SERVICE_DISCOVERY_MANAGER;
 use gitops_crd::ownership::AuthentikObject;
-use gitops_runtime::{
-    LeaderConfig, Readiness, install_metrics_recorder, run_while_leader, serve, shutdown_on_signal,
-};
+use gitops_runtime::{Process, Readiness};
 use k8s_openapi::api::core::v1::Service;
 use kube::api::Api;
 use kube::runtime::controller::{self, Controller};
@@ -31,45 +29,21 @@ use crate::reconciler::{Context, error_policy, reconcile};
 use crate::status::StatusWriter;
 
 pub async fn run(args: Args) -> anyhow::Result<()> {
-    let identity = args
-        .identity
-        .clone()
-        .unwrap_or_else(|| format!("{SERVICE_DISCOVERY_MANAGER}-{}", std::process::id()));
-    let leader = LeaderConfig {
-        lease_name: args.lease_name.clone(),
-        namespace: args.lease_namespace.clone(),
-        identity: identity.clone(),
-        lease_duration: args.lease_duration,
-        renew_before: args.lease_duration / 3,
-    };
-    let leader_election = args.leader_election;
-    let (metrics_addr, health_addr) = (args.metrics_addr, args.health_addr);
-    let settings = Arc::new(args.into_settings()?);
-
-    let metrics = install_metrics_recorder()?;
+    let process = Process::start(&args.process, SERVICE_DISCOVERY_MANAGER).await?;
     authentik_client::describe_metrics();
-    let shutdown = shutdown_on_signal();
-    let readiness = Readiness::default();
-    serve(
-        metrics_addr,
-        health_addr,
-        metrics,
-        readiness.clone(),
-        shutdown.clone(),
-    )
-    .await?;
-
-    let client = kube::Client::try_default().await.context(
-        "cannot reach Kubernetes (in a cluster: the ServiceAccount; outside: KUBECONFIG)",
-    )?;
+    let settings = Arc::new(args.into_settings()?);
     let mut authentik_config =
         ClientConfig::new(settings.authentik_host.clone(), settings.token.clone());
     authentik_config.request_timeout = settings.authentik_timeout;
     let authentik = AuthentikClient::new(authentik_config).context("AUTHENTIK_HOST")?;
 
-    let work = {
-        let client = client.clone();
-        move |token: CancellationToken| {
+    let (client, readiness, identity) = (
+        process.client.clone(),
+        process.readiness.clone(),
+        process.identity.clone(),
+    );
+    process
+        .run(move |token: CancellationToken| {
             run_controller(
                 client.clone(),
                 authentik.clone(),
@@ -78,13 +52,8 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
                 identity.clone(),
                 token,
             )
-        }
-    };
-    if leader_election {
-        run_while_leader(client, leader, shutdown, work).await?;
-    } else {
-        work(shutdown).await;
-    }
+        })
+        .await?;
     Ok(())
 }
 

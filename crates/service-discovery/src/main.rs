@@ -2,8 +2,6 @@
 
 use std::process::ExitCode;
 
-use clap::Parser;
-
 mod authentik;
 mod backoff;
 mod config;
@@ -19,17 +17,8 @@ mod status;
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    gitops_runtime::install_crypto_provider();
-    let args = config::Args::parse();
-    if let Err(error) = gitops_runtime::init_logging(args.log_format, &args.log_filter) {
-        eprintln!("error: {error}");
-        return ExitCode::from(2);
-    }
-    match controller::run(args).await {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(error) => {
-            tracing::error!(error = %format!("{error:#}"), "gitops-service-discovery stopped with an error");
-            ExitCode::FAILURE
-        }
+    match gitops_runtime::start::<config::Args>(|args| &args.process) {
+        Ok(args) => gitops_runtime::finish("gitops-service-discovery", controller::run(args).await),
+        Err(code) => code,
     }
 }
