@@ -5,7 +5,10 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+mod bench;
 mod crd;
+mod demo;
+mod reliability;
 mod test;
 mod testenv;
 
@@ -21,6 +24,13 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Run the product locally: test cluster, authentik double, both controllers, the examples;
+    /// stays up until Ctrl-C.
+    Demo {
+        /// End after the report: exit 0 when everything converged, non-zero otherwise.
+        #[arg(long)]
+        exit_when_ready: bool,
+    },
     /// Generate the ProxyConfig CRD files from the Rust types (or check them with --check).
     Crd {
         /// Fail instead of writing when the committed files are out of date.
@@ -37,6 +47,17 @@ enum Command {
         #[command(subcommand)]
         action: testenv::Action,
     },
+    /// Run the reliability suite at a chosen scale (defaults: the long run).
+    Chaos(reliability::ChaosArgs),
+    /// Fuzz the authentik response parsers (cargo-fuzz on nightly).
+    Fuzz {
+        /// How long to fuzz.
+        #[arg(long, default_value_t = 60)]
+        seconds: u64,
+    },
+    /// Run the benchmarks (release binaries, test environment, authentik double): tables on
+    /// stdout, JSON in target/bench/.
+    Bench(bench::Args),
 }
 
 fn main() -> ExitCode {
@@ -51,9 +72,13 @@ fn main() -> ExitCode {
                 anyhow::bail!("out of date: {drifted:?}; run `cargo xtask crd`")
             }
         }),
+        Command::Demo { exit_when_ready } => demo::run(&root, demo::Options { exit_when_ready }),
         Command::Test => test::run(&root),
         Command::Tools => testenv::tools(),
         Command::Testenv { action } => testenv::run(action),
+        Command::Bench(args) => bench::run(&root, &args),
+        Command::Chaos(args) => reliability::chaos(&root, &args),
+        Command::Fuzz { seconds } => reliability::fuzz(&root, seconds),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -7,6 +7,9 @@ use std::time::Instant;
 use anyhow::{Result, bail};
 use gitops_testenv::{ControlPlane, shared};
 
+/// Long enough to catch shallow parser bugs on every CI run; `cargo xtask fuzz` goes deeper.
+const FUZZ_SECONDS: u64 = 20;
+
 pub fn run(root: &Path) -> Result<()> {
     step(root, "formatting", &["fmt", "--all", "--", "--check"], None)?;
     step(
@@ -33,8 +36,22 @@ pub fn run(root: &Path) -> Result<()> {
         "tests",
         &["test", "--workspace", "--locked"],
         Some(environment.plane.dir()),
-    )
-    // `environment` drops here, stopping what this run started, whatever the tests did.
+    )?;
+    drop(environment); // stops what this run started before the demo starts its own
+
+    crate::reliability::fuzz(root, FUZZ_SECONDS)?;
+
+    // The README's first command, end to end.
+    eprintln!("==> demo: cargo xtask demo --exit-when-ready");
+    let started = Instant::now();
+    crate::demo::run(
+        root,
+        crate::demo::Options {
+            exit_when_ready: true,
+        },
+    )?;
+    eprintln!("==> demo: passed in {}s", started.elapsed().as_secs());
+    Ok(())
 }
 
 /// The test environment of one `cargo xtask test` run.

@@ -217,18 +217,28 @@ impl Error {
         token: &ApiToken,
     ) -> Self {
         let text = redact(body, token);
+        // JSON escapes (`\u0034`, `\/`) can spell the token only after decoding: scrub the
+        // decoded strings too.
+        let scrub = |decoded: String| redact(decoded.as_bytes(), token);
         let code = status.as_u16();
         match code {
             404 => Self::NotFound { endpoint },
             400 | 409 | 422 => Self::Validation {
                 endpoint,
                 status: code,
-                fields: parse_field_errors(&text),
+                fields: parse_field_errors(&text)
+                    .into_iter()
+                    .map(|(field, messages)| {
+                        (scrub(field), messages.into_iter().map(scrub).collect())
+                    })
+                    .collect(),
             },
             401 | 403 => Self::Unauthorized {
                 endpoint,
                 status: code,
-                detail: parse_detail(&text).unwrap_or_else(|| "no detail".to_owned()),
+                detail: parse_detail(&text)
+                    .map(scrub)
+                    .unwrap_or_else(|| "no detail".to_owned()),
             },
             429 => Self::RateLimited {
                 endpoint,
@@ -257,7 +267,8 @@ impl Error {
         Self::Decode {
             endpoint,
             status: status.as_u16(),
-            reason: reason.to_string(),
+            // serde quotes the values it could not decode: they may hold the token.
+            reason: redact(reason.to_string().as_bytes(), token),
             body_prefix: prefix(&redact(body, token)),
         }
     }
@@ -390,6 +401,36 @@ mod tests {
             body.as_bytes(),
             &ApiToken::new(SECRET),
         )
+    }
+
+    /// Found by the fuzz target: JSON escapes spell the token only after decoding, and serde's
+    /// messages quote the values they reject.
+    #[test]
+    fn the_token_is_scrubbed_after_decoding_too() {
+        let token = ApiToken::new("4444/4444-secret");
+        let escaped = r#"{"name": ["4444\/4444-secret"], "4444\u002f4444-secret": ["x"]}"#;
+        let error = Error::from_response(
+            "POST /x/".into(),
+            StatusCode::BAD_REQUEST,
+            None,
+            escaped.as_bytes(),
+            &token,
+        );
+        let shown = format!("{error} {error:?}");
+        assert!(!shown.contains("4444/4444-secret"), "{shown}");
+
+        let body = br#"{"detail": "4444\/4444-secret"}"#;
+        let error =
+            Error::from_response("GET /x/".into(), StatusCode::FORBIDDEN, None, body, &token);
+        assert!(!format!("{error:?}").contains("4444/4444-secret"));
+
+        let quoted = br#""4444\/4444-secret""#;
+        let reason = serde_json::from_slice::<Vec<i64>>(quoted).expect_err("not a list");
+        let error = Error::decode("GET /x/".into(), StatusCode::OK, &reason, quoted, &token);
+        assert!(
+            !format!("{error} {error:?}").contains("4444/4444-secret"),
+            "{error:?}"
+        );
     }
 
     #[test]

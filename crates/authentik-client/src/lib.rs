@@ -92,6 +92,8 @@ mod api;
 mod client;
 mod config;
 mod error;
+#[doc(hidden)]
+pub mod fuzzing;
 mod metrics;
 mod models;
 mod retry;

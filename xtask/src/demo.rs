@@ -1,0 +1,511 @@
+//! `cargo xtask demo [--exit-when-ready]`: the whole product on this machine, in one command.
+//!
+//! Builds the binaries, starts a private test environment (etcd + kube-apiserver +
+//! kube-controller-manager), the authentik double and both controllers as local processes,
+//! applies `deploy/examples/`, creates a finished Job, waits until every ProxyConfig is Ready
+//! and the Job has been cleaned up, then prints `kubectl gitops health`/`verify` and what was
+//! created in authentik. It stays up until Ctrl-C (or ends with `--exit-when-ready`) and always
+//! stops what it started.
+//!
+//! Plain processes and kubectl only: no async runtime, so every step is easy to follow.
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use gitops_testenv::{ControlPlane, pins, shared};
+use nix::sys::signal::{SigSet, Signal};
+use serde_json::{Value, json};
+
+/// Token the demo's authentik double accepts.
+const TOKEN: &str = "gitops-demo-token";
+/// How long convergence may take before the demo gives up.
+const READY_TIMEOUT: Duration = Duration::from_secs(180);
+/// Namespace of the finished Job the cleanup controller must remove.
+const JOB_NAMESPACE: &str = "default";
+const JOB_NAME: &str = "demo-finished-job";
+
+#[derive(Debug, Clone, Copy)]
+pub struct Options {
+    /// End after the report (exit 0), instead of waiting for Ctrl-C.
+    pub exit_when_ready: bool,
+}
+
+/// What the demo started; dropping it stops everything, in reverse order.
+struct Running {
+    plane: ControlPlane,
+    children: Vec<(&'static str, Child)>,
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        for (name, child) in self.children.iter_mut().rev() {
+            // SIGTERM first so controllers shut down cleanly; SIGKILL if they hang.
+            let pid = nix::unistd::Pid::from_raw(i32::try_from(child.id()).unwrap_or(i32::MAX));
+            let _ = nix::sys::signal::kill(pid, Signal::SIGTERM);
+            let deadline = Instant::now() + Duration::from_secs(5);
+            while matches!(child.try_wait(), Ok(None)) && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+            eprintln!("==> demo: stopped {name}");
+        }
+        match self.plane.stop() {
+            Ok(()) => eprintln!("==> demo: test environment stopped"),
+            Err(error) => eprintln!("==> demo: stopping the test environment failed: {error}"),
+        }
+    }
+}
+
+pub fn run(root: &Path, options: Options) -> Result<()> {
+    step("building the controllers, the authentik double and kubectl-gitops");
+    let status = Command::new(env!("CARGO"))
+        .args([
+            "build",
+            "-p",
+            "gitops-service-discovery",
+            "-p",
+            "gitops-cleanup",
+            "-p",
+            "authentik-double",
+            "-p",
+            "kubectl-gitops",
+        ])
+        .current_dir(root)
+        .status()
+        .context("running cargo build")?;
+    if !status.success() {
+        bail!("cargo build failed ({status})");
+    }
+    let bin = target_dir(root).join("debug");
+
+    step(
+        "starting a private test environment (builds the pinned Kubernetes and etcd on first use)",
+    );
+    let plane = shared::start_private(std::process::id())?;
+    let mut running = Running {
+        plane,
+        children: Vec::new(),
+    };
+    let kubeconfig = running.plane.kubeconfig();
+    let logs = running.plane.dir().join("logs");
+    let kubectl = Kubectl {
+        binary: pins::binary("kubernetes", "kubectl")?,
+        kubeconfig: kubeconfig.clone(),
+    };
+
+    step("installing the CRDs");
+    for crd in ["proxyconfig-crd.yaml", "authentikobject-crd.yaml"] {
+        let path = root.join("deploy/crds").join(crd);
+        if path.exists() {
+            kubectl.run(
+                &["apply", "--server-side", "-f", &path.to_string_lossy()],
+                None,
+            )?;
+        }
+    }
+    kubectl.run(
+        &[
+            "wait",
+            "--for=condition=Established",
+            "crd/proxyconfigs.gitops.io",
+            "--timeout=60s",
+        ],
+        None,
+    )?;
+
+    step("starting the authentik double");
+    let double_addr = free_addr()?;
+    let double_url = format!("http://{double_addr}");
+    running.children.push((
+        "authentik-double",
+        spawn(
+            Command::new(bin.join("authentik-double")).args([
+                "--listen",
+                &double_addr.to_string(),
+                "--token",
+                TOKEN,
+            ]),
+            &logs,
+            "authentik-double",
+        )?,
+    ));
+    wait_for_port(double_addr)?;
+
+    step("starting both controllers (leader election off)");
+    let common = |command: &mut Command| -> Result<()> {
+        command
+            .env("KUBECONFIG", &kubeconfig)
+            .env("AUTHENTIK_HOST", &double_url)
+            .env("AUTHENTIK_TOKEN", TOKEN)
+            .env("LEADER_ELECTION", "false")
+            .env("LOG_FORMAT", "json")
+            .env("METRICS_ADDR", free_addr()?.to_string())
+            .env("HEALTH_ADDR", free_addr()?.to_string());
+        Ok(())
+    };
+    let mut discovery = Command::new(bin.join("gitops-service-discovery"));
+    common(&mut discovery)?;
+    discovery.env("RESYNC_INTERVAL", "30s");
+    running.children.push((
+        "gitops-service-discovery",
+        spawn(&mut discovery, &logs, "gitops-service-discovery")?,
+    ));
+    let mut cleanup = Command::new(bin.join("gitops-cleanup"));
+    common(&mut cleanup)?;
+    cleanup
+        .env("COMPLETED_JOBS_TTL", "5s")
+        .env("FAILED_JOBS_TTL", "5s")
+        .env("CLEANUP_INTERVAL", "30s");
+    running.children.push((
+        "gitops-cleanup",
+        spawn(&mut cleanup, &logs, "gitops-cleanup")?,
+    ));
+
+    step("applying deploy/examples/");
+    let examples = root.join("deploy/examples");
+    let expected = example_proxyconfigs(&examples)?;
+    for namespace in namespaces_of(&expected) {
+        let manifest =
+            json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace}});
+        kubectl.run(&["apply", "-f", "-"], Some(&manifest.to_string()))?;
+    }
+    kubectl.run(&["apply", "-f", &examples.to_string_lossy()], None)?;
+
+    step("creating a finished Job for the cleanup controller");
+    create_finished_job(&kubectl)?;
+
+    step(&format!(
+        "waiting until {} ProxyConfigs are Ready and the Job is cleaned up",
+        expected.len()
+    ));
+    wait_converged(&kubectl, expected.len(), &logs, &mut running)?;
+
+    let cli = bin.join("kubectl-gitops");
+    let cli_env = [
+        ("KUBECONFIG", kubeconfig.to_string_lossy().into_owned()),
+        ("AUTHENTIK_HOST", double_url.clone()),
+        ("AUTHENTIK_TOKEN", TOKEN.to_owned()),
+    ];
+    step("kubectl gitops health (no Helm release here: the controllers run as local processes)");
+    let health = Command::new(&cli)
+        .arg("health")
+        .envs(cli_env.clone())
+        .status()?;
+    eprintln!("(health exit code {})", health.code().unwrap_or(-1));
+    step("kubectl gitops verify");
+    let verify = Command::new(&cli)
+        .arg("verify")
+        .envs(cli_env.clone())
+        .status()?;
+    if !verify.success() {
+        bail!(
+            "kubectl gitops verify found differences ({verify}); logs in {}",
+            logs.display()
+        );
+    }
+
+    step("authentik objects created");
+    print_authentik(&http_get_json(double_addr, "/_double/state")?);
+
+    println!();
+    println!("The demo is up. In another shell:");
+    println!("  export KUBECONFIG={}", kubeconfig.display());
+    println!(
+        "  export AUTHENTIK_HOST={double_url} AUTHENTIK_TOKEN={TOKEN}   # the double's demo token"
+    );
+    println!(
+        "  export PATH={}:$PATH                # kubectl gitops …",
+        bin.display()
+    );
+    println!("  {} get proxyconfigs -A", kubectl.binary.display());
+    println!("Logs: {}", logs.display());
+    if options.exit_when_ready {
+        step("ready; --exit-when-ready: stopping");
+        return Ok(());
+    }
+    println!("Press Ctrl-C to stop everything.");
+    wait_for_interrupt()?;
+    Ok(())
+    // `running` drops here: children stopped, environment removed.
+}
+
+fn step(what: &str) {
+    eprintln!("==> demo: {what}");
+}
+
+fn target_dir(root: &Path) -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root.join("target"))
+}
+
+fn free_addr() -> Result<SocketAddr> {
+    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?)
+}
+
+fn spawn(command: &mut Command, logs: &Path, name: &str) -> Result<Child> {
+    let log = std::fs::File::create(logs.join(format!("{name}.log")))?;
+    command
+        .stdin(Stdio::null())
+        .stdout(log.try_clone()?)
+        .stderr(log)
+        .spawn()
+        .with_context(|| format!("starting {name}"))
+}
+
+fn wait_for_port(addr: SocketAddr) -> Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while TcpStream::connect(addr).is_err() {
+        if Instant::now() > deadline {
+            bail!("nothing listens on {addr} after 20s");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    Ok(())
+}
+
+struct Kubectl {
+    binary: PathBuf,
+    kubeconfig: PathBuf,
+}
+
+impl Kubectl {
+    /// Runs kubectl; its stdout, or an error with its stderr.
+    fn run(&self, args: &[&str], stdin: Option<&str>) -> Result<String> {
+        let mut child = Command::new(&self.binary)
+            .env("KUBECONFIG", &self.kubeconfig)
+            .args(args)
+            .stdin(if stdin.is_some() {
+                Stdio::piped()
+            } else {
+                Stdio::null()
+            })
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .with_context(|| format!("starting {}", self.binary.display()))?;
+        if let (Some(input), Some(mut pipe)) = (stdin, child.stdin.take()) {
+            pipe.write_all(input.as_bytes())?;
+        }
+        let output = child.wait_with_output()?;
+        if !output.status.success() {
+            bail!(
+                "kubectl {}: {}",
+                args.join(" "),
+                String::from_utf8_lossy(&output.stderr).trim()
+            );
+        }
+        Ok(String::from_utf8_lossy(&output.stdout).into_owned())
+    }
+}
+
+/// `(namespace, name)` of every ProxyConfig in the example files.
+fn example_proxyconfigs(dir: &Path) -> Result<Vec<(String, String)>> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir(dir)? {
+        let path = entry?.path();
+        if path.extension().is_none_or(|e| e != "yaml") {
+            continue;
+        }
+        let text = std::fs::read_to_string(&path)?;
+        let documents: Vec<Value> = serde_saphyr::from_multiple(&text)
+            .with_context(|| format!("reading {}", path.display()))?;
+        for document in documents.iter().filter(|d| d["kind"] == "ProxyConfig") {
+            let field = |key: &str| {
+                document["metadata"][key]
+                    .as_str()
+                    .unwrap_or("default")
+                    .to_owned()
+            };
+            found.push((field("namespace"), field("name")));
+        }
+    }
+    if found.is_empty() {
+        bail!("no ProxyConfig in {}", dir.display());
+    }
+    Ok(found)
+}
+
+fn namespaces_of(proxyconfigs: &[(String, String)]) -> Vec<String> {
+    let mut namespaces: Vec<String> = proxyconfigs.iter().map(|(ns, _)| ns.clone()).collect();
+    namespaces.sort();
+    namespaces.dedup();
+    namespaces
+}
+
+/// A Job that has just finished. `spec.managedBy` keeps kube-controller-manager's Job
+/// controller away, so the status set here stays as written (there is no kubelet to run it).
+fn create_finished_job(kubectl: &Kubectl) -> Result<()> {
+    let job = json!({
+        "apiVersion": "batch/v1", "kind": "Job",
+        "metadata": {"name": JOB_NAME, "namespace": JOB_NAMESPACE},
+        "spec": {
+            "managedBy": "gitops.io/demo",
+            "template": {"spec": {"restartPolicy": "Never", "containers": [{"name": "job", "image": "busybox"}]}}
+        }
+    });
+    kubectl.run(&["apply", "-f", "-"], Some(&job.to_string()))?;
+    let at = k8s_openapi::jiff::Timestamp::now().to_string();
+    let status = json!({"status": {
+        "startTime": at, "completionTime": at, "succeeded": 1,
+        "conditions": [
+            {"type": "SuccessCriteriaMet", "status": "True", "lastTransitionTime": at},
+            {"type": "Complete", "status": "True", "lastTransitionTime": at}
+        ]
+    }});
+    kubectl.run(
+        &[
+            "patch",
+            "job",
+            JOB_NAME,
+            "-n",
+            JOB_NAMESPACE,
+            "--subresource=status",
+            "--type=merge",
+            "-p",
+            &status.to_string(),
+        ],
+        None,
+    )?;
+    Ok(())
+}
+
+fn wait_converged(
+    kubectl: &Kubectl,
+    expected: usize,
+    logs: &Path,
+    running: &mut Running,
+) -> Result<()> {
+    let started = Instant::now();
+    let mut last = String::new();
+    loop {
+        let list: Value = serde_json::from_str(
+            &kubectl.run(&["get", "proxyconfigs", "-A", "-o", "json"], None)?,
+        )?;
+        let items = list["items"].as_array().cloned().unwrap_or_default();
+        let ready = items
+            .iter()
+            .filter(|pc| pc["status"]["phase"] == "Ready")
+            .count();
+        let job_left = !kubectl
+            .run(
+                &[
+                    "get",
+                    "job",
+                    JOB_NAME,
+                    "-n",
+                    JOB_NAMESPACE,
+                    "--ignore-not-found",
+                    "-o",
+                    "name",
+                ],
+                None,
+            )?
+            .trim()
+            .is_empty();
+        let state = format!(
+            "{ready}/{expected} ProxyConfigs Ready; finished Job {}",
+            if job_left {
+                "still there"
+            } else {
+                "cleaned up"
+            }
+        );
+        if state != last {
+            eprintln!("    {state} ({}s)", started.elapsed().as_secs());
+            last = state;
+        }
+        if ready >= expected && !job_left {
+            return Ok(());
+        }
+        for (name, child) in &mut running.children {
+            // A crashed controller will not converge anything: say so now.
+            if let Some(status) = child.try_wait()? {
+                bail!(
+                    "{name} exited ({status}); see {}",
+                    logs.join(format!("{name}.log")).display()
+                );
+            }
+        }
+        if started.elapsed() > READY_TIMEOUT {
+            let phases: Vec<String> = items
+                .iter()
+                .map(|pc| {
+                    format!(
+                        "{}/{}: {}",
+                        pc["metadata"]["namespace"].as_str().unwrap_or_default(),
+                        pc["metadata"]["name"].as_str().unwrap_or_default(),
+                        pc["status"]["phase"].as_str().unwrap_or("no status")
+                    )
+                })
+                .collect();
+            bail!(
+                "not converged after {}s: {last} [{}]; controller logs in {}",
+                READY_TIMEOUT.as_secs(),
+                phases.join(", "),
+                logs.display()
+            );
+        }
+        std::thread::sleep(Duration::from_secs(1));
+    }
+}
+
+/// A GET on the double's loopback admin API (HTTP/1.0: the server closes when done).
+fn http_get_json(addr: SocketAddr, path: &str) -> Result<Value> {
+    let mut stream = TcpStream::connect(addr)?;
+    stream.set_read_timeout(Some(Duration::from_secs(10)))?;
+    write!(stream, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n")?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response)?;
+    let (_, body) = response
+        .split_once("\r\n\r\n")
+        .context("the double's answer has no body")?;
+    serde_json::from_str(body).context("the double's state is not JSON")
+}
+
+fn print_authentik(state: &Value) {
+    let list = |key: &str| state[key].as_array().cloned().unwrap_or_default();
+    println!("proxy providers:");
+    for p in list("providers") {
+        println!(
+            "  pk {:<3} {:<28} {} -> {}",
+            p["pk"].as_i64().unwrap_or_default(),
+            p["name"].as_str().unwrap_or_default(),
+            p["external_host"].as_str().unwrap_or_default(),
+            p["internal_host"].as_str().unwrap_or_default()
+        );
+    }
+    println!("applications:");
+    for a in list("applications") {
+        println!(
+            "  {:<36} provider {}",
+            a["slug"].as_str().unwrap_or_default(),
+            a["provider"]
+        );
+    }
+    for o in list("outposts") {
+        println!(
+            "outpost {:?}: providers {}",
+            o["name"].as_str().unwrap_or_default(),
+            o["providers"]
+        );
+    }
+}
+
+/// Blocks until SIGINT (Ctrl-C) or SIGTERM. The children were started before the signals were
+/// blocked, so they keep their own handling.
+fn wait_for_interrupt() -> Result<()> {
+    let mut signals = SigSet::empty();
+    signals.add(Signal::SIGINT);
+    signals.add(Signal::SIGTERM);
+    signals.thread_block()?;
+    let signal = signals.wait()?;
+    eprintln!();
+    step(&format!("{signal}: stopping"));
+    Ok(())
+}
