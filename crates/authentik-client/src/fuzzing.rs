@@ -37,9 +37,12 @@ pub fn parse_response(status: u16, body: &[u8], token: &str) {
     let decode_error =
         reason.map(|r| Error::decode("GET /x/".into(), status, &r, body, &api_token));
     let secret = api_token.expose();
-    // Real tokens are long and URL-safe; shorter ones match by coincidence, and quotes or
-    // backslashes would match the quoting that Debug output adds around every string.
-    let realistic = secret.len() >= 8
+    // Real tokens are long random mixes of letters and digits (authentik's are 60 characters).
+    // Short, digit-only or quote-bearing ones match by coincidence: digits of a status code
+    // next to a body, or the quotes Debug output adds around every string.
+    let realistic = secret.len() >= 16
+        && secret.chars().any(|c| c.is_ascii_alphabetic())
+        && secret.chars().any(|c| c.is_ascii_digit())
         && secret
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || "-_.~".contains(c));
