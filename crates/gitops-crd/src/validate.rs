@@ -427,6 +427,57 @@ mod tests {
         }
     }
 
+    proptest::proptest! {
+        /// Any DNS name, bare or as an https URL, in any case and with a trailing slash,
+        /// normalises to one lower-case https URL, and normalising again changes nothing.
+        #[test]
+        fn external_hosts_normalise_idempotently(
+            labels in proptest::collection::vec("[a-zA-Z0-9]([a-zA-Z0-9-]{0,10}[a-zA-Z0-9])?", 1..4),
+            tld in "[a-z]{2,6}",
+            port in proptest::option::of(1u16..),
+            scheme in proptest::bool::ANY,
+            slash in proptest::bool::ANY,
+        ) {
+            let mut host = format!("{}.{tld}", labels.join("."));
+            if let Some(port) = port {
+                host = format!("{host}:{port}");
+            }
+            let input = format!("{}{host}{}", if scheme { "https://" } else { "" }, if slash { "/" } else { "" });
+            let normalised = normalize_external_host(&input).expect("a DNS name is accepted");
+            proptest::prop_assert!(normalised.starts_with("https://"));
+            proptest::prop_assert!(!normalised.ends_with('/'));
+            proptest::prop_assert_eq!(normalised.to_lowercase(), normalised.clone());
+            proptest::prop_assert_eq!(normalize_external_host(&normalised), Ok(normalised));
+        }
+
+        /// Arbitrary text never panics: it is accepted as an https URL or rejected naming
+        /// externalHost.
+        #[test]
+        fn arbitrary_external_hosts_never_panic(text in ".{0,60}") {
+            match normalize_external_host(&text) {
+                Ok(url) => proptest::prop_assert!(url.starts_with("https://")),
+                Err(error) => proptest::prop_assert!(error.to_string().starts_with("externalHost")),
+            }
+        }
+
+        /// Internal hosts parse to the port they name (or the scheme's default).
+        #[test]
+        fn internal_hosts_keep_their_port(name in "[a-z][a-z0-9-]{0,20}", port in 1u16.., https in proptest::bool::ANY) {
+            let scheme = if https { "https" } else { "http" };
+            let parsed = parse_internal_host(&format!("{scheme}://{name}.ns.svc:{port}")).expect("valid");
+            proptest::prop_assert_eq!(parsed.port, port);
+            proptest::prop_assert_eq!(parsed.scheme, scheme);
+        }
+
+        /// Derived slugs are always valid authentik slugs, whatever the names.
+        #[test]
+        fn derived_slugs_are_always_valid(namespace in "[a-z0-9-]{1,63}", name in "[a-z0-9.-]{1,253}") {
+            let slug = derive_application_slug(&namespace, &name);
+            proptest::prop_assert!(is_valid_slug(&slug), "{}", slug);
+            proptest::prop_assert_eq!(slug, derive_application_slug(&namespace, &name));
+        }
+    }
+
     #[test]
     fn slug_validity_table() {
         for good in ["a", "grafana_proxy-1", &"a".repeat(50)] {
