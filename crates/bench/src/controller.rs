@@ -89,6 +89,15 @@ impl Controller {
         for (key, value) in settings {
             command.env(key, value);
         }
+        // Experiments without code changes, e.g. `OUTPOST_BATCH_WINDOW=0s,MALLOC_ARENA_MAX=2`.
+        if let Ok(extra) = std::env::var("GITOPS_BENCH_CONTROLLER_ENV") {
+            for pair in extra.split(',').filter(|p| !p.is_empty()) {
+                let (key, value) = pair.split_once('=').with_context(|| {
+                    format!("GITOPS_BENCH_CONTROLLER_ENV: {pair:?} is not KEY=VALUE")
+                })?;
+                command.env(key, value);
+            }
+        }
         let child = command
             .stdin(Stdio::null())
             .stdout(out.try_clone()?)

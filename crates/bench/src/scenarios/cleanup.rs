@@ -158,6 +158,7 @@ async fn measure(n: usize, window_s: u64, delete_rate: f64) -> Result<Row> {
         .since(&before, &Requests::default());
     let metric_text = controller.metrics().await?;
     controller.kill().await?;
+    bench.teardown().await?;
 
     let deletions = deletions
         .lock()

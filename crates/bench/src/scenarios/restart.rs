@@ -99,6 +99,7 @@ async fn measure(n: usize, latency: Latency) -> Result<Row> {
         .await?
         .since(&api_before, &Requests::default());
     second.kill().await?;
+    bench.teardown().await?;
     Ok(Row {
         objects: n,
         latency_model: latency.to_string(),

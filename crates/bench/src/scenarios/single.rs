@@ -124,6 +124,7 @@ async fn measure(latency: Latency, samples: usize) -> Result<Row> {
         }
     }
     controller.kill().await?;
+    bench.teardown().await?;
 
     let column = |f: &dyn Fn(&Sample) -> f64| -> Result<Summary> {
         Summary::of(&measured.iter().map(f).collect::<Vec<_>>()).context("no samples")

@@ -103,6 +103,7 @@ async fn measure(n: usize, resync: Duration, periods: u32) -> Result<Row> {
     let resyncs = controller.metric_sum(RESYNCS).await? - resyncs_before;
     let window_s = started.elapsed().as_secs_f64();
     controller.kill().await?;
+    bench.teardown().await?;
 
     let per_resync = resyncs.max(1.0);
     let cpu_seconds = usage_after.cpu_seconds - usage_before.cpu_seconds;
