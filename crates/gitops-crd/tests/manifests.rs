@@ -6,35 +6,7 @@ use gitops_crd::{DEFAULT_SKIP_PATH_REGEX, Protocol, ProxyConfig, ProxyMode};
 use serde_json::Value;
 
 /// "Step 1" of the original runbook, placeholders filled.
-const ORIGINAL_EXAMPLE: &str = r#"
-apiVersion: gitops.io/v1
-kind: ProxyConfig
-metadata:
-  name: grafana-proxy
-  namespace: monitoring
-  labels:
-    app.kubernetes.io/name: grafana
-    app.kubernetes.io/component: authentication
-spec:
-  serviceName: grafana
-  serviceNamespace: monitoring
-  externalHost: grafana.k8s.home.geoffdavis.com
-  internalHost: http://grafana.monitoring.svc.cluster.local:3000
-  port: 3000
-  protocol: http
-  authentikConfig:
-    enabled: true
-    providerName: grafana-proxy
-    mode: forward_single
-    skipPathRegex: "^/api/.*$"
-    basicAuthEnabled: false
-    internalHostSslValidation: false
-  labels:
-    environment: production
-    team: observability
-  annotations:
-    description: "Authentication proxy for grafana"
-"#;
+const ORIGINAL_EXAMPLE: &str = include_str!("fixtures/original-runbook-example.yaml");
 
 const MINIMAL: &str = r#"
 apiVersion: gitops.io/v1

@@ -328,6 +328,15 @@ impl Harness {
         .expect("client")
     }
 
+    /// The authentik providers named exactly `name` (more than one would be a duplicate).
+    pub fn providers_named(&self, name: &str) -> Vec<authentik_double::model::Provider> {
+        self.double
+            .providers()
+            .into_iter()
+            .filter(|p| p.name == name)
+            .collect()
+    }
+
     /// A provider request as a person would make it in authentik's UI (forward auth).
     pub fn provider_request(
         &self,

@@ -43,12 +43,7 @@ async fn create_reaches_ready_with_exactly_the_expected_objects() {
     let pc = h.wait_phase("web", Phase::Ready).await;
 
     let name = h.provider_name("web");
-    let providers: Vec<_> = h
-        .double
-        .providers()
-        .into_iter()
-        .filter(|p| p.name == name)
-        .collect();
+    let providers = h.providers_named(&name);
     assert_eq!(providers.len(), 1, "exactly one provider");
     let provider = &providers[0];
     let proxy = provider.proxy().expect("a proxy provider");

@@ -22,12 +22,7 @@ async fn lost_create_responses_leave_exactly_one_provider_and_application() {
     let pc = h.wait_phase("once", Phase::Ready).await;
 
     let name = h.provider_name("once");
-    let ours: Vec<_> = h
-        .double
-        .providers()
-        .into_iter()
-        .filter(|p| p.name == name)
-        .collect();
+    let ours = h.providers_named(&name);
     assert_eq!(ours.len(), 1, "no duplicate provider");
     assert_eq!(
         h.double.count("POST", "/api/v3/providers/proxy/"),
@@ -99,14 +94,7 @@ async fn foreign_provider_of_the_same_name_is_a_conflict_and_untouched_until_ado
         format!("https://taken.{}.example.com", h.namespace()),
         "converged to the spec"
     );
-    assert_eq!(
-        h.double
-            .providers()
-            .iter()
-            .filter(|p| p.name == name)
-            .count(),
-        1
-    );
+    assert_eq!(h.providers_named(&name).len(), 1);
 }
 
 #[tokio::test]
@@ -130,14 +118,7 @@ async fn name_taken_by_another_provider_type_is_reported() {
         })
         .await;
     assert_ne!(pc.status.and_then(|s| s.phase), Some(Phase::Ready));
-    assert_eq!(
-        h.double
-            .providers()
-            .iter()
-            .filter(|p| p.name == name)
-            .count(),
-        1
-    );
+    assert_eq!(h.providers_named(&name).len(), 1);
 }
 
 #[tokio::test]

@@ -9,35 +9,10 @@ use kube::api::{Api, ApiResource, DynamicObject, Patch, PatchParams, PostParams}
 use kube::{Client, CustomResourceExt};
 use serde_json::{Value, json};
 
-/// "Step 1" of the original runbook, placeholders filled; namespace set per test.
-const ORIGINAL_EXAMPLE: &str = r#"
-apiVersion: gitops.io/v1
-kind: ProxyConfig
-metadata:
-  name: grafana-proxy
-  labels:
-    app.kubernetes.io/name: grafana
-    app.kubernetes.io/component: authentication
-spec:
-  serviceName: grafana
-  serviceNamespace: monitoring
-  externalHost: grafana.k8s.home.geoffdavis.com
-  internalHost: http://grafana.monitoring.svc.cluster.local:3000
-  port: 3000
-  protocol: http
-  authentikConfig:
-    enabled: true
-    providerName: grafana-proxy
-    mode: forward_single
-    skipPathRegex: "^/api/.*$"
-    basicAuthEnabled: false
-    internalHostSslValidation: false
-  labels:
-    environment: production
-    team: observability
-  annotations:
-    description: "Authentication proxy for grafana"
-"#;
+/// "Step 1" of the original runbook, placeholders filled (the same file gitops-crd's tests
+/// read); each test sets its own namespace.
+const ORIGINAL_EXAMPLE: &str =
+    include_str!("../../gitops-crd/tests/fixtures/original-runbook-example.yaml");
 
 async fn setup(purpose: &str) -> (Client, TestNamespace) {
     let env = TestEnv::shared().expect("test environment");
