@@ -155,6 +155,7 @@ because leaving EXCLUDED_JOB_LABELS out would bring back its default, helm.sh/ho
   "MAX_CONCURRENT_RECONCILES" (toString $v.maxConcurrentReconciles)
   "AUTHENTIK_CONCURRENCY" (toString $v.authentikConcurrency)
   "OUTPOST_BATCH_WINDOW" $v.outpostBatchWindow
+  "AUTHENTIK_OUTPOST_TIMEOUT" $v.outpostWriteTimeout
   "CROSS_NAMESPACE_ALLOWLIST" (join "," $v.crossNamespaceAllowlist)
   "SERVICE_DISCOVERY_ENABLED" (toString $v.discovery)
 ) }}

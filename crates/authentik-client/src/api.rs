@@ -268,8 +268,13 @@ impl AuthentikClient {
         providers: &[i64],
     ) -> Result<Outpost, Error> {
         let body = OutpostProviders { providers };
-        self.send_json(Call::new(Method::PATCH, OUTPOST).id(uuid).json(&body)?)
-            .await
+        self.send_json(
+            Call::new(Method::PATCH, OUTPOST)
+                .id(uuid)
+                .json(&body)?
+                .slow(),
+        )
+        .await
     }
 
     // --- health ------------------------------------------------------------------------

@@ -42,6 +42,7 @@ struct Inner {
     auth: HeaderValue,
     token: ApiToken,
     timeout: Duration,
+    outpost_write_timeout: Duration,
     retry: RetryPolicy,
 }
 
@@ -51,6 +52,7 @@ impl fmt::Debug for AuthentikClient {
             .field("base_url", &self.inner.base.as_str())
             .field("token", &self.inner.token)
             .field("request_timeout", &self.inner.timeout)
+            .field("outpost_write_timeout", &self.inner.outpost_write_timeout)
             .field("retry", &self.inner.retry)
             .finish()
     }
@@ -65,6 +67,7 @@ pub(crate) struct Call<'a> {
     id: Option<&'a str>,
     query: Vec<(&'static str, String)>,
     body: Option<Vec<u8>>,
+    slow: bool,
 }
 
 impl<'a> Call<'a> {
@@ -75,6 +78,7 @@ impl<'a> Call<'a> {
             id: None,
             query: Vec::new(),
             body: None,
+            slow: false,
         }
     }
 
@@ -101,6 +105,12 @@ impl<'a> Call<'a> {
         })?;
         self.body = Some(encoded);
         Ok(self)
+    }
+
+    /// Marks a call known to be slow (outpost writes): it gets the outpost write timeout.
+    pub(crate) fn slow(mut self) -> Self {
+        self.slow = true;
+        self
     }
 
     /// `"<METHOD> <template>"`, also the `operation` label of the retry metrics (prefixed).
@@ -163,6 +173,7 @@ impl AuthentikClient {
                 auth,
                 token: config.token,
                 timeout: config.request_timeout,
+                outpost_write_timeout: config.outpost_write_timeout,
                 retry: config.retry,
             }),
         })
@@ -335,11 +346,16 @@ impl AuthentikClient {
         endpoint: &str,
     ) -> (Option<StatusCode>, Result<Response, Error>) {
         let inner = &self.inner;
-        let transport =
-            |e: reqwest::Error| Error::from_transport(endpoint.to_owned(), &e, inner.timeout);
+        let timeout = if call.slow {
+            inner.outpost_write_timeout
+        } else {
+            inner.timeout
+        };
+        let transport = |e: reqwest::Error| Error::from_transport(endpoint.to_owned(), &e, timeout);
         let mut request = inner
             .http
             .request(call.method.clone(), url.clone())
+            .timeout(timeout)
             .header(AUTHORIZATION, inner.auth.clone())
             .header(ACCEPT, "application/json");
         if let Some(body) = &call.body {

@@ -23,18 +23,22 @@ pub struct ClientConfig {
     pub token: ApiToken,
     /// Limit for one HTTP attempt (connect, send, and read the whole response).
     pub request_timeout: Duration,
+    /// Limit for one outpost provider-list write instead: authentik's slowest call, and one
+    /// that grows with the number of providers in the outpost (~2 s at 40 on a small server).
+    pub outpost_write_timeout: Duration,
     /// Retry rules for idempotent calls.
     pub retry: RetryPolicy,
 }
 
 impl ClientConfig {
-    /// A configuration with a 30 s request timeout and the default [`RetryPolicy`]. The
-    /// timeout leaves room for outpost writes, which take seconds on a busy server.
+    /// A configuration with a 30 s request timeout, 2 min for outpost writes, and the
+    /// default [`RetryPolicy`].
     pub fn new(base_url: impl Into<String>, token: ApiToken) -> Self {
         Self {
             base_url: base_url.into(),
             token,
             request_timeout: Duration::from_secs(30),
+            outpost_write_timeout: Duration::from_secs(120),
             retry: RetryPolicy::default(),
         }
     }

@@ -294,6 +294,30 @@ async fn timeouts_are_transient() {
 }
 
 #[tokio::test]
+async fn outpost_writes_have_their_own_longer_timeout() {
+    let outpost = json!({"pk": "6f8d2c1e-0000-4000-8000-000000000001", "name": "embedded",
+        "providers": [1], "managed": "goauthentik.io/outposts/embedded", "type": "proxy"});
+    let mut slow = json_reply(200, &outpost);
+    slow.delay = Duration::from_millis(600);
+    let server = Server::start(vec![slow]).await;
+    let config = ClientConfig {
+        request_timeout: Duration::from_millis(200),
+        outpost_write_timeout: Duration::from_secs(5),
+        retry: RetryPolicy::none(),
+        ..ClientConfig::new(&server.base_url, ApiToken::new(SECRET))
+    };
+    let client = AuthentikClient::new(config).expect("client builds");
+    let uuid = "6f8d2c1e-0000-4000-8000-000000000001";
+    let written = client.set_outpost_providers(uuid, &[1]).await;
+    assert!(written.is_ok(), "{written:?}");
+    let err = client
+        .get_outpost(uuid)
+        .await
+        .expect_err("a read keeps the short timeout");
+    assert!(err.to_string().contains("timed out after 0.2s"), "{err}");
+}
+
+#[tokio::test]
 async fn refused_connections_are_transient() {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
     let addr = listener.local_addr().expect("addr");

@@ -64,7 +64,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
                 client.clone(),
                 authentik.clone(),
                 settings.clone(),
-                readiness.clone(),
+                &readiness,
                 identity.clone(),
                 token,
             )
@@ -87,88 +87,96 @@ async fn check_label_selector(client: &kube::Client, settings: &Settings) -> any
 }
 
 /// Runs the cleanup until `token` is cancelled (shutdown, or leadership lost).
-async fn run_cleanup(
+fn run_cleanup(
     client: kube::Client,
     authentik: Option<AuthentikClient>,
     settings: Arc<Settings>,
-    readiness: Readiness,
+    readiness: &Readiness,
     identity: String,
     token: CancellationToken,
-) {
+) -> impl Future<Output = ()> + Send + use<> {
+    // Registered before the work starts, so that /readyz never answers 200 in between.
     let caches_synced = readiness.gate("caches synced");
-    let throttle = Arc::new(Throttle::new(
-        settings.delete_rate,
-        settings.max_deletions_per_cycle,
-        settings.interval,
-    ));
-    let events = Events::new(client.clone(), identity);
-    let jobs = Arc::new(JobCleaner {
-        client: client.clone(),
-        policy: settings.jobs.clone(),
-        label_selector: settings.job_label_selector.clone(),
-        dry_run: settings.dry_run,
-        throttle: throttle.clone(),
-        events: events.clone(),
-        max_wait: settings.interval,
-        reported: ReportOnce::default(),
-    });
-    let pods = PodCleaner {
-        client: client.clone(),
-        api: scoped(&client, &settings),
-        policy: settings.pods.clone(),
-        dry_run: settings.dry_run,
-        throttle: throttle.clone(),
-        events: events.clone(),
-        reported: ReportOnce::default(),
-    };
-    let orphans = authentik.map(|authentik| OrphanSweeper {
-        records: Api::all(client.clone()),
-        proxyconfigs: scoped(&client, &settings),
-        watch_namespace: settings.watch_namespace.clone(),
-        authentik,
-        policy: settings.orphans.clone(),
-        dry_run: settings.dry_run,
-        throttle: throttle.clone(),
-        events: events.clone(),
-        reported: ReportOnce::default(),
-        authentik_reached: readiness.gate("authentik reached"),
-    });
+    let authentik_reached = authentik
+        .is_some()
+        .then(|| readiness.gate("authentik reached"));
+    async move {
+        let throttle = Arc::new(Throttle::new(
+            settings.delete_rate,
+            settings.max_deletions_per_cycle,
+            settings.interval,
+        ));
+        let events = Events::new(client.clone(), identity);
+        let jobs = Arc::new(JobCleaner {
+            client: client.clone(),
+            policy: settings.jobs.clone(),
+            label_selector: settings.job_label_selector.clone(),
+            dry_run: settings.dry_run,
+            throttle: throttle.clone(),
+            events: events.clone(),
+            max_wait: settings.interval,
+            reported: ReportOnce::default(),
+        });
+        let pods = PodCleaner {
+            client: client.clone(),
+            api: scoped(&client, &settings),
+            policy: settings.pods.clone(),
+            dry_run: settings.dry_run,
+            throttle: throttle.clone(),
+            events: events.clone(),
+            reported: ReportOnce::default(),
+        };
+        let orphans = authentik
+            .zip(authentik_reached)
+            .map(|(authentik, authentik_reached)| OrphanSweeper {
+                records: Api::all(client.clone()),
+                proxyconfigs: scoped(&client, &settings),
+                watch_namespace: settings.watch_namespace.clone(),
+                authentik,
+                policy: settings.orphans.clone(),
+                dry_run: settings.dry_run,
+                throttle: throttle.clone(),
+                events: events.clone(),
+                reported: ReportOnce::default(),
+                authentik_reached,
+            });
 
-    let mut watch_config = watcher::Config::default();
-    if let Some(selector) = &settings.job_label_selector {
-        watch_config = watch_config.labels(selector);
+        let mut watch_config = watcher::Config::default();
+        if let Some(selector) = &settings.job_label_selector {
+            watch_config = watch_config.labels(selector);
+        }
+        let (store, writer) = reflector::store::<Job>();
+        // The cache keeps what the verdict reads; Pod templates and managed fields would only
+        // cost memory in clusters with many Jobs.
+        let job_stream = watcher(scoped(&client, &settings), watch_config)
+            .default_backoff()
+            .modify(|job: &mut Job| {
+                job.managed_fields_mut().clear();
+                if let Some(spec) = job.spec.as_mut() {
+                    spec.template = Default::default();
+                }
+            })
+            .reflect(writer)
+            .touched_objects();
+
+        let sweeper = tokio::spawn(sweep_loop(
+            jobs.clone(),
+            store.clone(),
+            pods,
+            orphans,
+            settings.interval,
+            caches_synced,
+            token.clone(),
+        ));
+        Controller::for_stream(job_stream, store)
+            .graceful_shutdown_on(token.clone().cancelled_owned())
+            .run(reconcile, error_policy, jobs)
+            .for_each(|_| async {})
+            .await;
+        token.cancel();
+        let _ = sweeper.await;
+        tracing::info!("cleanup stopped");
     }
-    let (store, writer) = reflector::store::<Job>();
-    // The cache keeps what the verdict reads; Pod templates and managed fields would only
-    // cost memory in clusters with many Jobs.
-    let job_stream = watcher(scoped(&client, &settings), watch_config)
-        .default_backoff()
-        .modify(|job: &mut Job| {
-            job.managed_fields_mut().clear();
-            if let Some(spec) = job.spec.as_mut() {
-                spec.template = Default::default();
-            }
-        })
-        .reflect(writer)
-        .touched_objects();
-
-    let sweeper = tokio::spawn(sweep_loop(
-        jobs.clone(),
-        store.clone(),
-        pods,
-        orphans,
-        settings.interval,
-        caches_synced,
-        token.clone(),
-    ));
-    Controller::for_stream(job_stream, store)
-        .graceful_shutdown_on(token.clone().cancelled_owned())
-        .run(reconcile, error_policy, jobs)
-        .for_each(|_| async {})
-        .await;
-    token.cancel();
-    let _ = sweeper.await;
-    tracing::info!("cleanup stopped");
 }
 
 /// The safety net: every `interval`, a full pass over Jobs (any whose timer was missed),

@@ -11,8 +11,8 @@ use clap::Parser;
 use tokio_util::sync::CancellationToken;
 
 use crate::{
-    LeaderConfig, LeaderError, LogFormat, Readiness, ServeError, install_metrics_recorder,
-    run_while_leader, serve, shutdown_on_signal,
+    LeaderConfig, LeaderError, LogFormat, Readiness, ReadinessGate, ServeError,
+    install_metrics_recorder, run_while_leader, serve, shutdown_on_signal,
 };
 
 /// Settings shared by both controllers; flattened into each one's own `Args`.
@@ -130,6 +130,8 @@ pub struct Process {
     pub identity: String,
     shutdown: CancellationToken,
     leader: Option<LeaderConfig>,
+    /// Holds `/readyz` at 503 until [`run`](Self::run) has the work's own gates in place.
+    starting: ReadinessGate,
 }
 
 impl std::fmt::Debug for Process {
@@ -148,6 +150,7 @@ impl Process {
         let metrics = install_metrics_recorder()?;
         let shutdown = shutdown_on_signal();
         let readiness = Readiness::default();
+        let starting = readiness.gate("starting");
         serve(
             args.metrics_addr,
             args.health_addr,
@@ -179,19 +182,29 @@ impl Process {
             identity,
             shutdown,
             leader,
+            starting,
         })
     }
 
     /// Runs `work` until shutdown: only while holding the Lease when leader election is on
-    /// (restarting it each time leadership is regained), otherwise once.
+    /// (restarting it each time leadership is regained), otherwise once. `work` registers its
+    /// readiness gates when called, before its future first runs: the process reports ready
+    /// from then on only as those gates say (a standby, having none, is ready).
     pub async fn run<F, Fut>(self, mut work: F) -> Result<(), ProcessError>
     where
         F: FnMut(CancellationToken) -> Fut,
         Fut: Future<Output = ()> + Send + 'static,
     {
         match self.leader {
-            Some(leader) => run_while_leader(self.client, leader, self.shutdown, work).await?,
-            None => work(self.shutdown).await,
+            Some(leader) => {
+                drop(self.starting);
+                run_while_leader(self.client, leader, self.shutdown, work).await?;
+            }
+            None => {
+                let running = work(self.shutdown);
+                drop(self.starting);
+                running.await;
+            }
         }
         Ok(())
     }

@@ -6,7 +6,8 @@
 
 use std::collections::{HashMap, HashSet};
 use std::future::Future;
-use std::sync::{Mutex, PoisonError};
+use std::hash::Hash;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use authentik_client::{
@@ -20,12 +21,68 @@ use crate::metrics::names;
 #[derive(Default)]
 struct Snapshot {
     taken: Option<Instant>,
-    /// Names (lower-cased) and slugs the snapshot must not answer for until read afresh:
-    /// a create failed or was rejected, so authentik may hold what the snapshot lacks.
-    unverified: HashSet<String>,
     /// Keyed by lower-cased name: authentik looks names up case-insensitively.
-    providers: HashMap<String, ProxyProvider>,
-    applications: HashMap<String, Application>,
+    providers: Known<ProxyProvider>,
+    applications: Known<Application>,
+}
+
+/// What the snapshot knows of one kind of object, and what this process changed since.
+struct Known<T> {
+    entries: HashMap<String, T>,
+    /// Keys the snapshot must not answer for until read afresh: a create failed or was
+    /// rejected, so authentik may hold what the snapshot lacks.
+    unverified: HashSet<String>,
+    /// When this process last wrote, read or forgot each key. A list that started before that
+    /// is older than what is known here, so a refresh keeps these entries.
+    changed: HashMap<String, Instant>,
+}
+
+impl<T> Default for Known<T> {
+    fn default() -> Self {
+        Self {
+            entries: HashMap::new(),
+            unverified: HashSet::new(),
+            changed: HashMap::new(),
+        }
+    }
+}
+
+impl<T> Known<T> {
+    /// `key` as authentik has it now (`None`: absent), as far as this process knows.
+    fn record(&mut self, key: String, value: Option<T>) {
+        self.unverified.remove(&key);
+        self.changed.insert(key.clone(), Instant::now());
+        match value {
+            Some(value) => self.entries.insert(key, value),
+            None => self.entries.remove(&key),
+        };
+    }
+
+    fn forget(&mut self, key: String) {
+        self.entries.remove(&key);
+        self.changed.insert(key.clone(), Instant::now());
+        self.unverified.insert(key);
+    }
+
+    /// Takes a full list whose reading began at `started`, keeping what this process learned
+    /// after that: the list may predate a create that finished while it was being read.
+    fn replace(&mut self, listed: HashMap<String, T>, started: Instant) {
+        let mut fresh = listed;
+        self.changed.retain(|_, at| *at >= started);
+        for key in self.changed.keys() {
+            match self.entries.remove(key) {
+                Some(value) => fresh.insert(key.clone(), value),
+                None => fresh.remove(key),
+            };
+        }
+        self.entries = fresh;
+        let changed = &self.changed;
+        self.unverified.retain(|key| changed.contains_key(key));
+    }
+
+    fn answer(&self, key: &str) -> Option<Option<&T>> {
+        (!self.unverified.contains(key)).then(|| self.entries.get(key))
+    }
 }
 
 /// A cached lookup (flows, groups, outposts): valid for one resync interval.
@@ -34,14 +91,64 @@ struct Cached<T> {
     fetched: Instant,
 }
 
+/// Cached lookups by key. Concurrent misses of one key share a single fetch: right after a
+/// resync every reconcile needs the same few flows and outposts at once, and without this each
+/// of them would fetch them itself.
+struct Lookups<K, T> {
+    slots: Mutex<HashMap<K, Slot<T>>>,
+}
+
+/// One key's cached value; its lock is held while the value is fetched.
+type Slot<T> = Arc<tokio::sync::Mutex<Option<Cached<T>>>>;
+
+impl<K, T> Default for Lookups<K, T> {
+    fn default() -> Self {
+        Self {
+            slots: Mutex::default(),
+        }
+    }
+}
+
+impl<K: Hash + Eq + Clone, T: Clone> Lookups<K, T> {
+    async fn get_or_fetch<F>(&self, key: &K, max_age: Duration, fetch: F) -> Result<T, Error>
+    where
+        F: Future<Output = Result<T, Error>>,
+    {
+        let slot = lock(&self.slots).entry(key.clone()).or_default().clone();
+        let mut slot = slot.lock().await;
+        if let Some(cached) = slot.as_ref().filter(|c| c.fetched.elapsed() < max_age) {
+            return Ok(cached.value.clone());
+        }
+        let value = fetch.await?;
+        *slot = Some(Cached {
+            value: value.clone(),
+            fetched: Instant::now(),
+        });
+        Ok(value)
+    }
+
+    fn clear(&self) {
+        lock(&self.slots).clear();
+    }
+
+    async fn update_each(&self, update: impl Fn(&mut T)) {
+        let slots: Vec<_> = lock(&self.slots).values().cloned().collect();
+        for slot in slots {
+            if let Some(cached) = slot.lock().await.as_mut() {
+                update(&mut cached.value);
+            }
+        }
+    }
+}
+
 pub struct Authentik {
     client: AuthentikClient,
     permits: Semaphore,
     max_age: Duration,
     snapshot: RwLock<Snapshot>,
-    flows: Mutex<HashMap<String, Cached<Option<String>>>>,
-    groups: Mutex<HashMap<String, Cached<Option<String>>>>,
-    outposts: Mutex<HashMap<OutpostSelector, Cached<Option<Outpost>>>>,
+    flows: Lookups<String, Option<String>>,
+    groups: Lookups<String, Option<String>>,
+    outposts: Lookups<OutpostSelector, Option<Outpost>>,
 }
 
 impl Authentik {
@@ -52,9 +159,9 @@ impl Authentik {
             permits: Semaphore::new(concurrency),
             max_age,
             snapshot: RwLock::default(),
-            flows: Mutex::default(),
-            groups: Mutex::default(),
-            outposts: Mutex::default(),
+            flows: Lookups::default(),
+            groups: Lookups::default(),
+            outposts: Lookups::default(),
         }
     }
 
@@ -73,108 +180,114 @@ impl Authentik {
     /// Re-reads every proxy provider and application, and forgets cached lookups, so that
     /// hand edits and deletions are seen.
     pub async fn refresh(&self) -> Result<(), Error> {
+        let started = Instant::now();
         let providers = self.call(self.client.list_proxy_providers()).await?;
         let applications = self.call(self.client.list_applications()).await?;
         let mut snapshot = self.snapshot.write().await;
-        snapshot.providers = providers
-            .into_iter()
-            .map(|p| (p.name.to_lowercase(), p))
-            .collect();
-        snapshot.applications = applications
-            .into_iter()
-            .map(|a| (a.slug.clone(), a))
-            .collect();
-        snapshot.taken = Some(Instant::now());
-        snapshot.unverified.clear();
+        snapshot.providers.replace(
+            providers
+                .into_iter()
+                .map(|p| (p.name.to_lowercase(), p))
+                .collect(),
+            started,
+        );
+        snapshot.applications.replace(
+            applications
+                .into_iter()
+                .map(|a| (a.slug.clone(), a))
+                .collect(),
+            started,
+        );
+        snapshot.taken = Some(started);
         drop(snapshot);
-        lock(&self.flows).clear();
-        lock(&self.groups).clear();
-        lock(&self.outposts).clear();
+        self.flows.clear();
+        self.groups.clear();
+        self.outposts.clear();
         metrics::counter!(names::RESYNCS).increment(1);
         Ok(())
     }
 
-    /// Whether the snapshot may answer for `key`.
-    fn answers_for(&self, snapshot: &Snapshot, key: &str) -> bool {
+    /// Whether the snapshot is recent enough to answer at all.
+    fn fresh(&self, snapshot: &Snapshot) -> bool {
         snapshot
             .taken
             .is_some_and(|taken| taken.elapsed() < self.max_age + self.max_age / 2)
-            && !snapshot.unverified.contains(key)
     }
 
     /// The proxy provider named `name` (exact, case-sensitive, as authentik stores it).
     pub async fn provider(&self, name: &str) -> Result<Option<ProxyProvider>, Error> {
+        let key = name.to_lowercase();
         {
             let snapshot = self.snapshot.read().await;
-            if self.answers_for(&snapshot, &name.to_lowercase()) {
-                return Ok(snapshot
-                    .providers
-                    .get(&name.to_lowercase())
-                    .filter(|p| p.name == name)
-                    .cloned());
+            if self.fresh(&snapshot)
+                && let Some(known) = snapshot.providers.answer(&key)
+            {
+                return Ok(known.filter(|p| p.name == name).cloned());
             }
         }
         let found = self
             .call(self.client.find_proxy_provider_by_name(name))
             .await?;
-        let key = name.to_lowercase();
-        let mut snapshot = self.snapshot.write().await;
-        snapshot.unverified.remove(&key);
-        match &found {
-            Some(provider) => snapshot.providers.insert(key, provider.clone()),
-            None => snapshot.providers.remove(&key),
-        };
-        Ok(found)
-    }
-
-    pub async fn remember_provider(&self, provider: ProxyProvider) {
         self.snapshot
             .write()
             .await
             .providers
-            .insert(provider.name.to_lowercase(), provider);
+            .record(key, found.clone());
+        Ok(found)
+    }
+
+    pub async fn remember_provider(&self, provider: ProxyProvider) {
+        let key = provider.name.to_lowercase();
+        self.snapshot
+            .write()
+            .await
+            .providers
+            .record(key, Some(provider));
     }
 
     /// Drops what the snapshot knows of a provider name; the next lookup reads authentik.
     pub async fn forget_provider(&self, name: &str) {
-        let key = name.to_lowercase();
-        let mut snapshot = self.snapshot.write().await;
-        snapshot.providers.remove(&key);
-        snapshot.unverified.insert(key);
+        self.snapshot
+            .write()
+            .await
+            .providers
+            .forget(name.to_lowercase());
     }
 
     pub async fn application(&self, slug: &str) -> Result<Option<Application>, Error> {
         {
             let snapshot = self.snapshot.read().await;
-            if self.answers_for(&snapshot, slug) {
-                return Ok(snapshot.applications.get(slug).cloned());
+            if self.fresh(&snapshot)
+                && let Some(known) = snapshot.applications.answer(slug)
+            {
+                return Ok(known.cloned());
             }
         }
         let found = not_found_as_none(self.call(self.client.get_application(slug)).await)?;
-        let mut snapshot = self.snapshot.write().await;
-        snapshot.unverified.remove(slug);
-        match &found {
-            Some(application) => snapshot
-                .applications
-                .insert(slug.to_owned(), application.clone()),
-            None => snapshot.applications.remove(slug),
-        };
-        Ok(found)
-    }
-
-    pub async fn remember_application(&self, application: Application) {
         self.snapshot
             .write()
             .await
             .applications
-            .insert(application.slug.clone(), application);
+            .record(slug.to_owned(), found.clone());
+        Ok(found)
+    }
+
+    pub async fn remember_application(&self, application: Application) {
+        let key = application.slug.clone();
+        self.snapshot
+            .write()
+            .await
+            .applications
+            .record(key, Some(application));
     }
 
     /// Drops what the snapshot knows of a slug; the next lookup reads authentik.
     pub async fn forget_application(&self, slug: &str) {
-        let mut snapshot = self.snapshot.write().await;
-        snapshot.applications.remove(slug);
-        snapshot.unverified.insert(slug.to_owned());
+        self.snapshot
+            .write()
+            .await
+            .applications
+            .forget(slug.to_owned());
     }
 
     /// A flow's UUID from a slug or UUID. A configured default that was renamed or deleted
@@ -185,95 +298,71 @@ impl Authentik {
         designation: FlowDesignation,
         is_default: bool,
     ) -> Result<Option<String>, Error> {
-        if let Some(cached) = self.cached(&self.flows, key) {
-            return Ok(cached);
-        }
-        let found = if looks_like_uuid(key) {
-            self.call(self.client.find_flow_by_uuid(key))
-                .await?
-                .map(|f| f.pk)
-        } else {
-            not_found_as_none(self.call(self.client.get_flow(key)).await)?.map(|f| f.pk)
+        let fetch = async {
+            let found = if looks_like_uuid(key) {
+                self.call(self.client.find_flow_by_uuid(key))
+                    .await?
+                    .map(|f| f.pk)
+            } else {
+                not_found_as_none(self.call(self.client.get_flow(key)).await)?.map(|f| f.pk)
+            };
+            match found {
+                None if is_default => Ok(self
+                    .call(self.client.list_flows_by_designation(designation))
+                    .await?
+                    .into_iter()
+                    .next()
+                    .map(|f| f.pk)),
+                found => Ok(found),
+            }
         };
-        let found = match found {
-            None if is_default => self
-                .call(self.client.list_flows_by_designation(designation))
-                .await?
-                .into_iter()
-                .next()
-                .map(|f| f.pk),
-            found => found,
-        };
-        self.store(&self.flows, key, found.clone());
-        Ok(found)
+        self.flows
+            .get_or_fetch(&key.to_owned(), self.max_age, fetch)
+            .await
     }
 
     /// A group's UUID by exact name.
     pub async fn group(&self, name: &str) -> Result<Option<String>, Error> {
-        if let Some(cached) = self.cached(&self.groups, name) {
-            return Ok(cached);
-        }
-        let found = self
-            .call(self.client.find_group_by_name(name))
-            .await?
-            .map(|g| g.pk);
-        self.store(&self.groups, name, found.clone());
-        Ok(found)
+        let fetch = async {
+            Ok(self
+                .call(self.client.find_group_by_name(name))
+                .await?
+                .map(|g| g.pk))
+        };
+        self.groups
+            .get_or_fetch(&name.to_owned(), self.max_age, fetch)
+            .await
     }
 
     /// The outpost a selector names, from the cache when it is fresh.
     pub async fn outpost(&self, selector: &OutpostSelector) -> Result<Option<Outpost>, Error> {
-        if let Some(cached) = self.cached(&self.outposts, selector) {
-            return Ok(cached);
-        }
-        let found = match selector {
-            OutpostSelector::Embedded => self.call(self.client.find_embedded_outpost()).await?,
-            OutpostSelector::Named(key) if looks_like_uuid(key) => {
-                not_found_as_none(self.call(self.client.get_outpost(key)).await)?
-            }
-            OutpostSelector::Named(name) => {
-                self.call(self.client.find_outpost_by_name(name)).await?
+        let fetch = async {
+            match selector {
+                OutpostSelector::Embedded => self.call(self.client.find_embedded_outpost()).await,
+                OutpostSelector::Named(key) if looks_like_uuid(key) => {
+                    not_found_as_none(self.call(self.client.get_outpost(key)).await)
+                }
+                OutpostSelector::Named(name) => {
+                    self.call(self.client.find_outpost_by_name(name)).await
+                }
             }
         };
-        self.store(&self.outposts, selector, found.clone());
-        Ok(found)
+        self.outposts
+            .get_or_fetch(selector, self.max_age, fetch)
+            .await
     }
 
     /// Records an outpost's provider list as written, so reconciles see it without a read.
-    pub fn remember_outpost(&self, outpost: &Outpost) {
-        for cached in lock(&self.outposts).values_mut() {
-            if let Some(known) = &mut cached.value
-                && known.pk == outpost.pk
-            {
-                known.providers = outpost.providers.clone();
-            }
-        }
-    }
-
-    fn cached<K, Q, T>(&self, cache: &Mutex<HashMap<K, Cached<T>>>, key: &Q) -> Option<T>
-    where
-        K: std::hash::Hash + Eq + std::borrow::Borrow<Q>,
-        Q: std::hash::Hash + Eq + ?Sized,
-        T: Clone,
-    {
-        lock(cache)
-            .get(key)
-            .filter(|c| c.fetched.elapsed() < self.max_age)
-            .map(|c| c.value.clone())
-    }
-
-    fn store<K, Q, T>(&self, cache: &Mutex<HashMap<K, Cached<T>>>, key: &Q, value: T)
-    where
-        K: std::hash::Hash + Eq + std::borrow::Borrow<Q>,
-        Q: std::hash::Hash + Eq + ToOwned<Owned = K> + ?Sized,
-    {
-        lock(cache).insert(
-            key.to_owned(),
-            Cached {
-                value,
-                fetched: Instant::now(),
-            },
-        );
+    pub async fn remember_outpost(&self, outpost: &Outpost) {
+        self.outposts
+            .update_each(|cached| {
+                if let Some(known) = cached
+                    && known.pk == outpost.pk
+                {
+                    known.providers = outpost.providers.clone();
+                }
+            })
+            .await;
     }
 }
 
@@ -308,5 +397,81 @@ mod tests {
         assert!(!looks_like_uuid("default-provider-invalidation-flow"));
         assert!(!looks_like_uuid("4a8f6ea7x1c4f-4a8e-9a33-2f1d1f0f6a11"));
         assert!(!looks_like_uuid(""));
+    }
+
+    #[test]
+    fn a_refresh_keeps_what_changed_while_it_listed() {
+        let mut known = Known::default();
+        known.record("old".into(), Some(1));
+        std::thread::sleep(Duration::from_millis(2));
+        let started = Instant::now();
+        known.record("created-meanwhile".into(), Some(2));
+        known.forget("rejected-meanwhile".into());
+        known.record("deleted-meanwhile".into(), None);
+
+        let listed = HashMap::from([
+            ("old".to_owned(), 10),
+            ("deleted-meanwhile".to_owned(), 3),
+            ("rejected-meanwhile".to_owned(), 4),
+        ]);
+        known.replace(listed, started);
+
+        assert_eq!(
+            known.answer("old"),
+            Some(Some(&10)),
+            "the list wins for older entries"
+        );
+        assert_eq!(known.answer("created-meanwhile"), Some(Some(&2)));
+        assert_eq!(known.answer("deleted-meanwhile"), Some(None));
+        assert_eq!(known.answer("rejected-meanwhile"), None, "still unverified");
+
+        // The next refresh, started after all that, takes the list as it is.
+        known.replace(
+            HashMap::from([("rejected-meanwhile".to_owned(), 4)]),
+            Instant::now(),
+        );
+        assert_eq!(known.answer("rejected-meanwhile"), Some(Some(&4)));
+        assert_eq!(known.answer("created-meanwhile"), Some(None));
+    }
+
+    #[tokio::test]
+    async fn concurrent_misses_share_one_fetch() {
+        let lookups: Arc<Lookups<String, u32>> = Arc::default();
+        let fetches = Arc::new(std::sync::atomic::AtomicU32::new(0));
+        let waiters = (0..16).map(|_| {
+            let (lookups, fetches) = (lookups.clone(), fetches.clone());
+            tokio::spawn(async move {
+                let fetch = async {
+                    fetches.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                    Ok(7)
+                };
+                lookups
+                    .get_or_fetch(&"key".to_owned(), Duration::from_secs(60), fetch)
+                    .await
+            })
+        });
+        for waiter in waiters.collect::<Vec<_>>() {
+            assert_eq!(waiter.await.ok().and_then(Result::ok), Some(7));
+        }
+        assert_eq!(fetches.load(std::sync::atomic::Ordering::SeqCst), 1);
+    }
+
+    #[tokio::test]
+    async fn a_failed_fetch_is_not_cached() {
+        let lookups: Lookups<String, u32> = Lookups::default();
+        let key = "key".to_owned();
+        let failed = lookups
+            .get_or_fetch(&key, Duration::from_secs(60), async {
+                Err(Error::Config {
+                    reason: "down".into(),
+                })
+            })
+            .await;
+        assert!(failed.is_err());
+        let retried = lookups
+            .get_or_fetch(&key, Duration::from_secs(60), async { Ok(3) })
+            .await;
+        assert_eq!(retried.ok(), Some(3));
     }
 }

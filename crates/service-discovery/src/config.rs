@@ -39,6 +39,11 @@ pub struct Args {
     #[arg(long, env = "AUTHENTIK_TIMEOUT", default_value = "15s", value_parser = duration("AUTHENTIK_TIMEOUT"))]
     pub authentik_timeout: Duration,
 
+    /// Timeout of one outpost write instead: authentik's slowest call, growing with the
+    /// number of providers in the outpost.
+    #[arg(long, env = "AUTHENTIK_OUTPOST_TIMEOUT", default_value = "2m", value_parser = duration("AUTHENTIK_OUTPOST_TIMEOUT"))]
+    pub authentik_outpost_timeout: Duration,
+
     /// Authorization flow (slug or UUID) for ProxyConfigs that name none.
     #[arg(
         long,
@@ -76,8 +81,9 @@ pub struct Args {
     #[arg(long, env = "AUTHENTIK_CONCURRENCY", default_value_t = 8, value_parser = clap::value_parser!(u16).range(1..))]
     pub authentik_concurrency: u16,
 
-    /// How long outpost assignments are collected into one outpost write.
-    #[arg(long, env = "OUTPOST_BATCH_WINDOW", default_value = "100ms", value_parser = duration("OUTPOST_BATCH_WINDOW"))]
+    /// While outpost assignments keep coming, how long they are collected into one write (an
+    /// assignment after a quiet spell is written at once).
+    #[arg(long, env = "OUTPOST_BATCH_WINDOW", default_value = "500ms", value_parser = duration("OUTPOST_BATCH_WINDOW"))]
     pub outpost_batch_window: Duration,
 
     /// Namespace pairs `FROM:TO` allowing a ProxyConfig in FROM to publish a Service in TO
@@ -118,6 +124,7 @@ pub struct Settings {
     pub authentik_host: String,
     pub token: ApiToken,
     pub authentik_timeout: Duration,
+    pub authentik_outpost_timeout: Duration,
     pub default_authorization_flow: String,
     pub default_invalidation_flow: String,
     pub default_outpost: OutpostSelector,
@@ -159,6 +166,7 @@ impl Args {
             authentik_host: self.authentik_host,
             token,
             authentik_timeout: self.authentik_timeout,
+            authentik_outpost_timeout: self.authentik_outpost_timeout,
             default_authorization_flow: self.default_authorization_flow,
             default_invalidation_flow: self.default_invalidation_flow,
             default_outpost: OutpostSelector::parse(&self.default_outpost),

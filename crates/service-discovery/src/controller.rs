@@ -35,6 +35,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     let mut authentik_config =
         ClientConfig::new(settings.authentik_host.clone(), settings.token.clone());
     authentik_config.request_timeout = settings.authentik_timeout;
+    authentik_config.outpost_write_timeout = settings.authentik_outpost_timeout;
     let authentik = AuthentikClient::new(authentik_config).context("AUTHENTIK_HOST")?;
 
     let (client, readiness, identity) = (
@@ -48,7 +49,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
                 client.clone(),
                 authentik.clone(),
                 settings.clone(),
-                readiness.clone(),
+                &readiness,
                 identity.clone(),
                 token,
             )
@@ -58,120 +59,125 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
 }
 
 /// Runs the controller until `token` is cancelled (shutdown, or leadership lost).
-async fn run_controller(
+fn run_controller(
     client: kube::Client,
     authentik_client: AuthentikClient,
     settings: Arc<Settings>,
-    readiness: Readiness,
+    readiness: &Readiness,
     identity: String,
     token: CancellationToken,
-) {
+) -> impl Future<Output = ()> + Send + use<> {
+    // Registered before the work starts, so that /readyz never answers 200 in between.
     let caches_synced = readiness.gate("caches synced");
     let authentik_reached = readiness.gate("authentik reached");
-    let authentik = Arc::new(Authentik::new(
-        authentik_client,
-        settings.authentik_concurrency,
-        settings.resync_interval,
-    ));
+    async move {
+        let authentik = Arc::new(Authentik::new(
+            authentik_client,
+            settings.authentik_concurrency,
+            settings.resync_interval,
+        ));
 
-    let (records_store, records_stream, records_ready) =
-        cached_watch::<AuthentikObject>(Api::all(client.clone()));
-    let (services_store, services_stream, services_ready) =
-        cached_watch::<Service>(scoped(&client, &settings));
-    let (proxyconfig_store, proxyconfig_stream, proxyconfigs_ready) =
-        cached_watch::<ProxyConfig>(scoped(&client, &settings));
-    let caches = Caches(vec![records_ready, services_ready, proxyconfigs_ready]);
-    let controller = Controller::for_stream(proxyconfig_stream, proxyconfig_store.clone())
-        .with_config(controller::Config::default().concurrency(settings.concurrency));
+        let (records_store, records_stream, records_ready) =
+            cached_watch::<AuthentikObject>(Api::all(client.clone()));
+        let (services_store, services_stream, services_ready) =
+            cached_watch::<Service>(scoped(&client, &settings));
+        let (proxyconfig_store, proxyconfig_stream, proxyconfigs_ready) =
+            cached_watch::<ProxyConfig>(scoped(&client, &settings));
+        let caches = Caches(vec![records_ready, services_ready, proxyconfigs_ready]);
+        let controller = Controller::for_stream(proxyconfig_stream, proxyconfig_store.clone())
+            .with_config(controller::Config::default().concurrency(settings.concurrency));
 
-    // The records watch feeds only its store.
-    let records_task = tokio::spawn(records_stream.for_each(|_| async {}));
+        // The records watch feeds only its store.
+        let records_task = tokio::spawn(records_stream.for_each(|_| async {}));
 
-    let (resync_tx, resync_rx) = futures::channel::mpsc::unbounded::<()>();
-    let resync = tokio::spawn(resync_loop(
-        authentik.clone(),
-        settings.resync_interval,
-        resync_tx,
-        authentik_reached,
-        token.clone(),
-    ));
-
-    let recorder = Recorder::new(
-        client.clone(),
-        Reporter {
-            controller: SERVICE_DISCOVERY_MANAGER.into(),
-            instance: Some(identity),
-        },
-    );
-    let ctx = Arc::new(Context {
-        client: client.clone(),
-        authentik: authentik.clone(),
-        outposts: OutpostAssigner::spawn(
+        let (resync_tx, resync_rx) = futures::channel::mpsc::unbounded::<()>();
+        let resync = tokio::spawn(resync_loop(
             authentik.clone(),
-            settings.outpost_batch_window,
+            settings.resync_interval,
+            resync_tx,
+            authentik_reached,
             token.clone(),
-        ),
-        records: Records::new(Api::all(client.clone()), records_store.clone()),
-        proxyconfigs: proxyconfig_store.clone(),
-        services: services_store.clone(),
-        status: StatusWriter::new(client.clone(), recorder.clone()),
-        defaults: gitops_plan::Defaults {
-            cookie_domain: settings.cookie_domain.clone(),
-        },
-        settings: settings.clone(),
-        backoff: Backoff::new(Duration::from_secs(1), Duration::from_secs(300)),
-        caches: caches.clone(),
-    });
+        ));
 
-    let synced = {
-        let caches = caches.clone();
-        tokio::spawn(async move {
-            caches.wait().await;
-            caches_synced.set(true);
-            caches_synced
-        })
-    };
-
-    let onboarding = settings.discovery.then(|| {
-        tokio::spawn(crate::discovery::run(
+        let recorder = Recorder::new(
             client.clone(),
-            scoped(&client, &settings),
-            scoped(&client, &settings),
-            proxyconfig_store.clone(),
-            recorder.clone(),
-            token.clone(),
-        ))
-    });
-    let pcs_for_services = proxyconfig_store.clone();
-    controller
-        .watches_stream(services_stream, move |service: Service| {
-            let (name, namespace) = (
-                service.metadata.name.unwrap_or_default(),
-                service.metadata.namespace.unwrap_or_default(),
-            );
-            pcs_for_services
-                .state()
-                .into_iter()
-                .filter(|pc| pc.spec.service_name == name && pc.spec.service_namespace == namespace)
-                .map(|pc| ObjectRef::from_obj(&*pc))
-                .collect::<Vec<_>>()
-        })
-        .reconcile_all_on(resync_rx)
-        .graceful_shutdown_on(token.clone().cancelled_owned())
-        .run(reconcile, error_policy, ctx)
-        .for_each(|_| async {})
-        .await;
+            Reporter {
+                controller: SERVICE_DISCOVERY_MANAGER.into(),
+                instance: Some(identity),
+            },
+        );
+        let ctx = Arc::new(Context {
+            client: client.clone(),
+            authentik: authentik.clone(),
+            outposts: OutpostAssigner::spawn(
+                authentik.clone(),
+                settings.outpost_batch_window,
+                token.clone(),
+            ),
+            records: Records::new(Api::all(client.clone()), records_store.clone()),
+            proxyconfigs: proxyconfig_store.clone(),
+            services: services_store.clone(),
+            status: StatusWriter::new(client.clone(), recorder.clone()),
+            defaults: gitops_plan::Defaults {
+                cookie_domain: settings.cookie_domain.clone(),
+            },
+            settings: settings.clone(),
+            backoff: Backoff::new(Duration::from_secs(1), Duration::from_secs(300)),
+            caches: caches.clone(),
+        });
 
-    token.cancel();
-    records_task.abort();
-    if let Some(onboarding) = onboarding {
-        let _ = onboarding.await;
+        let synced = {
+            let caches = caches.clone();
+            tokio::spawn(async move {
+                caches.wait().await;
+                caches_synced.set(true);
+                caches_synced
+            })
+        };
+
+        let onboarding = settings.discovery.then(|| {
+            tokio::spawn(crate::discovery::run(
+                client.clone(),
+                scoped(&client, &settings),
+                scoped(&client, &settings),
+                proxyconfig_store.clone(),
+                recorder.clone(),
+                token.clone(),
+            ))
+        });
+        let pcs_for_services = proxyconfig_store.clone();
+        controller
+            .watches_stream(services_stream, move |service: Service| {
+                let (name, namespace) = (
+                    service.metadata.name.unwrap_or_default(),
+                    service.metadata.namespace.unwrap_or_default(),
+                );
+                pcs_for_services
+                    .state()
+                    .into_iter()
+                    .filter(|pc| {
+                        pc.spec.service_name == name && pc.spec.service_namespace == namespace
+                    })
+                    .map(|pc| ObjectRef::from_obj(&*pc))
+                    .collect::<Vec<_>>()
+            })
+            .reconcile_all_on(resync_rx)
+            .graceful_shutdown_on(token.clone().cancelled_owned())
+            .run(reconcile, error_policy, ctx)
+            .for_each(|_| async {})
+            .await;
+
+        token.cancel();
+        records_task.abort();
+        if let Some(onboarding) = onboarding {
+            let _ = onboarding.await;
+        }
+        let _ = resync.await;
+        if let Ok(gate) = synced.await {
+            drop(gate);
+        }
+        tracing::info!("controller stopped");
     }
-    let _ = resync.await;
-    if let Ok(gate) = synced.await {
-        drop(gate);
-    }
-    tracing::info!("controller stopped");
 }
 
 /// Readiness of the watch caches, tracked from the watch streams themselves:
@@ -210,7 +216,10 @@ where
 {
     let (store, writer) = reflector::store::<K>();
     let (ready_tx, ready_rx) = watch::channel(false);
-    let stream = reflector(writer, watcher(api, watcher::Config::default()))
+    let watch = watcher(api, watcher::Config::default())
+        // managedFields are often larger than the object itself and never read here.
+        .modify(|object: &mut K| kube::ResourceExt::managed_fields_mut(object).clear());
+    let stream = reflector(writer, watch)
         .default_backoff()
         .inspect_ok(move |event| {
             if matches!(event, watcher::Event::InitDone) {

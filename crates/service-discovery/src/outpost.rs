@@ -4,6 +4,7 @@
 //! overwrote it. Providers other tools put in the list are carried over from the fresh read.
 
 use std::collections::BTreeMap;
+use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -44,11 +45,16 @@ pub struct OutpostAssigner {
 }
 
 impl OutpostAssigner {
-    /// Starts the writer task. `window` is how long it waits for more requests after the
-    /// first one before writing.
+    /// Starts the writer task. An assignment that finds the writer idle (no write for `window`)
+    /// is written at once; while writes keep coming, the writer collects for `window` after the
+    /// first waiting assignment, so bulk onboarding makes few, large writes.
     pub fn spawn(authentik: Arc<Authentik>, window: Duration, shutdown: CancellationToken) -> Self {
         let (queue, requests) = mpsc::unbounded_channel();
-        tokio::spawn(run(requests, authentik, window, shutdown));
+        let write = move |outpost: String, changes: Vec<(i64, bool)>| {
+            let authentik = authentik.clone();
+            async move { apply(&authentik, &outpost, &changes).await }
+        };
+        tokio::spawn(run(requests, write, window, shutdown));
         Self { queue }
     }
 
@@ -72,12 +78,16 @@ impl OutpostAssigner {
     }
 }
 
-async fn run(
+async fn run<W, F>(
     mut requests: mpsc::UnboundedReceiver<Assignment>,
-    authentik: Arc<Authentik>,
+    write: W,
     window: Duration,
     shutdown: CancellationToken,
-) {
+) where
+    W: Fn(String, Vec<(i64, bool)>) -> F,
+    F: Future<Output = Result<(), AssignError>>,
+{
+    let mut last_write: Option<Instant> = None;
     loop {
         let first = tokio::select! {
             _ = shutdown.cancelled() => return,
@@ -87,16 +97,23 @@ async fn run(
             },
         };
         let mut batch = vec![first];
-        let deadline = Instant::now() + window;
-        loop {
-            tokio::select! {
-                biased;
-                more = requests.recv() => match more {
-                    Some(more) => batch.push(more),
-                    None => break,
-                },
-                _ = tokio::time::sleep_until(deadline) => break,
+        let busy = last_write.is_some_and(|at| at.elapsed() < window);
+        if busy {
+            let deadline = Instant::now() + window;
+            loop {
+                tokio::select! {
+                    biased;
+                    more = requests.recv() => match more {
+                        Some(more) => batch.push(more),
+                        None => break,
+                    },
+                    _ = tokio::time::sleep_until(deadline) => break,
+                }
             }
+        }
+        // Whatever queued up meanwhile (e.g. during the previous write) joins this one.
+        while let Ok(more) = requests.try_recv() {
+            batch.push(more);
         }
         let mut by_outpost: BTreeMap<String, Vec<Assignment>> = BTreeMap::new();
         for assignment in batch {
@@ -110,11 +127,12 @@ async fn run(
                 .iter()
                 .map(|a| (a.provider, a.present))
                 .collect();
-            let result = apply(&authentik, &outpost, &changes).await;
+            let result = write(outpost, changes).await;
             for assignment in assignments {
                 let _ = assignment.done.send(result.clone());
             }
         }
+        last_write = Some(Instant::now());
     }
 }
 
@@ -151,7 +169,7 @@ async fn apply(
     let mut current = authentik.call(client.get_outpost(outpost)).await?;
     for _ in 0..MAX_ATTEMPTS {
         if satisfied(&current.providers, changes) {
-            authentik.remember_outpost(&current);
+            authentik.remember_outpost(&current).await;
             return Ok(());
         }
         let list = merged(&current.providers, changes);
@@ -164,7 +182,7 @@ async fn apply(
         current = authentik.call(client.get_outpost(outpost)).await?;
     }
     if satisfied(&current.providers, changes) {
-        authentik.remember_outpost(&current);
+        authentik.remember_outpost(&current).await;
         return Ok(());
     }
     Err(AssignError::ConcurrentWriter {
@@ -186,6 +204,73 @@ mod tests {
         );
         assert_eq!(merged(&[], &[(4, true), (4, false)]), Vec::<i64>::new());
         assert_eq!(merged(&[4], &[(4, true)]), vec![4]);
+    }
+
+    /// Writes seen by the fake writer: (time since start, changes).
+    type Written = Arc<std::sync::Mutex<Vec<(Duration, Vec<(i64, bool)>)>>>;
+
+    /// The writer with a fake write that records what it writes and takes `took`.
+    fn writer(window: Duration, took: Duration) -> (OutpostAssigner, Written) {
+        let started = Instant::now();
+        let writes = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let log = writes.clone();
+        let write = move |_outpost: String, changes: Vec<(i64, bool)>| {
+            let log = log.clone();
+            async move {
+                log.lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .push((started.elapsed(), changes));
+                tokio::time::sleep(took).await;
+                Ok(())
+            }
+        };
+        let (queue, requests) = mpsc::unbounded_channel();
+        tokio::spawn(run(requests, write, window, CancellationToken::new()));
+        (OutpostAssigner { queue }, writes)
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_assignment_after_a_quiet_spell_is_written_at_once() {
+        let (assigner, writes) = writer(Duration::from_millis(500), Duration::from_millis(50));
+        assigner.ensure("o", 1, true).await.ok();
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        assigner.ensure("o", 2, true).await.ok();
+        let writes = writes.lock().map(|w| w.clone()).unwrap_or_default();
+        assert_eq!(
+            writes,
+            vec![
+                (Duration::ZERO, vec![(1, true)]),
+                (Duration::from_millis(2050), vec![(2, true)]),
+            ]
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn assignments_that_keep_coming_share_writes() {
+        let (assigner, writes) = writer(Duration::from_millis(500), Duration::from_millis(50));
+        // One assignment every 20 ms for 2 s: the first is written alone and at once, the
+        // rest in batches a window apart.
+        let senders: Vec<_> = (0..100)
+            .map(|provider| {
+                let assigner = assigner.clone();
+                tokio::spawn(async move {
+                    tokio::time::sleep(Duration::from_millis(20) * provider).await;
+                    assigner.ensure("o", i64::from(provider), true).await
+                })
+            })
+            .collect();
+        for sender in senders {
+            assert!(matches!(sender.await, Ok(Ok(()))));
+        }
+        let writes = writes.lock().map(|w| w.clone()).unwrap_or_default();
+        assert_eq!(writes[0], (Duration::ZERO, vec![(0, true)]));
+        let written: usize = writes.iter().map(|(_, changes)| changes.len()).sum();
+        assert_eq!(written, 100, "every assignment written once");
+        assert!(
+            writes.len() <= 6,
+            "{} writes for 100 assignments: {writes:?}",
+            writes.len()
+        );
     }
 
     #[test]

@@ -439,6 +439,7 @@ async fn converge_application(
         STEP,
     )
     .await?;
+    let mut created_now = false;
     let application = match (action, found) {
         (ObjectAction::Use { .. }, Some(observed)) => {
             match application_changes(&desired, &observed) {
@@ -464,6 +465,7 @@ async fn converge_application(
                     "ApplicationCreated",
                     format!("created application {:?}", created.slug),
                 );
+                created_now = true;
                 created
             }
             Err(error) => {
@@ -498,7 +500,7 @@ async fn converge_application(
     let application_pk = application.pk.clone();
     ctx.authentik.remember_application(application).await;
     if let Some(groups) = groups {
-        sync_allowed_groups(ctx, &application_pk, groups).await?;
+        sync_allowed_groups(ctx, &application_pk, groups, created_now).await?;
     }
     report.application_slug = Some(slug.clone());
     report.step(ConditionUpdate::new(
@@ -540,19 +542,24 @@ async fn resolve_groups(pc: &ProxyConfig, ctx: &Context) -> Result<Option<Vec<St
     Ok(Some(pks))
 }
 
-/// Makes exactly `groups` the application's group bindings.
+/// Makes exactly `groups` the application's group bindings. An application this reconcile
+/// just created has none, so they are not listed.
 async fn sync_allowed_groups(
     ctx: &Context,
     application_pk: &str,
     groups: &[String],
+    just_created: bool,
 ) -> Result<(), Failure> {
     let fail = |e| Failure::authentik(ct::APPLICATION_SYNCED, "syncing allowedGroups bindings", e);
     let client = ctx.authentik.client();
-    let existing = ctx
-        .authentik
-        .call(client.list_policy_bindings(application_pk))
-        .await
-        .map_err(fail)?;
+    let existing = if just_created {
+        Vec::new()
+    } else {
+        ctx.authentik
+            .call(client.list_policy_bindings(application_pk))
+            .await
+            .map_err(fail)?
+    };
     let changes = binding_changes(groups, &existing);
     for (group, order) in changes.create {
         let request = PolicyBindingRequest::group(application_pk, group, order);

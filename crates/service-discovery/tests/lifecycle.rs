@@ -92,6 +92,11 @@ async fn create_reaches_ready_with_exactly_the_expected_objects() {
         "one ownership record per authentik object"
     );
     assert!(records.iter().all(|r| r.spec.authentik_id.is_some()));
+    assert_eq!(
+        h.double.count("GET", "/api/v3/policies/bindings/"),
+        0,
+        "an application created without allowedGroups has no bindings to read"
+    );
 }
 
 #[tokio::test]
@@ -469,4 +474,49 @@ async fn metrics_carry_the_documented_series() {
         ready.is_some_and(|line| line.ends_with(" 1")),
         "Ready phase series missing:\n{text}"
     );
+}
+
+#[tokio::test]
+async fn not_ready_until_caches_synced_and_authentik_reached() {
+    let mut h = common::harness("readiness").await;
+    // authentik refuses everything at first: the controller must not report ready, not even
+    // in the first milliseconds before it has registered what it waits for.
+    h.double
+        .inject(authentik_double::Fault::fail_next(u32::MAX, 503));
+    let index = h.start_single();
+    let health = h.controller(index).health_port;
+    let http = reqwest::Client::new();
+    let (mut answered, started) = (Vec::new(), std::time::Instant::now());
+    while started.elapsed() < Duration::from_secs(3) {
+        if let Ok(response) = http
+            .get(format!("http://127.0.0.1:{health}/readyz"))
+            .send()
+            .await
+        {
+            answered.push(response.status().as_u16());
+        }
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    let first_ready = answered.iter().position(|status| *status == 200);
+    assert!(
+        answered.contains(&503),
+        "the controller served /readyz: {answered:?}"
+    );
+    assert_eq!(
+        first_ready,
+        None,
+        "ready while authentik refused every request (answer {first_ready:?} of {})",
+        answered.len()
+    );
+
+    h.double.clear_faults();
+    h.wait_until("ready once authentik answers", || async {
+        let response = http
+            .get(format!("http://127.0.0.1:{health}/readyz"))
+            .send()
+            .await
+            .ok()?;
+        (response.status() == 200).then_some(())
+    })
+    .await;
 }
