@@ -10,7 +10,12 @@ use gitops_testenv::{ControlPlane, shared};
 /// Long enough to catch shallow parser bugs on every CI run; `cargo xtask fuzz` goes deeper.
 const FUZZ_SECONDS: u64 = 20;
 
+/// What a clean run needs on disk: ~7 GiB measured for target/ (debug, release, fuzz builds),
+/// plus the Go caches when the tools are built for the first time.
+const DISK_NEEDED_GIB: u64 = 8;
+
 pub fn run(root: &Path) -> Result<()> {
+    warn_when_disk_is_short(root);
     step(root, "formatting", &["fmt", "--all", "--", "--check"], None)?;
     step(
         root,
@@ -52,6 +57,21 @@ pub fn run(root: &Path) -> Result<()> {
     )?;
     eprintln!("==> demo: passed in {}s", started.elapsed().as_secs());
     Ok(())
+}
+
+/// A full disk shows up as linker bus errors deep in the build; say so up front instead.
+fn warn_when_disk_is_short(root: &Path) {
+    let Ok(stats) = nix::sys::statvfs::statvfs(root) else {
+        return;
+    };
+    let free_gib = stats.blocks_available() * stats.fragment_size() / (1 << 30);
+    if free_gib < DISK_NEEDED_GIB {
+        eprintln!(
+            "warning: only {free_gib} GiB free on the disk of {}; a clean run needs about {DISK_NEEDED_GIB} GiB \
+             (a full disk shows up as `ld terminated with signal 7 [Bus error]`)",
+            root.display()
+        );
+    }
 }
 
 /// The test environment of one `cargo xtask test` run.
