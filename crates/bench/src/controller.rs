@@ -90,13 +90,8 @@ impl Controller {
             command.env(key, value);
         }
         // Experiments without code changes, e.g. `OUTPOST_BATCH_WINDOW=0s,MALLOC_ARENA_MAX=2`.
-        if let Ok(extra) = std::env::var("GITOPS_BENCH_CONTROLLER_ENV") {
-            for pair in extra.split(',').filter(|p| !p.is_empty()) {
-                let (key, value) = pair.split_once('=').with_context(|| {
-                    format!("GITOPS_BENCH_CONTROLLER_ENV: {pair:?} is not KEY=VALUE")
-                })?;
-                command.env(key, value);
-            }
+        for (key, value) in experiment_settings()? {
+            command.env(key, value);
         }
         let child = command
             .stdin(Stdio::null())
@@ -192,4 +187,18 @@ mod tests {
         assert_eq!(metric_sum(text, "b"), 1.0);
         assert_eq!(count_samples_at_least(text, "a_total", 3.0), 1);
     }
+}
+
+/// Settings `GITOPS_BENCH_CONTROLLER_ENV` (`K=V,…`) adds to every controller started.
+pub fn experiment_settings() -> Result<Vec<(String, String)>> {
+    let extra = std::env::var("GITOPS_BENCH_CONTROLLER_ENV").unwrap_or_default();
+    extra
+        .split(',')
+        .filter(|pair| !pair.is_empty())
+        .map(|pair| {
+            pair.split_once('=')
+                .map(|(key, value)| (key.to_owned(), value.to_owned()))
+                .with_context(|| format!("GITOPS_BENCH_CONTROLLER_ENV: {pair:?} is not KEY=VALUE"))
+        })
+        .collect()
 }

@@ -131,7 +131,10 @@ async fn measure(latency: Latency, samples: usize) -> Result<Row> {
     };
     Ok(Row {
         latency_model: latency.to_string(),
-        outpost_batch_window: "100ms (default)".to_owned(),
+        outpost_batch_window: crate::controller::experiment_settings()?
+            .into_iter()
+            .find_map(|(key, value)| (key == "OUTPOST_BATCH_WINDOW").then_some(value))
+            .unwrap_or_else(|| "500ms (default; written at once when idle)".to_owned()),
         latency: column(&|s| s.latency_s)?,
         authentik_requests: column(&|s| s.authentik_requests as f64)?,
         authentik_busy: column(&|s| s.authentik_busy_s)?,
