@@ -175,20 +175,6 @@ pub fn count_samples_at_least(text: &str, name: &str, at_least: f64) -> usize {
         .count()
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn sums_and_counts_samples() {
-        let text =
-            "# TYPE a counter\na_total{x=\"1\"} 2\na_total{x=\"2\"} 3\na_total_more 100\nb 1\n";
-        assert_eq!(metric_sum(text, "a_total"), 5.0);
-        assert_eq!(metric_sum(text, "b"), 1.0);
-        assert_eq!(count_samples_at_least(text, "a_total", 3.0), 1);
-    }
-}
-
 /// Settings `GITOPS_BENCH_CONTROLLER_ENV` (`K=V,…`) adds to every controller started.
 pub fn experiment_settings() -> Result<Vec<(String, String)>> {
     let extra = std::env::var("GITOPS_BENCH_CONTROLLER_ENV").unwrap_or_default();
@@ -201,4 +187,18 @@ pub fn experiment_settings() -> Result<Vec<(String, String)>> {
                 .with_context(|| format!("GITOPS_BENCH_CONTROLLER_ENV: {pair:?} is not KEY=VALUE"))
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sums_and_counts_samples() {
+        let text =
+            "# TYPE a counter\na_total{x=\"1\"} 2\na_total{x=\"2\"} 3\na_total_more 100\nb 1\n";
+        assert_eq!(metric_sum(text, "a_total"), 5.0);
+        assert_eq!(metric_sum(text, "b"), 1.0);
+        assert_eq!(count_samples_at_least(text, "a_total", 3.0), 1);
+    }
 }

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use authentik_client::{
     Application, AuthentikClient, Error, FlowDesignation, Outpost, ProxyProvider,
 };
-use tokio::sync::{RwLock, Semaphore};
+use tokio::sync::{RwLock, Semaphore, watch};
 
 use crate::config::OutpostSelector;
 use crate::metrics::names;
@@ -146,6 +146,9 @@ pub struct Authentik {
     permits: Semaphore,
     max_age: Duration,
     snapshot: RwLock<Snapshot>,
+    /// Turns true once the first snapshot was attempted: until then lookups wait for it
+    /// rather than each reading authentik (a restart would otherwise cost a GET per object).
+    first_refresh: watch::Sender<bool>,
     flows: Lookups<String, Option<String>>,
     groups: Lookups<String, Option<String>>,
     outposts: Lookups<OutpostSelector, Option<Outpost>>,
@@ -159,6 +162,7 @@ impl Authentik {
             permits: Semaphore::new(concurrency),
             max_age,
             snapshot: RwLock::default(),
+            first_refresh: watch::Sender::new(false),
             flows: Lookups::default(),
             groups: Lookups::default(),
             outposts: Lookups::default(),
@@ -180,6 +184,12 @@ impl Authentik {
     /// Re-reads every proxy provider and application, and forgets cached lookups, so that
     /// hand edits and deletions are seen.
     pub async fn refresh(&self) -> Result<(), Error> {
+        let result = self.take_snapshot().await;
+        self.first_refresh.send_replace(true);
+        result
+    }
+
+    async fn take_snapshot(&self) -> Result<(), Error> {
         let started = Instant::now();
         let providers = self.call(self.client.list_proxy_providers()).await?;
         let applications = self.call(self.client.list_applications()).await?;
@@ -207,6 +217,17 @@ impl Authentik {
         Ok(())
     }
 
+    /// The snapshot, once the first refresh has been tried.
+    async fn read_snapshot(&self) -> tokio::sync::RwLockReadGuard<'_, Snapshot> {
+        // The sender lives as long as `self`, so waiting cannot fail.
+        let _ = self
+            .first_refresh
+            .subscribe()
+            .wait_for(|tried| *tried)
+            .await;
+        self.snapshot.read().await
+    }
+
     /// Whether the snapshot is recent enough to answer at all.
     fn fresh(&self, snapshot: &Snapshot) -> bool {
         snapshot
@@ -218,7 +239,7 @@ impl Authentik {
     pub async fn provider(&self, name: &str) -> Result<Option<ProxyProvider>, Error> {
         let key = name.to_lowercase();
         {
-            let snapshot = self.snapshot.read().await;
+            let snapshot = self.read_snapshot().await;
             if self.fresh(&snapshot)
                 && let Some(known) = snapshot.providers.answer(&key)
             {
@@ -256,7 +277,7 @@ impl Authentik {
 
     pub async fn application(&self, slug: &str) -> Result<Option<Application>, Error> {
         {
-            let snapshot = self.snapshot.read().await;
+            let snapshot = self.read_snapshot().await;
             if self.fresh(&snapshot)
                 && let Some(known) = snapshot.applications.answer(slug)
             {

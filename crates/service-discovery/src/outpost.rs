@@ -46,8 +46,8 @@ pub struct OutpostAssigner {
 
 impl OutpostAssigner {
     /// Starts the writer task. An assignment that finds the writer idle (no write for `window`)
-    /// is written at once; while writes keep coming, the writer collects for `window` after the
-    /// first waiting assignment, so bulk onboarding makes few, large writes.
+    /// is written at once; otherwise it waits until `window` after the last write, with
+    /// everything else that arrives meanwhile, so bulk onboarding makes few, large writes.
     pub fn spawn(authentik: Arc<Authentik>, window: Duration, shutdown: CancellationToken) -> Self {
         let (queue, requests) = mpsc::unbounded_channel();
         let write = move |outpost: String, changes: Vec<(i64, bool)>| {
@@ -97,9 +97,11 @@ async fn run<W, F>(
             },
         };
         let mut batch = vec![first];
-        let busy = last_write.is_some_and(|at| at.elapsed() < window);
-        if busy {
-            let deadline = Instant::now() + window;
+        // Busy (written within the window): collect until a window after that write.
+        if let Some(deadline) = last_write
+            .map(|at| at + window)
+            .filter(|deadline| *deadline > Instant::now())
+        {
             loop {
                 tokio::select! {
                     biased;

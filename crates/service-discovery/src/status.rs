@@ -177,8 +177,8 @@ impl StatusWriter {
                 source,
             })?;
         }
-        self.flush_events(pc, &report).await;
-        if let Some((reason, note, warning)) = transition(&old, &status) {
+        let transition = transition(&old, &status);
+        if let Some((_, note, _)) = &transition {
             let object = format!("{namespace}/{name}");
             match status.phase {
                 Some(Phase::Failed) => {
@@ -189,6 +189,8 @@ impl StatusWriter {
                 }
                 _ => tracing::info!(proxyconfig = %object, %note, "ProxyConfig ready"),
             }
+        }
+        for (reason, note, warning) in events_to_publish(&report.events, transition) {
             self.event(pc, reason, note, warning).await;
         }
         Ok(())
@@ -217,6 +219,29 @@ impl StatusWriter {
             tracing::warn!(%error, proxyconfig = %pc.name_any(), "could not publish an Event");
         }
     }
+}
+
+/// The Events one reconcile publishes: the changes it made in authentik, and a change of phase.
+/// When it made changes and became Ready, one Event tells both (onboarding a ProxyConfig is
+/// one Event, not four): every Event is an API-server write, and bulk onboarding is bound by
+/// those.
+fn events_to_publish(
+    changes: &[(&'static str, String)],
+    transition: Option<(&'static str, String, bool)>,
+) -> Vec<(&'static str, String, bool)> {
+    let mut events: Vec<_> = changes
+        .iter()
+        .map(|(reason, note)| (*reason, note.clone(), false))
+        .collect();
+    match transition {
+        Some((reason, note, false)) if !events.is_empty() => {
+            let done: Vec<String> = events.drain(..).map(|(_, change, _)| change).collect();
+            events.push((reason, format!("{}; {note}", done.join("; ")), false));
+        }
+        Some(transition) => events.push(transition),
+        None => {}
+    }
+    events
 }
 
 /// The Event for a change of phase or of the Ready reason, if there was one.
@@ -256,6 +281,61 @@ fn truncate(mut text: String, max: usize) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn changes_that_end_in_ready_are_one_event() {
+        let changes = vec![
+            (
+                "ProviderCreated",
+                "created proxy provider \"web\" (pk 3)".to_owned(),
+            ),
+            (
+                "ApplicationCreated",
+                "created application \"apps-web\"".to_owned(),
+            ),
+        ];
+        let ready = Some(("Ready", "Reconciled: all steps done".to_owned(), false));
+        assert_eq!(
+            events_to_publish(&changes, ready.clone()),
+            vec![(
+                "Ready",
+                "created proxy provider \"web\" (pk 3); created application \"apps-web\"; Reconciled: all steps done".to_owned(),
+                false
+            )]
+        );
+        assert_eq!(
+            events_to_publish(&[], ready.clone()),
+            vec![("Ready", "Reconciled: all steps done".to_owned(), false)]
+        );
+    }
+
+    #[test]
+    fn changes_without_ready_keep_their_own_events() {
+        let changes = vec![(
+            "ProviderUpdated",
+            "reverted proxy provider fields".to_owned(),
+        )];
+        let pending = Some(("Pending", "AuthentikUnavailable: retrying".to_owned(), true));
+        assert_eq!(
+            events_to_publish(&changes, pending),
+            vec![
+                (
+                    "ProviderUpdated",
+                    "reverted proxy provider fields".to_owned(),
+                    false
+                ),
+                ("Pending", "AuthentikUnavailable: retrying".to_owned(), true),
+            ]
+        );
+        assert_eq!(
+            events_to_publish(&changes, None),
+            vec![(
+                "ProviderUpdated",
+                "reverted proxy provider fields".to_owned(),
+                false
+            )]
+        );
+    }
 
     fn pc() -> ProxyConfig {
         let mut pc: ProxyConfig = serde_json::from_value(serde_json::json!({

@@ -88,7 +88,9 @@ async fn measure(latency: Latency, samples: usize) -> Result<Row> {
     for i in 0..=samples {
         let name = format!("single-{i}");
         let pc = bench.proxyconfig(&name)?;
-        tokio::time::sleep(Duration::from_millis(200)).await;
+        // Idle means the previous sample's deletion is over, its outpost write included: an
+        // assignment within OUTPOST_BATCH_WINDOW (500 ms) of a write waits to share the next.
+        tokio::time::sleep(Duration::from_secs(1)).await;
         bench.double.clear_requests();
         let started = Instant::now();
         api.create(&PostParams::default(), &pc).await?;
