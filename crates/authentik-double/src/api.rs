@@ -301,11 +301,12 @@ async fn authenticate(State(sh): St, req: Request, next: Next) -> Response {
 
 async fn proxy_list(State(sh): St, RawQuery(q): RawQuery) -> ApiResult {
     let m = sh.model();
+    let links = m.provider_links();
     let items = m
         .providers
         .values()
         .filter(|p| p.proxy().is_some())
-        .map(|p| m.provider_list_item(p, true))
+        .map(|p| m.provider_list_item(p, true, &links))
         .collect();
     sh.list(items, q, &PROXY_LIST, None)
 }
@@ -314,7 +315,7 @@ fn proxy_view(m: &Model, pk: i64) -> Result<Value, ApiError> {
     m.providers
         .get(&pk)
         .filter(|p| p.proxy().is_some())
-        .map(|p| m.render_provider(p))
+        .map(|p| m.render_provider(p, &m.provider_links()))
         .ok_or(ApiError::NotFound("ProxyProvider"))
 }
 
@@ -361,17 +362,18 @@ fn oauth2_view(m: &Model, pk: i64) -> Result<Value, ApiError> {
     m.providers
         .get(&pk)
         .filter(|p| matches!(p.kind, ProviderKind::OAuth2(_)))
-        .map(|p| m.render_provider(p))
+        .map(|p| m.render_provider(p, &m.provider_links()))
         .ok_or(ApiError::NotFound("OAuth2Provider"))
 }
 
 async fn oauth2_list(State(sh): St, RawQuery(q): RawQuery) -> ApiResult {
     let m = sh.model();
+    let links = m.provider_links();
     let items = m
         .providers
         .values()
         .filter(|p| matches!(p.kind, ProviderKind::OAuth2(_)))
-        .map(|p| m.provider_list_item(p, true))
+        .map(|p| m.provider_list_item(p, true, &links))
         .collect();
     sh.list(items, q, &OAUTH2_LIST, None)
 }
@@ -396,10 +398,11 @@ async fn oauth2_delete(State(sh): St, Path(id): Path<String>) -> ApiResult {
 
 async fn all_providers_list(State(sh): St, RawQuery(q): RawQuery) -> ApiResult {
     let m = sh.model();
+    let links = m.provider_links();
     let items = m
         .providers
         .values()
-        .map(|p| m.provider_list_item(p, false))
+        .map(|p| m.provider_list_item(p, false, &links))
         .collect();
     sh.list(items, q, &ALL_PROVIDERS_LIST, None)
 }
@@ -410,9 +413,11 @@ async fn any_provider_get(State(sh): St, Path(id): Path<String>) -> ApiResult {
         .providers
         .get(&int_id(&id, "Provider")?)
         .ok_or(ApiError::NotFound("Provider"))?;
-    ok(Value::Object(
-        m.render_provider_base(p, crate::model::BaseView::Typed),
-    ))
+    ok(Value::Object(m.render_provider_base(
+        p,
+        crate::model::BaseView::Typed,
+        &m.provider_links(),
+    )))
 }
 
 async fn any_provider_delete(State(sh): St, Path(id): Path<String>) -> ApiResult {
@@ -429,10 +434,11 @@ async fn application_list(State(sh): St, RawQuery(q): RawQuery) -> ApiResult {
     let m = sh.model();
     // Without superuser_full_list the list only has what the user's policies allow.
     let full = Query::parse(q.as_deref()).flag("superuser_full_list");
+    let links = m.provider_links();
     let items = m
         .applications
         .iter()
-        .map(|a| m.application_list_item(a))
+        .map(|a| m.application_list_item(a, &links))
         .filter(|v| full || v["_visible"] == json!(true))
         .collect();
     sh.list(items, q, &APPLICATION_LIST, None)
@@ -440,7 +446,7 @@ async fn application_list(State(sh): St, RawQuery(q): RawQuery) -> ApiResult {
 
 fn application_view(m: &Model, slug: &str) -> Result<Value, ApiError> {
     let i = m.application_index(slug)?;
-    Ok(m.render_application(&m.applications[i]))
+    Ok(m.render_application(&m.applications[i], &m.provider_links()))
 }
 
 async fn application_create(State(sh): St, b: Bytes) -> ApiResult {
@@ -537,7 +543,12 @@ async fn binding_delete(State(sh): St, Path(id): Path<String>) -> ApiResult {
 
 async fn outpost_list(State(sh): St, RawQuery(q): RawQuery) -> ApiResult {
     let m = sh.model();
-    let items = m.outposts.iter().map(|o| m.outpost_list_item(o)).collect();
+    let links = m.provider_links();
+    let items = m
+        .outposts
+        .iter()
+        .map(|o| m.outpost_list_item(o, &links))
+        .collect();
     sh.list(items, q, &OUTPOST_LIST, None)
 }
 
@@ -548,7 +559,7 @@ fn outpost_response(m: &Model, index: usize, status: StatusCode) -> ApiResult {
     Ok((
         status,
         axum::Extension(cost),
-        axum::Json(m.render_outpost(o)),
+        axum::Json(m.render_outpost(o, &m.provider_links())),
     )
         .into_response())
 }
@@ -562,7 +573,7 @@ async fn outpost_create(State(sh): St, b: Bytes) -> ApiResult {
 async fn outpost_get(State(sh): St, Path(id): Path<String>) -> ApiResult {
     let m = sh.model();
     let i = m.outpost_index(&id)?;
-    ok(m.render_outpost(&m.outposts[i]))
+    ok(m.render_outpost(&m.outposts[i], &m.provider_links()))
 }
 
 fn outpost_write(sh: &Shared, id: &str, b: &Bytes, partial: bool) -> ApiResult {

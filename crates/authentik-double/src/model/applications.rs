@@ -3,7 +3,7 @@
 
 use serde_json::{Value, json};
 
-use super::providers::BaseView;
+use super::providers::{BaseView, ProviderLinks};
 use super::{Application, Model, ProviderKind, set};
 use crate::error::ApiError;
 use crate::form::{Form, Need};
@@ -116,7 +116,7 @@ impl Model {
         Ok(())
     }
 
-    pub(crate) fn render_application(&self, a: &Application) -> Value {
+    pub(crate) fn render_application(&self, a: &Application, links: &ProviderLinks<'_>) -> Value {
         let provider = a.provider.and_then(|pk| self.providers.get(&pk));
         // `meta_launch_url` wins; otherwise the provider's launch URL (external_host for proxy).
         let launch_url = if a.meta_launch_url.is_empty() {
@@ -132,11 +132,11 @@ impl Model {
             "name": a.name,
             "slug": a.slug,
             "provider": a.provider,
-            "provider_obj": provider.map(|p| self.render_provider_base(p, BaseView::Typed)),
+            "provider_obj": provider.map(|p| self.render_provider_base(p, BaseView::Typed, links)),
             "backchannel_providers": a.backchannel_providers,
             "backchannel_providers_obj": a.backchannel_providers.iter()
                 .filter_map(|pk| self.providers.get(pk))
-                .map(|p| self.render_provider_base(p, BaseView::Typed)).collect::<Vec<_>>(),
+                .map(|p| self.render_provider_base(p, BaseView::Typed, links)).collect::<Vec<_>>(),
             "launch_url": launch_url,
             "open_in_new_tab": a.open_in_new_tab,
             "meta_launch_url": a.meta_launch_url,
@@ -179,8 +179,12 @@ impl Model {
         }
     }
 
-    pub(crate) fn application_list_item(&self, a: &Application) -> Value {
-        let mut v = self.render_application(a);
+    pub(crate) fn application_list_item(
+        &self,
+        a: &Application,
+        links: &ProviderLinks<'_>,
+    ) -> Value {
+        let mut v = self.render_application(a, links);
         if let Value::Object(m) = &mut v {
             m.insert("_visible".into(), json!(self.admin_may_access(a)));
         }

@@ -289,11 +289,12 @@ impl Model {
 
     /// Everything, rendered as the API would answer (admin `GET /_double/state`).
     pub fn snapshot(&self) -> Value {
+        let links = self.provider_links();
         json!({
             "version": self.version.version_string(),
-            "providers": self.providers.values().map(|p| self.render_provider(p)).collect::<Vec<_>>(),
-            "applications": self.applications.iter().map(|a| self.render_application(a)).collect::<Vec<_>>(),
-            "outposts": self.outposts.iter().map(|o| self.render_outpost(o)).collect::<Vec<_>>(),
+            "providers": self.providers.values().map(|p| self.render_provider(p, &links)).collect::<Vec<_>>(),
+            "applications": self.applications.iter().map(|a| self.render_application(a, &links)).collect::<Vec<_>>(),
+            "outposts": self.outposts.iter().map(|o| self.render_outpost(o, &links)).collect::<Vec<_>>(),
             "flows": self.flows.iter().map(directory::render_flow).collect::<Vec<_>>(),
             "groups": self.groups.iter().map(|g| self.render_group(g)).collect::<Vec<_>>(),
             "bindings": self.bindings.iter().map(|b| self.render_binding(b)).collect::<Vec<_>>(),

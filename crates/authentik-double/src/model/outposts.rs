@@ -3,7 +3,7 @@
 use serde_json::{Value, json};
 use uuid::Uuid;
 
-use super::providers::BaseView;
+use super::providers::{BaseView, ProviderLinks};
 use super::{EMBEDDED_OUTPOST_MANAGED, Model, Outpost, ProviderKind, set};
 use crate::error::ApiError;
 use crate::form::{Form, Need};
@@ -137,7 +137,7 @@ impl Model {
         })
     }
 
-    pub(crate) fn render_outpost(&self, o: &Outpost) -> Value {
+    pub(crate) fn render_outpost(&self, o: &Outpost, links: &ProviderLinks<'_>) -> Value {
         json!({
             "pk": o.pk,
             "name": o.name,
@@ -145,7 +145,7 @@ impl Model {
             "providers": o.providers,
             // Recorded: providers_obj uses the generic base Provider serializer.
             "providers_obj": o.providers.iter().filter_map(|pk| self.providers.get(pk))
-                .map(|p| self.render_provider_base(p, BaseView::Generic)).collect::<Vec<_>>(),
+                .map(|p| self.render_provider_base(p, BaseView::Generic, links)).collect::<Vec<_>>(),
             "service_connection": o.service_connection,
             "service_connection_obj": null,
             "refresh_interval_s": 300,
@@ -155,8 +155,8 @@ impl Model {
         })
     }
 
-    pub(crate) fn outpost_list_item(&self, o: &Outpost) -> Value {
-        let mut v = self.render_outpost(o);
+    pub(crate) fn outpost_list_item(&self, o: &Outpost, links: &ProviderLinks<'_>) -> Value {
+        let mut v = self.render_outpost(o, links);
         if let Value::Object(m) = &mut v {
             let names: Vec<&str> = o
                 .providers

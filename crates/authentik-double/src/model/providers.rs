@@ -1,9 +1,13 @@
 //! Providers: proxy (full model), OAuth2 (enough to hold a name), and the base `Provider` view.
 
+use std::collections::HashMap;
+
 use serde_json::{Map, Value, json};
 use uuid::Uuid;
 
-use super::{Model, OAuth2Settings, Provider, ProviderKind, ProxySettings, RedirectUri, set};
+use super::{
+    Application, Model, OAuth2Settings, Provider, ProviderKind, ProxySettings, RedirectUri, set,
+};
 use crate::error::ApiError;
 use crate::form::{Form, Need, is_timedelta_string};
 
@@ -298,13 +302,30 @@ impl Model {
         Value::Array(apps.chain(outposts).collect())
     }
 
+    /// Which application holds each provider. Built once per response: rendering a provider
+    /// needs it, and a list of N providers must not search the applications N times.
+    pub(crate) fn provider_links(&self) -> ProviderLinks<'_> {
+        let mut links = ProviderLinks::default();
+        for a in &self.applications {
+            if let Some(pk) = a.provider {
+                links.main.entry(pk).or_insert(a);
+            }
+            for pk in &a.backchannel_providers {
+                links.backchannel.entry(*pk).or_insert(a);
+            }
+        }
+        links
+    }
+
     /// The base `Provider` shape.
-    pub(crate) fn render_provider_base(&self, p: &Provider, view: BaseView) -> Map<String, Value> {
-        let app = self.applications.iter().find(|a| a.provider == Some(p.pk));
-        let backchannel = self
-            .applications
-            .iter()
-            .find(|a| a.backchannel_providers.contains(&p.pk));
+    pub(crate) fn render_provider_base(
+        &self,
+        p: &Provider,
+        view: BaseView,
+        links: &ProviderLinks<'_>,
+    ) -> Map<String, Value> {
+        let app = links.main.get(&p.pk);
+        let backchannel = links.backchannel.get(&p.pk);
         let (component, verbose, plural, meta) = match (view, &p.kind) {
             (BaseView::Generic, _) => ("", "provider", "providers", "authentik_core.provider"),
             (BaseView::Typed, ProviderKind::Proxy(_)) => (
@@ -343,8 +364,8 @@ impl Model {
     }
 
     /// The full shape of the provider's own type (`ProxyProvider` / `OAuth2Provider`).
-    pub(crate) fn render_provider(&self, p: &Provider) -> Value {
-        let mut m = self.render_provider_base(p, BaseView::Typed);
+    pub(crate) fn render_provider(&self, p: &Provider, links: &ProviderLinks<'_>) -> Value {
+        let mut m = self.render_provider_base(p, BaseView::Typed, links);
         let extra = match &p.kind {
             ProviderKind::Proxy(s) => json!({
                 "client_id": s.client_id,
@@ -395,11 +416,16 @@ impl Model {
     }
 
     /// A list item with hidden keys for filters the response does not carry.
-    pub(crate) fn provider_list_item(&self, p: &Provider, full: bool) -> Value {
+    pub(crate) fn provider_list_item(
+        &self,
+        p: &Provider,
+        full: bool,
+        links: &ProviderLinks<'_>,
+    ) -> Value {
         let mut v = if full {
-            self.render_provider(p)
+            self.render_provider(p, links)
         } else {
-            Value::Object(self.render_provider_base(p, BaseView::Typed))
+            Value::Object(self.render_provider_base(p, BaseView::Typed, links))
         };
         let flow_slug = |u: Uuid| {
             self.flows
@@ -470,4 +496,11 @@ fn default_proxy_settings(client_id: String) -> ProxySettings {
         access_token_validity: "hours=1".to_owned(),
         refresh_token_validity: "days=30".to_owned(),
     }
+}
+
+/// The applications that hold each provider, by provider pk (see [`Model::provider_links`]).
+#[derive(Default)]
+pub(crate) struct ProviderLinks<'a> {
+    main: HashMap<i64, &'a Application>,
+    backchannel: HashMap<i64, &'a Application>,
 }
