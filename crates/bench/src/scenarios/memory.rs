@@ -70,14 +70,12 @@ async fn started(bench: &Bench, kind: Kind, settings: &[(&str, String)]) -> Resu
 
 async fn proxyconfigs(n: usize) -> Result<Row> {
     let bench = Bench::new(&format!("memory-pc-{n}"), Latency::Fixed(0)).await?;
-    // Resyncs during the run, so their list pages count towards the peak; but not more often
-    // than a resync of N objects takes (~1 ms CPU each): at 10,000 objects a 10 s resync kept
-    // the controller busy re-verifying and onboarding stalled.
-    let resync = (n / 100).max(10);
+    // Resyncs during the run, so their list pages count towards the peak.
+    let resync = crate::setup::resync_for(n, Duration::from_secs(10));
     let controller = started(
         &bench,
         Kind::ServiceDiscovery,
-        &[("RESYNC_INTERVAL", format!("{resync}s"))],
+        &[("RESYNC_INTERVAL", format!("{}s", resync.as_secs()))],
     )
     .await?;
     let idle = controller.usage()?;

@@ -73,6 +73,7 @@ pub async fn run(sizes: &[usize], resync: Duration, periods: u32) -> Result<()> 
 
 async fn measure(n: usize, resync: Duration, periods: u32) -> Result<Row> {
     let bench = Bench::new(&format!("steady-{n}"), Latency::Fixed(0)).await?;
+    let resync = crate::setup::resync_for(n, resync);
     let interval = format!("{}s", resync.as_secs());
     let mut controller = bench.start(Kind::ServiceDiscovery, &[("RESYNC_INTERVAL", interval)])?;
     controller.wait_ready(Duration::from_secs(60)).await?;
