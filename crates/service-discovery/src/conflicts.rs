@@ -1,11 +1,13 @@
 //! Conflicts between ProxyConfigs: two that want the same provider name, application slug or
 //! external host. The oldest wins; the others touch nothing until it goes away.
 
-use std::collections::HashSet;
+use std::collections::{BTreeSet, HashMap};
+use std::sync::{Arc, Mutex, PoisonError};
 
 use gitops_crd::ProxyConfig;
 use gitops_crd::validate::{derive_application_slug, normalize_external_host};
 use kube::ResourceExt;
+use kube::runtime::watcher;
 
 /// What two ProxyConfigs can collide on.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -74,7 +76,9 @@ pub fn claimed_keys(pc: &ProxyConfig) -> Vec<(ConflictKey, String)> {
 
 /// Seniority: older first, then by namespace/name so that ties are decided the same way by
 /// every replica and every run.
-fn seniority(pc: &ProxyConfig) -> (Option<k8s_openapi::jiff::Timestamp>, String, String) {
+type Seniority = (Option<k8s_openapi::jiff::Timestamp>, String, String);
+
+fn seniority(pc: &ProxyConfig) -> Seniority {
     (
         pc.creation_timestamp().map(|t| t.0),
         pc.namespace().unwrap_or_default(),
@@ -82,42 +86,116 @@ fn seniority(pc: &ProxyConfig) -> (Option<k8s_openapi::jiff::Timestamp>, String,
     )
 }
 
-/// Decides, for `candidate`, whether an older ProxyConfig among `all` holds one of its keys.
-/// `all` may contain `candidate` itself; objects being deleted still hold their keys until
-/// their cleanup finished, so a successor never races the cleanup of its predecessor.
-pub fn find_conflict<'a>(
-    candidate: &ProxyConfig,
-    all: impl IntoIterator<Item = &'a ProxyConfig>,
-) -> Option<Conflict> {
-    let wanted: HashSet<(ConflictKey, String)> = claimed_keys(candidate).into_iter().collect();
-    if wanted.is_empty() {
-        return None;
-    }
-    let candidate_uid = candidate.uid();
-    let candidate_seniority = seniority(candidate);
-    let mut best: Option<(&ProxyConfig, Conflict)> = None;
-    for other in all {
-        if other.uid() == candidate_uid || seniority(other) >= candidate_seniority {
-            continue;
+type Claim = (ConflictKey, String);
+
+/// Who claims what, kept up to date from the ProxyConfig watch, so that checking one
+/// ProxyConfig costs a few lookups instead of a pass over all of them (which made a resync of
+/// N objects cost N², and a controller with 10,000 busy for minutes).
+#[derive(Default)]
+pub struct ClaimIndex {
+    /// What each ProxyConfig (by uid) claims, and its seniority.
+    objects: HashMap<String, (Seniority, Vec<Claim>)>,
+    /// The claimants of each key, oldest first.
+    claimants: HashMap<Claim, BTreeSet<(Seniority, String)>>,
+}
+
+impl ClaimIndex {
+    /// Records what `pc` claims now (replacing what it claimed before). Objects being deleted
+    /// still hold their keys until they are gone, so a successor never races the cleanup of
+    /// its predecessor.
+    pub fn upsert(&mut self, pc: &ProxyConfig) {
+        let Some(uid) = pc.uid() else {
+            return;
+        };
+        self.remove(&uid);
+        let seniority = seniority(pc);
+        let claims = claimed_keys(pc);
+        for claim in &claims {
+            self.claimants
+                .entry(claim.clone())
+                .or_default()
+                .insert((seniority.clone(), uid.clone()));
         }
-        for (key, value) in claimed_keys(other) {
-            if !wanted.contains(&(key, value.clone())) {
-                continue;
-            }
-            let is_older = best
-                .as_ref()
-                .is_none_or(|(held, _)| seniority(other) < seniority(held));
-            if is_older {
-                let winner = format!(
-                    "{}/{}",
-                    other.namespace().unwrap_or_default(),
-                    other.name_any()
-                );
-                best = Some((other, Conflict { key, value, winner }));
+        self.objects.insert(uid, (seniority, claims));
+    }
+
+    pub fn remove(&mut self, uid: &str) {
+        let Some((seniority, claims)) = self.objects.remove(uid) else {
+            return;
+        };
+        let entry = (seniority, uid.to_owned());
+        for claim in claims {
+            if let Some(claimants) = self.claimants.get_mut(&claim) {
+                claimants.remove(&entry);
+                if claimants.is_empty() {
+                    self.claimants.remove(&claim);
+                }
             }
         }
     }
-    best.map(|(_, conflict)| conflict)
+
+    /// Whether an older ProxyConfig holds one of `candidate`'s keys; the oldest such one is
+    /// named.
+    pub fn conflict_for(&self, candidate: &ProxyConfig) -> Option<Conflict> {
+        let uid = candidate.uid();
+        let mine = seniority(candidate);
+        claimed_keys(candidate)
+            .into_iter()
+            .filter_map(|claim| {
+                let (oldest, _) = self
+                    .claimants
+                    .get(&claim)?
+                    .iter()
+                    .find(|(_, holder)| uid.as_ref() != Some(holder))?;
+                (*oldest < mine).then(|| (oldest.clone(), claim))
+            })
+            .min_by(|a, b| a.0.cmp(&b.0))
+            .map(|((_, namespace, name), (key, value))| Conflict {
+                key,
+                value,
+                winner: format!("{namespace}/{name}"),
+            })
+    }
+}
+
+/// The [`ClaimIndex`] of the watched ProxyConfigs, fed with every watch event (a re-list
+/// builds a new index and swaps it in at its end, as the cache itself does).
+#[derive(Clone, Default)]
+pub struct Claims {
+    current: Arc<Mutex<ClaimIndex>>,
+    relisting: Arc<Mutex<Option<ClaimIndex>>>,
+}
+
+impl Claims {
+    pub fn observe(&self, event: &watcher::Event<ProxyConfig>) {
+        match event {
+            watcher::Event::Apply(pc) => lock(&self.current).upsert(pc),
+            watcher::Event::Delete(pc) => {
+                if let Some(uid) = pc.uid() {
+                    lock(&self.current).remove(&uid);
+                }
+            }
+            watcher::Event::Init => *lock(&self.relisting) = Some(ClaimIndex::default()),
+            watcher::Event::InitApply(pc) => {
+                if let Some(index) = lock(&self.relisting).as_mut() {
+                    index.upsert(pc);
+                }
+            }
+            watcher::Event::InitDone => {
+                if let Some(index) = lock(&self.relisting).take() {
+                    *lock(&self.current) = index;
+                }
+            }
+        }
+    }
+
+    pub fn conflict_for(&self, candidate: &ProxyConfig) -> Option<Conflict> {
+        lock(&self.current).conflict_for(candidate)
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 #[cfg(test)]
@@ -125,6 +203,18 @@ mod tests {
     use super::*;
     use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
     use k8s_openapi::jiff::Timestamp;
+
+    /// The conflict of `candidate` in an index of `all`.
+    fn find_conflict<'a>(
+        candidate: &ProxyConfig,
+        all: impl IntoIterator<Item = &'a ProxyConfig>,
+    ) -> Option<Conflict> {
+        let mut index = ClaimIndex::default();
+        for pc in all {
+            index.upsert(pc);
+        }
+        index.conflict_for(candidate)
+    }
 
     fn pc(ns: &str, name: &str, created: i64, provider: &str, host: &str) -> ProxyConfig {
         let mut pc: ProxyConfig = serde_json::from_value(serde_json::json!({
@@ -204,5 +294,53 @@ mod tests {
             find_conflict(&young, [&middle, &young, &oldest]).map(|c| c.winner),
             Some("ns/oldest".into())
         );
+    }
+
+    #[test]
+    fn the_index_follows_changes_and_deletions() {
+        let old = pc("a", "old", 100, "grafana", "g.example.com");
+        let young = pc("b", "young", 200, "grafana", "h.example.com");
+        let mut index = ClaimIndex::default();
+        index.upsert(&old);
+        index.upsert(&young);
+        assert!(index.conflict_for(&young).is_some());
+
+        let mut renamed = old.clone();
+        renamed.spec.authentik_config.provider_name = "grafana-old".into();
+        index.upsert(&renamed);
+        assert_eq!(
+            index.conflict_for(&young),
+            None,
+            "the old claim was replaced"
+        );
+
+        index.upsert(&old);
+        assert!(index.conflict_for(&young).is_some());
+        index.remove("a-old");
+        assert_eq!(index.conflict_for(&young), None);
+        assert!(
+            index.claimants.values().all(|c| c.len() == 1),
+            "nothing left behind"
+        );
+    }
+
+    #[test]
+    fn a_relist_replaces_the_index_when_it_is_complete() {
+        let old = pc("a", "old", 100, "grafana", "g.example.com");
+        let young = pc("b", "young", 200, "grafana", "h.example.com");
+        let claims = Claims::default();
+        claims.observe(&watcher::Event::Apply(old.clone()));
+        claims.observe(&watcher::Event::Apply(young.clone()));
+        assert!(claims.conflict_for(&young).is_some());
+
+        // The old one was deleted while the watch was down: the relist no longer has it.
+        claims.observe(&watcher::Event::Init);
+        claims.observe(&watcher::Event::InitApply(young.clone()));
+        assert!(
+            claims.conflict_for(&young).is_some(),
+            "until the relist is done"
+        );
+        claims.observe(&watcher::Event::InitDone);
+        assert_eq!(claims.conflict_for(&young), None);
     }
 }

@@ -23,6 +23,7 @@ use tokio_util::sync::CancellationToken;
 use crate::authentik::Authentik;
 use crate::backoff::Backoff;
 use crate::config::{Args, Settings};
+use crate::conflicts::Claims;
 use crate::outpost::OutpostAssigner;
 use crate::ownership::Records;
 use crate::reconciler::{Context, error_policy, reconcile};
@@ -78,11 +79,15 @@ fn run_controller(
         ));
 
         let (records_store, records_stream, records_ready) =
-            cached_watch::<AuthentikObject>(Api::all(client.clone()));
+            cached_watch::<AuthentikObject>(Api::all(client.clone()), |_| {});
         let (services_store, services_stream, services_ready) =
-            cached_watch::<Service>(scoped(&client, &settings));
+            cached_watch::<Service>(scoped(&client, &settings), |_| {});
+        let claims = Claims::default();
         let (proxyconfig_store, proxyconfig_stream, proxyconfigs_ready) =
-            cached_watch::<ProxyConfig>(scoped(&client, &settings));
+            cached_watch::<ProxyConfig>(scoped(&client, &settings), {
+                let claims = claims.clone();
+                move |event| claims.observe(event)
+            });
         let caches = Caches(vec![records_ready, services_ready, proxyconfigs_ready]);
         let controller = Controller::for_stream(proxyconfig_stream, proxyconfig_store.clone())
             .with_config(controller::Config::default().concurrency(settings.concurrency));
@@ -116,6 +121,7 @@ fn run_controller(
             ),
             records: Records::new(Api::all(client.clone()), records_store.clone()),
             proxyconfigs: proxyconfig_store.clone(),
+            claims: claims.clone(),
             services: services_store.clone(),
             status: StatusWriter::new(client.clone(), recorder.clone()),
             defaults: gitops_plan::Defaults {
@@ -196,9 +202,11 @@ impl Caches {
 }
 
 /// A watch feeding a cache: the cache, the stream that fills it (it must be polled), and a
-/// flag that turns true once the first full list is in the cache.
+/// flag that turns true once the first full list is in the cache. `observe` sees every event
+/// too, for indexes kept beside the cache.
 fn cached_watch<K>(
     api: Api<K>,
+    observe: impl Fn(&watcher::Event<K>) + Send + 'static,
 ) -> (
     reflector::Store<K>,
     impl futures::Stream<Item = Result<K, watcher::Error>> + Send + 'static,
@@ -222,6 +230,7 @@ where
     let stream = reflector(writer, watch)
         .default_backoff()
         .inspect_ok(move |event| {
+            observe(event);
             if matches!(event, watcher::Event::InitDone) {
                 ready_tx.send_replace(true);
             }

@@ -25,7 +25,7 @@ use kube::runtime::reflector::{ObjectRef, Store};
 use crate::authentik::{Authentik, not_found_as_none};
 use crate::backoff::Backoff;
 use crate::config::{OutpostSelector, Settings};
-use crate::conflicts::find_conflict;
+use crate::conflicts::Claims;
 use crate::controller::Caches;
 use crate::error::{Error, Failure};
 use crate::metrics::{self, ReconcileTimer};
@@ -40,6 +40,7 @@ pub struct Context {
     pub outposts: OutpostAssigner,
     pub records: Records,
     pub proxyconfigs: Store<ProxyConfig>,
+    pub claims: Claims,
     pub services: Store<Service>,
     pub status: StatusWriter,
     pub settings: Arc<Settings>,
@@ -121,7 +122,7 @@ async fn converge(pc: &ProxyConfig, ctx: &Context, report: &mut Report) -> Resul
         remove_from_authentik(pc, ctx, report).await?;
         return Err(Failure::disabled());
     }
-    if let Some(conflict) = find_conflict(pc, ctx.proxyconfigs.state().iter().map(|p| &**p)) {
+    if let Some(conflict) = ctx.claims.conflict_for(pc) {
         return Err(Failure::conflict(conflict.to_string()));
     }
 
