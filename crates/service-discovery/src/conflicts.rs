@@ -1,7 +1,7 @@
 //! Conflicts between ProxyConfigs: two that want the same provider name, application slug or
 //! external host. The oldest wins; the others touch nothing until it goes away.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
 
 use gitops_crd::ProxyConfig;
@@ -95,8 +95,9 @@ type Claim = (ConflictKey, String);
 pub struct ClaimIndex {
     /// What each ProxyConfig (by uid) claims, and its seniority.
     objects: HashMap<String, (Seniority, Vec<Claim>)>,
-    /// The claimants of each key, oldest first.
-    claimants: HashMap<Claim, BTreeSet<(Seniority, String)>>,
+    /// The claimants of each key, oldest first. Almost always one: a sorted Vec, because a
+    /// BTreeSet allocates a whole node (~1 KB) for it.
+    claimants: HashMap<Claim, Vec<(Seniority, String)>>,
 }
 
 impl ClaimIndex {
@@ -111,10 +112,11 @@ impl ClaimIndex {
         let seniority = seniority(pc);
         let claims = claimed_keys(pc);
         for claim in &claims {
-            self.claimants
-                .entry(claim.clone())
-                .or_default()
-                .insert((seniority.clone(), uid.clone()));
+            let claimants = self.claimants.entry(claim.clone()).or_default();
+            let entry = (seniority.clone(), uid.clone());
+            if let Err(at) = claimants.binary_search(&entry) {
+                claimants.insert(at, entry);
+            }
         }
         self.objects.insert(uid, (seniority, claims));
     }
@@ -126,7 +128,7 @@ impl ClaimIndex {
         let entry = (seniority, uid.to_owned());
         for claim in claims {
             if let Some(claimants) = self.claimants.get_mut(&claim) {
-                claimants.remove(&entry);
+                claimants.retain(|claimant| *claimant != entry);
                 if claimants.is_empty() {
                     self.claimants.remove(&claim);
                 }

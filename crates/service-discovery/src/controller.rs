@@ -14,7 +14,7 @@ use gitops_runtime::{Process, Readiness};
 use k8s_openapi::api::core::v1::Service;
 use kube::api::Api;
 use kube::runtime::controller::{self, Controller};
-use kube::runtime::events::{Recorder, Reporter};
+use kube::runtime::events::Reporter;
 use kube::runtime::reflector::{self, ObjectRef, reflector};
 use kube::runtime::{WatchStreamExt, watcher};
 use tokio::sync::watch;
@@ -24,6 +24,7 @@ use crate::authentik::Authentik;
 use crate::backoff::Backoff;
 use crate::config::{Args, Settings};
 use crate::conflicts::Claims;
+use crate::events::Events;
 use crate::outpost::OutpostAssigner;
 use crate::ownership::Records;
 use crate::reconciler::{Context, error_policy, reconcile};
@@ -104,7 +105,7 @@ fn run_controller(
             token.clone(),
         ));
 
-        let recorder = Recorder::new(
+        let events = Events::new(
             client.clone(),
             Reporter {
                 controller: SERVICE_DISCOVERY_MANAGER.into(),
@@ -123,7 +124,7 @@ fn run_controller(
             proxyconfigs: proxyconfig_store.clone(),
             claims: claims.clone(),
             services: services_store.clone(),
-            status: StatusWriter::new(client.clone(), recorder.clone()),
+            status: StatusWriter::new(client.clone(), events.clone()),
             defaults: gitops_plan::Defaults {
                 cookie_domain: settings.cookie_domain.clone(),
             },
@@ -147,7 +148,7 @@ fn run_controller(
                 scoped(&client, &settings),
                 scoped(&client, &settings),
                 proxyconfig_store.clone(),
-                recorder.clone(),
+                events.clone(),
                 token.clone(),
             ))
         });

@@ -15,12 +15,13 @@ use k8s_openapi::api::core::v1::Service;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use kube::api::{Api, DeleteParams, ObjectMeta, Patch, PatchParams, PostParams, Preconditions};
 use kube::runtime::controller::{Action, Controller};
-use kube::runtime::events::{Event, EventType, Recorder};
+use kube::runtime::events::{Event, EventType};
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::runtime::watcher;
 use kube::{Resource, ResourceExt};
 use tokio_util::sync::CancellationToken;
 
+use crate::events::Events;
 use crate::metrics::names;
 
 /// Field manager of the ProxyConfigs discovery writes.
@@ -37,7 +38,7 @@ fn is_ours(pc: &ProxyConfig, service: &Service) -> bool {
 struct Context {
     client: kube::Client,
     proxyconfigs: Store<ProxyConfig>,
-    recorder: Recorder,
+    events: Events,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -181,7 +182,7 @@ async fn publish(ctx: &Context, service: &Service, warning: bool, reason: &str, 
         action: "Onboard".into(),
         secondary: None,
     };
-    if let Err(error) = ctx.recorder.publish(&event, &service.object_ref(&())).await {
+    if let Err(error) = ctx.events.publish(&event, &service.object_ref(&())).await {
         tracing::warn!(%error, service = %service.name_any(), "could not publish an Event");
     }
 }
@@ -198,13 +199,13 @@ pub async fn run(
     services: Api<Service>,
     proxyconfigs: Api<ProxyConfig>,
     proxyconfig_store: Store<ProxyConfig>,
-    recorder: Recorder,
+    events: Events,
     token: CancellationToken,
 ) {
     let ctx = Arc::new(Context {
         client,
         proxyconfigs: proxyconfig_store,
-        recorder,
+        events,
     });
     Controller::new(services, watcher::Config::default())
         .owns(

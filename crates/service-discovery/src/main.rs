@@ -9,6 +9,7 @@ mod conflicts;
 mod controller;
 mod discovery;
 mod error;
+mod events;
 mod metrics;
 mod outpost;
 mod ownership;

@@ -8,10 +8,11 @@ use gitops_plan::FieldDiff;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, Patch, PatchParams};
-use kube::runtime::events::{Event, EventType, Recorder};
+use kube::runtime::events::{Event, EventType};
 use kube::{Resource, ResourceExt};
 
 use crate::error::{Error, Failure};
+use crate::events::Events;
 use crate::metrics;
 
 /// What one reconcile found, step by step.
@@ -138,12 +139,12 @@ fn same_status(a: &ProxyConfigStatus, b: &ProxyConfigStatus) -> bool {
 
 pub struct StatusWriter {
     client: kube::Client,
-    recorder: Recorder,
+    events: Events,
 }
 
 impl StatusWriter {
-    pub fn new(client: kube::Client, recorder: Recorder) -> Self {
-        Self { client, recorder }
+    pub fn new(client: kube::Client, events: Events) -> Self {
+        Self { client, events }
     }
 
     pub async fn write(
@@ -215,7 +216,7 @@ impl StatusWriter {
             action: "Reconcile".into(),
             secondary: None,
         };
-        if let Err(error) = self.recorder.publish(&event, &pc.object_ref(&())).await {
+        if let Err(error) = self.events.publish(&event, &pc.object_ref(&())).await {
             tracing::warn!(%error, proxyconfig = %pc.name_any(), "could not publish an Event");
         }
     }
