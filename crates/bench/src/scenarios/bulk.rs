@@ -120,8 +120,8 @@ async fn measure(n: usize, latency: Latency, baseline_budget: Duration) -> Resul
     let mut controller = bench.start(Kind::ServiceDiscovery, &[])?;
     controller.wait_ready(Duration::from_secs(60)).await?;
     let tracker = ReadyTracker::start(bench.proxyconfigs());
-    // `/readyz` can answer before the controller's caches are synced (see docs/benchmarks.md),
-    // and the tracker's own list and watch should not be counted: start from a quiet system.
+    // The tracker's own list and watch, and the controller's first snapshot, should not be
+    // counted: start from a quiet system.
     tokio::time::sleep(Duration::from_secs(2)).await;
 
     let before = Requests::scrape(&bench.client).await?;
