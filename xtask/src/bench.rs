@@ -2,12 +2,12 @@
 //! benchmark scenarios of `crates/bench` (docs/benchmarks.md). Never part of `cargo xtask test`.
 
 use std::path::Path;
-use std::process::Command;
 use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
-use gitops_testenv::{ControlPlane, shared};
 use serde_json::{Map, Value};
+
+use crate::run::{RunEnvironment, cargo};
 
 /// Every scenario, in the order they run.
 const SCENARIOS: &[&str] = &["single", "bulk", "steady", "restart", "memory", "cleanup"];
@@ -53,10 +53,10 @@ pub fn run(root: &Path, args: &Args) -> Result<()> {
             "-p",
             "gitops-bench",
         ],
-        None,
+        &[],
     )?;
     gitops_testenv::ensure_all_tools()?;
-    let environment = BenchEnvironment::acquire()?;
+    let environment = RunEnvironment::acquire("bench environment")?;
     for scenario in &chosen {
         eprintln!("==> bench: {scenario}");
         let started = Instant::now();
@@ -73,7 +73,7 @@ pub fn run(root: &Path, args: &Args) -> Result<()> {
             bench_args.push("--quick");
         }
         bench_args.extend(args.extra.iter().map(String::as_str));
-        cargo(root, &bench_args, Some(environment.plane.dir()))?;
+        cargo(root, &bench_args, &[environment.variable()?])?;
         eprintln!(
             "==> bench: {scenario} took {}s",
             started.elapsed().as_secs()
@@ -99,54 +99,4 @@ fn combine(dir: &Path) -> Result<std::path::PathBuf> {
     std::fs::write(&path, serde_json::to_vec_pretty(&Value::Object(all))?)
         .with_context(|| format!("writing {}", path.display()))?;
     Ok(path)
-}
-
-fn cargo(root: &Path, args: &[&str], environment: Option<&Path>) -> Result<()> {
-    eprintln!("==> cargo {}", args.join(" "));
-    let mut command = Command::new(env!("CARGO"));
-    command.args(args).current_dir(root);
-    if let Some(dir) = environment {
-        command.env(shared::DIR_ENV, dir);
-    }
-    let status = command.status()?;
-    if !status.success() {
-        bail!("cargo {} failed ({status})", args.join(" "));
-    }
-    Ok(())
-}
-
-/// The benchmarks' API server: the one `GITOPS_TESTENV_DIR` names when it runs, else a
-/// private one, so that nobody else's tests disturb the measurements (or are disturbed).
-struct BenchEnvironment {
-    plane: ControlPlane,
-    owned: bool,
-}
-
-impl BenchEnvironment {
-    fn acquire() -> Result<Self> {
-        if let Some(dir) = std::env::var_os(shared::DIR_ENV).filter(|dir| !dir.is_empty()) {
-            let plane = ControlPlane::open(Path::new(&dir))?;
-            if plane.is_running() {
-                eprintln!("==> bench environment: reusing {}", plane.dir().display());
-                return Ok(Self {
-                    plane,
-                    owned: false,
-                });
-            }
-        }
-        eprintln!("==> bench environment: starting a private one");
-        let plane = shared::start_private(std::process::id())?;
-        Ok(Self { plane, owned: true })
-    }
-}
-
-impl Drop for BenchEnvironment {
-    fn drop(&mut self) {
-        if self.owned {
-            match self.plane.stop() {
-                Ok(()) => eprintln!("==> bench environment: stopped"),
-                Err(error) => eprintln!("==> bench environment: stopping failed: {error}"),
-            }
-        }
-    }
 }

@@ -9,6 +9,7 @@ mod bench;
 mod crd;
 mod demo;
 mod reliability;
+mod run;
 mod test;
 mod testenv;
 

@@ -7,6 +7,8 @@ use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
 
+use crate::run::cargo;
+
 /// How hard the reliability suite pushes; `cargo xtask test` runs the defaults.
 #[derive(Debug, clap::Args)]
 pub struct ChaosArgs {
@@ -40,10 +42,10 @@ pub fn chaos(root: &Path, args: &ChaosArgs) -> Result<()> {
             "--test-threads=1",
         ],
         &[
-            ("GITOPS_CHAOS_KILLS", args.kills.to_string()),
-            ("GITOPS_CHAOS_OUTAGE_SECS", args.outage_secs.to_string()),
-            ("GITOPS_CHAOS_FAILOVERS", args.failovers.to_string()),
-            ("GITOPS_CHAOS_OBJECTS", args.objects.to_string()),
+            ("GITOPS_CHAOS_KILLS", &args.kills.to_string()),
+            ("GITOPS_CHAOS_OUTAGE_SECS", &args.outage_secs.to_string()),
+            ("GITOPS_CHAOS_FAILOVERS", &args.failovers.to_string()),
+            ("GITOPS_CHAOS_OBJECTS", &args.objects.to_string()),
         ],
     )?;
     eprintln!("==> chaos: passed in {}s", started.elapsed().as_secs());
@@ -75,18 +77,6 @@ pub fn fuzz(root: &Path, seconds: u64) -> Result<()> {
         bail!(
             "fuzzing found a failure ({status}); the crashing input is under {FUZZ_DIR}/fuzz/artifacts/"
         );
-    }
-    Ok(())
-}
-
-fn cargo(root: &Path, args: &[&str], env: &[(&str, String)]) -> Result<()> {
-    let status = Command::new(env!("CARGO"))
-        .args(args)
-        .envs(env.iter().map(|(k, v)| (k, v)))
-        .current_dir(root)
-        .status()?;
-    if !status.success() {
-        bail!("cargo {} failed ({status})", args.join(" "));
     }
     Ok(())
 }

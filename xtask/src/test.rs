@@ -1,11 +1,11 @@
 //! `cargo xtask test`: everything CI checks, in the order that fails fastest.
 
 use std::path::Path;
-use std::process::Command;
 use std::time::Instant;
 
-use anyhow::{Result, bail};
-use gitops_testenv::{ControlPlane, shared};
+use anyhow::{Context, Result};
+
+use crate::run::{RunEnvironment, cargo};
 
 /// Long enough to catch shallow parser bugs on every CI run; `cargo xtask fuzz` goes deeper.
 const FUZZ_SECONDS: u64 = 20;
@@ -16,7 +16,7 @@ const DISK_NEEDED_GIB: u64 = 8;
 
 pub fn run(root: &Path) -> Result<()> {
     warn_when_disk_is_short(root);
-    step(root, "formatting", &["fmt", "--all", "--", "--check"], None)?;
+    step(root, "formatting", &["fmt", "--all", "--", "--check"], &[])?;
     step(
         root,
         "clippy",
@@ -29,18 +29,18 @@ pub fn run(root: &Path) -> Result<()> {
             "-D",
             "warnings",
         ],
-        None,
+        &[],
     )?;
 
     eprintln!("==> tools: the pinned tools (built from source on the first run, then cached)");
     gitops_testenv::ensure_all_tools()?;
 
-    let environment = RunEnvironment::acquire()?;
+    let environment = RunEnvironment::acquire("test environment")?;
     step(
         root,
         "tests",
         &["test", "--workspace", "--locked"],
-        Some(environment.plane.dir()),
+        &[environment.variable()?],
     )?;
     drop(environment); // stops what this run started before the demo starts its own
 
@@ -74,60 +74,9 @@ fn warn_when_disk_is_short(root: &Path) {
     }
 }
 
-/// The test environment of one `cargo xtask test` run.
-struct RunEnvironment {
-    plane: ControlPlane,
-    /// Started by this run (and so stopped by it), as opposed to one the caller kept up.
-    owned: bool,
-}
-
-impl RunEnvironment {
-    /// Reuses the environment `GITOPS_TESTENV_DIR` names when it runs (kept up between runs with
-    /// `cargo xtask testenv up`), else starts one for this run only.
-    fn acquire() -> Result<Self> {
-        if let Some(dir) = std::env::var_os(shared::DIR_ENV).filter(|dir| !dir.is_empty()) {
-            let plane = ControlPlane::open(Path::new(&dir))?;
-            if plane.is_running() {
-                eprintln!("==> test environment: reusing {}", plane.dir().display());
-                return Ok(Self {
-                    plane,
-                    owned: false,
-                });
-            }
-            eprintln!(
-                "==> test environment: {} is not running; starting one for this run",
-                plane.dir().display()
-            );
-        }
-        eprintln!("==> test environment: starting one for this run");
-        let plane = shared::start_private(std::process::id())?;
-        Ok(Self { plane, owned: true })
-    }
-}
-
-impl Drop for RunEnvironment {
-    fn drop(&mut self) {
-        if self.owned {
-            match self.plane.stop() {
-                Ok(()) => eprintln!("==> test environment: stopped"),
-                Err(error) => eprintln!("==> test environment: stopping failed: {error}"),
-            }
-        }
-    }
-}
-
-fn step(root: &Path, name: &str, args: &[&str], environment: Option<&Path>) -> Result<()> {
-    eprintln!("==> {name}: cargo {}", args.join(" "));
+fn step(root: &Path, name: &str, args: &[&str], env: &[(&str, &str)]) -> Result<()> {
     let started = Instant::now();
-    let mut command = Command::new(env!("CARGO"));
-    command.args(args).current_dir(root);
-    if let Some(dir) = environment {
-        command.env(shared::DIR_ENV, dir);
-    }
-    let status = command.status()?;
-    if !status.success() {
-        bail!("{name} failed ({status})");
-    }
+    cargo(root, args, env).with_context(|| format!("{name} failed"))?;
     eprintln!("==> {name}: passed in {}s", started.elapsed().as_secs());
     Ok(())
 }
