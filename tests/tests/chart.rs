@@ -306,11 +306,12 @@ const SERVICE_DISCOVERY_NEEDS: &[(&str, &str, &[&str])] = &[
         &["get", "list", "watch", "create", "patch", "delete"],
     ),
     ("gitops.io", "proxyconfigs/status", &["patch"]),
-    // Ownership records: reflector; create before each authentik create; guarded replace; delete.
+    // Ownership records: reflector; fresh read when the cache may lag; create before each
+    // authentik create; guarded replace; delete.
     (
         "gitops.io",
         "authentikobjects",
-        &["list", "watch", "create", "update", "delete"],
+        &["get", "list", "watch", "create", "update", "delete"],
     ),
     ("", "services", &["list", "watch"]),
     ("events.k8s.io", "events", &["create", "patch"]),

@@ -30,7 +30,7 @@ use crate::controller::Caches;
 use crate::error::{Error, Failure};
 use crate::metrics::{self, ReconcileTimer};
 use crate::outpost::OutpostAssigner;
-use crate::ownership::{Decision, Facts, ObjectAction, Records, decide};
+use crate::ownership::{Claim, ClaimError, Claimed, ObjectAction, Records};
 use crate::status::{Report, StatusWriter};
 
 /// Everything a reconcile needs; shared by all of them.
@@ -232,55 +232,23 @@ fn adopt_requested(pc: &ProxyConfig) -> bool {
         .is_some_and(|v| v == "true")
 }
 
-/// Whether the record's claimant is a live ProxyConfig other than `me`.
-fn claimant_alive(ctx: &Context, record: Option<&AuthentikObject>, me: &ProxyConfigRef) -> bool {
-    record.is_some_and(|record| {
-        let claimant = &record.spec.claimed_by;
-        claimant.uid != me.uid
-            && ctx
-                .proxyconfigs
-                .get(&ObjectRef::new(&claimant.name).within(&claimant.namespace))
-                .is_some_and(|pc| pc.uid().as_deref() == Some(&claimant.uid))
-    })
-}
-
 /// Decides ownership and stores the record the decision needs, before anything is written to
 /// authentik.
 async fn claim(
     ctx: &Context,
-    kind: AuthentikKind,
-    name: &str,
-    found: Option<String>,
-    me: &ProxyConfigRef,
-    adopt: bool,
+    claim: Claim<'_>,
     condition: &'static str,
 ) -> Result<(ObjectAction, Option<AuthentikObject>), Failure> {
-    let record = ctx.records.get(kind, name);
-    let Decision {
-        action,
-        record: wanted,
-    } = decide(Facts {
-        kind,
-        authentik_name: name,
-        found,
-        record: record.as_ref().map(|r| &r.spec),
-        me,
-        claimant_alive: claimant_alive(ctx, record.as_deref(), me),
-        adopt,
-    });
-    if let ObjectAction::Conflict(message) = action {
-        return Err(Failure::ownership_conflict(condition, message));
-    }
-    let stored = match wanted {
-        Some(spec) => Some(
-            ctx.records
-                .put(record.as_deref(), spec)
-                .await
-                .map_err(|e| Failure::record(condition, e))?,
-        ),
-        None => record.map(|r| (*r).clone()),
+    let claimant_alive = |claimant: &ProxyConfigRef| {
+        ctx.proxyconfigs
+            .get(&ObjectRef::new(&claimant.name).within(&claimant.namespace))
+            .is_some_and(|pc| pc.uid().as_deref() == Some(&claimant.uid))
     };
-    Ok((action, stored))
+    match ctx.records.claim(&claim, claimant_alive).await {
+        Ok(Claimed { action, record }) => Ok((action, record)),
+        Err(ClaimError::Conflict(message)) => Err(Failure::ownership_conflict(condition, message)),
+        Err(ClaimError::Record(error)) => Err(Failure::record(condition, error)),
+    }
 }
 
 async fn record_id(
@@ -314,11 +282,13 @@ async fn converge_provider(
     let found = ctx.authentik.provider(&desired.name).await.map_err(fail)?;
     let (action, record) = claim(
         ctx,
-        AuthentikKind::Provider,
-        &desired.name,
-        found.as_ref().map(|p| p.pk.to_string()),
-        me,
-        adopt_requested(pc),
+        Claim {
+            kind: AuthentikKind::Provider,
+            authentik_name: &desired.name,
+            found: found.as_ref().map(|p| p.pk.to_string()),
+            me,
+            adopt: adopt_requested(pc),
+        },
         STEP,
     )
     .await?;
@@ -432,11 +402,13 @@ async fn converge_application(
     let found = ctx.authentik.application(&slug).await.map_err(fail)?;
     let (action, record) = claim(
         ctx,
-        AuthentikKind::Application,
-        &slug,
-        found.as_ref().map(|a| a.pk.clone()),
-        me,
-        adopt_requested(pc),
+        Claim {
+            kind: AuthentikKind::Application,
+            authentik_name: &slug,
+            found: found.as_ref().map(|a| a.pk.clone()),
+            me,
+            adopt: adopt_requested(pc),
+        },
         STEP,
     )
     .await?;
@@ -633,8 +605,22 @@ async fn remove_from_authentik(
     ctx: &Context,
     report: &mut Report,
 ) -> Result<(), Failure> {
-    let uid = pc.uid().unwrap_or_default();
-    let owned = ctx.records.claimed_by(&uid);
+    let me = me(pc);
+    let slug = application_slug(&pc.spec, &me.namespace, &me.name);
+    let owned = ctx
+        .records
+        .claimed_by(
+            &me,
+            &[
+                (
+                    AuthentikKind::Provider,
+                    &pc.spec.authentik_config.provider_name,
+                ),
+                (AuthentikKind::Application, &slug),
+            ],
+        )
+        .await
+        .map_err(|e| Failure::record(ct::READY, e))?;
     let client = ctx.authentik.client();
     let fail = |e| Failure::authentik(ct::READY, "removing objects from authentik", e);
 
