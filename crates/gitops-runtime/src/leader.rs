@@ -108,8 +108,20 @@ async fn stop(running: &mut Option<(CancellationToken, JoinHandle<()>)>) {
     metrics::gauge!(LEADER_METRIC).set(0.0);
 }
 
+/// How long handing the Lease over may take. An API server that accepts connections but does not
+/// answer would otherwise keep a stopping process alive until Kubernetes kills it; the Lease then
+/// expires by itself.
+const RELEASE_TIMEOUT: Duration = Duration::from_secs(3);
+
 async fn release(manager: &LeaseManager) {
-    if let Err(error) = manager.release().await {
-        tracing::warn!(%error, "could not release the leader Lease; it will expire by itself");
+    match tokio::time::timeout(RELEASE_TIMEOUT, manager.release()).await {
+        Ok(Ok(())) => {}
+        Ok(Err(error)) => {
+            tracing::warn!(%error, "could not release the leader Lease; it will expire by itself");
+        }
+        Err(_) => tracing::warn!(
+            timeout = ?RELEASE_TIMEOUT,
+            "the API server did not answer the Lease release in time; it will expire by itself"
+        ),
     }
 }

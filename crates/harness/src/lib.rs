@@ -214,6 +214,30 @@ impl Harness {
         }
     }
 
+    /// SIGTERM, as Kubernetes stops a Pod; waits up to `patience` for the process to exit and
+    /// returns how long it took and whether it exited successfully (`None`: still running; it is
+    /// killed when the harness is dropped).
+    pub async fn terminate_controller(
+        &mut self,
+        index: usize,
+        patience: Duration,
+    ) -> Option<(Duration, bool)> {
+        let process = self.controllers[index].as_mut()?;
+        let pid = process.child.id()?;
+        let started = std::time::Instant::now();
+        nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(i32::try_from(pid).ok()?),
+            nix::sys::signal::Signal::SIGTERM,
+        )
+        .ok()?;
+        let status = tokio::time::timeout(patience, process.child.wait())
+            .await
+            .ok()?
+            .ok()?;
+        self.controllers[index] = None;
+        Some((started.elapsed(), status.success()))
+    }
+
     pub fn proxyconfigs(&self) -> Api<ProxyConfig> {
         Api::namespaced(self.client.clone(), self.namespace())
     }

@@ -187,6 +187,24 @@ impl ControlPlane {
         Ok(())
     }
 
+    /// Freezes one component (SIGSTOP) until the returned guard is dropped: a process that
+    /// still holds its port, so connections are accepted but never answered, which is how a
+    /// hung API server looks to its clients.
+    pub fn freeze(&self, name: &str) -> Result<Frozen> {
+        let pid = read_pid(&self.dir, name)
+            .filter(|pid| is_ours(*pid, &self.dir))
+            .ok_or_else(|| Error::NotRunning {
+                dir: self.dir.clone(),
+                reason: format!("{name} is not running"),
+            })?;
+        let pid = Pid::from_raw(pid);
+        kill(pid, Signal::SIGSTOP).map_err(|errno| Error::NotRunning {
+            dir: self.dir.clone(),
+            reason: format!("cannot stop {name}: {errno}"),
+        })?;
+        Ok(Frozen { pid })
+    }
+
     /// A client with the admin kubeconfig.
     pub async fn client(&self) -> Result<Client> {
         client_for(&self.kubeconfig(), None).await
@@ -485,6 +503,19 @@ pub(crate) fn stop_dir(dir: &Path) -> Result<()> {
             Err(error).context(|| format!("removing {}", dir.display()))
         }
         _ => Ok(()),
+    }
+}
+
+/// A component frozen by [`ControlPlane::freeze`]; it runs again when this is dropped.
+#[derive(Debug)]
+#[must_use = "the component runs again when this is dropped"]
+pub struct Frozen {
+    pid: Pid,
+}
+
+impl Drop for Frozen {
+    fn drop(&mut self) {
+        let _ = kill(self.pid, Signal::SIGCONT);
     }
 }
 

@@ -21,7 +21,7 @@ mod tools;
 mod util;
 mod wait;
 
-pub use control_plane::{COMPONENTS, ControlPlane, EnvironmentInfo, ProcessStatus};
+pub use control_plane::{COMPONENTS, ControlPlane, EnvironmentInfo, Frozen, ProcessStatus};
 pub use crds::{
     install_product_crds, install_proxyconfig_crd, install_third_party_crds, third_party_crd_files,
 };
