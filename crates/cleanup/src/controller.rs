@@ -9,8 +9,6 @@ use authentik_client::{AuthentikClient, ClientConfig};
 use futures::StreamExt;
 use gitops_crd::names::CLEANUP_MANAGER;
 use gitops_runtime::{Process, Readiness, ReadinessGate};
-use k8s_openapi::api::batch::v1::Job;
-use kube::ResourceExt;
 use kube::api::{Api, ListParams};
 use kube::runtime::controller::Controller;
 use kube::runtime::reflector::{self, Store};
@@ -19,6 +17,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::{Args, Settings};
 use crate::events::{Events, ReportOnce};
+use crate::job_summary::JobSummary;
 use crate::jobs::{JobCleaner, error_policy, reconcile};
 use crate::metrics::{self, CycleTimer};
 use crate::orphans::OrphanSweeper;
@@ -79,7 +78,7 @@ async fn check_label_selector(client: &kube::Client, settings: &Settings) -> any
     let Some(selector) = &settings.job_label_selector else {
         return Ok(());
     };
-    scoped::<Job>(client, settings)
+    scoped::<JobSummary>(client, settings)
         .list_metadata(&ListParams::default().labels(selector).limit(1))
         .await
         .map(drop)
@@ -145,17 +144,12 @@ fn run_cleanup(
         if let Some(selector) = &settings.job_label_selector {
             watch_config = watch_config.labels(selector);
         }
-        let (store, writer) = reflector::store::<Job>();
-        // The cache keeps what the verdict reads; Pod templates and managed fields would only
-        // cost memory in clusters with many Jobs.
+        let (store, writer) = reflector::store::<JobSummary>();
+        // The cache keeps what the verdict reads (see `JobSummary`): in clusters with many Jobs,
+        // whole Jobs would be most of this process's memory.
         let job_stream = watcher(scoped(&client, &settings), watch_config)
             .default_backoff()
-            .modify(|job: &mut Job| {
-                job.managed_fields_mut().clear();
-                if let Some(spec) = job.spec.as_mut() {
-                    spec.template = Default::default();
-                }
-            })
+            .modify(JobSummary::trim_for_cache)
             .reflect(writer)
             .touched_objects();
 
@@ -184,7 +178,7 @@ fn run_cleanup(
 /// the Jobs that existed before start-up.
 async fn sweep_loop(
     jobs: Arc<JobCleaner>,
-    store: Store<Job>,
+    store: Store<JobSummary>,
     pods: PodCleaner,
     orphans: Option<OrphanSweeper>,
     interval: Duration,

@@ -8,7 +8,6 @@ use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
-use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, DeleteParams, ListParams, Preconditions, PropagationPolicy};
 use kube::runtime::controller::Action;
@@ -17,6 +16,7 @@ use kube::{Resource, ResourceExt};
 
 use crate::error::{Error, Operation, is_conflict, is_not_found};
 use crate::events::{Events, ReportOnce, WOULD_DELETE};
+use crate::job_summary::JobSummary;
 use crate::metrics;
 use crate::policy::{JobOutcome, JobPolicy, Verdict, job_expiry, job_verdict};
 use crate::throttle::Throttle;
@@ -39,18 +39,18 @@ pub struct JobCleaner {
     pub reported: ReportOnce,
 }
 
-pub async fn reconcile(job: Arc<Job>, cleaner: Arc<JobCleaner>) -> Result<Action, Error> {
+pub async fn reconcile(job: Arc<JobSummary>, cleaner: Arc<JobCleaner>) -> Result<Action, Error> {
     cleaner.handle(&job).await
 }
 
-pub fn error_policy(job: Arc<Job>, error: &Error, _cleaner: Arc<JobCleaner>) -> Action {
+pub fn error_policy(job: Arc<JobSummary>, error: &Error, _cleaner: Arc<JobCleaner>) -> Action {
     tracing::warn!(job = %job.name_any(), namespace = job.namespace().unwrap_or_default(), %error, "will retry");
     Action::requeue(RETRY)
 }
 
 impl JobCleaner {
     /// Judges one Job (from the cache) and deletes it when due.
-    pub async fn handle(&self, job: &Job) -> Result<Action, Error> {
+    pub async fn handle(&self, job: &JobSummary) -> Result<Action, Error> {
         match job_verdict(job, Timestamp::now(), &self.policy) {
             Verdict::Keep(_) => Ok(Action::await_change()),
             Verdict::DeleteAt(at) => Ok(self.wake_at(at)),
@@ -59,7 +59,7 @@ impl JobCleaner {
     }
 
     /// The full sweep's share: every cached Job that is due, however the timers fared.
-    pub async fn sweep(&self, store: &Store<Job>) {
+    pub async fn sweep(&self, store: &Store<JobSummary>) {
         let jobs = store.state();
         let present: HashSet<String> = jobs.iter().filter_map(|j| j.uid()).collect();
         self.reported.retain(&present);
@@ -79,10 +79,10 @@ impl JobCleaner {
         Action::requeue(wait.min(self.max_wait) + Duration::from_millis(20))
     }
 
-    async fn delete(&self, cached: &Job) -> Result<Action, Error> {
+    async fn delete(&self, cached: &JobSummary) -> Result<Action, Error> {
         let namespace = cached.namespace().unwrap_or_default();
         let name = cached.name_any();
-        let api: Api<Job> = Api::namespaced(self.client.clone(), &namespace);
+        let api: Api<JobSummary> = Api::namespaced(self.client.clone(), &namespace);
         let target = format!("Job {namespace}/{name}");
 
         // The cache may lag: judge the Job as it is now.
@@ -139,7 +139,11 @@ impl JobCleaner {
 
     /// GET, or with a label selector a list by name, so that a Job whose labels no longer
     /// match is left alone (the API server evaluates the selector).
-    async fn reread(&self, api: &Api<Job>, name: &str) -> Result<Option<Job>, kube::Error> {
+    async fn reread(
+        &self,
+        api: &Api<JobSummary>,
+        name: &str,
+    ) -> Result<Option<JobSummary>, kube::Error> {
         match &self.label_selector {
             None => api.get_opt(name).await,
             Some(selector) => {
@@ -151,7 +155,7 @@ impl JobCleaner {
         }
     }
 
-    async fn report_dry_run(&self, job: &Job, outcome: JobOutcome) {
+    async fn report_dry_run(&self, job: &JobSummary, outcome: JobOutcome) {
         let Some(uid) = job.uid() else { return };
         if !self.reported.first(&uid) {
             return;

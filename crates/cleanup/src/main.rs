@@ -8,6 +8,7 @@ mod config;
 mod controller;
 mod error;
 mod events;
+mod job_summary;
 mod jobs;
 mod metrics;
 mod orphans;

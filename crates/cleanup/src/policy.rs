@@ -7,10 +7,11 @@ use std::time::Duration;
 
 use gitops_crd::names::CLEANUP_ANNOTATION;
 use gitops_crd::ownership::AuthentikObject;
-use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use k8s_openapi::jiff::{SignedDuration, Timestamp};
+
+use crate::job_summary::JobSummary;
 
 /// Which namespaces are in scope: all, or the included ones, minus the excluded ones.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -204,7 +205,7 @@ fn due<W>(since: Timestamp, after: Duration, now: Timestamp, what: W) -> Verdict
 }
 
 /// The rules of SPEC §4 for one Job, in the order an operator would ask "why is it still here?".
-pub fn job_verdict(job: &Job, now: Timestamp, policy: &JobPolicy) -> Verdict<JobOutcome> {
+pub fn job_verdict(job: &JobSummary, now: Timestamp, policy: &JobPolicy) -> Verdict<JobOutcome> {
     let meta = &job.metadata;
     if !policy.namespaces.allows(namespace(meta)) {
         return Verdict::Keep(Keep::OutOfScope);
@@ -216,11 +217,7 @@ pub fn job_verdict(job: &Job, now: Timestamp, policy: &JobPolicy) -> Verdict<Job
     if let Some(label) = policy.excluded_labels.iter().find(|l| l.matches(&labels)) {
         return Verdict::Keep(Keep::ExcludedLabel(label.to_string()));
     }
-    if job
-        .spec
-        .as_ref()
-        .is_some_and(|s| s.ttl_seconds_after_finished.is_some())
-    {
+    if job.spec.ttl_seconds_after_finished.is_some() {
         return Verdict::Keep(Keep::OwnTtl);
     }
     let cronjob_owned = meta
@@ -241,7 +238,7 @@ pub fn job_verdict(job: &Job, now: Timestamp, policy: &JobPolicy) -> Verdict<Job
 }
 
 /// When a finished Job's retention ends (`None`: not finished, or never).
-pub fn job_expiry(job: &Job, policy: &JobPolicy) -> Option<Timestamp> {
+pub fn job_expiry(job: &JobSummary, policy: &JobPolicy) -> Option<Timestamp> {
     let (outcome, at) = job_finished(job).ok()?;
     plus(at, policy.ttl(outcome))
 }
@@ -249,7 +246,7 @@ pub fn job_expiry(job: &Job, policy: &JobPolicy) -> Option<Timestamp> {
 /// How and when a Job finished: `Complete` by its completion time, `Failed` by the condition's
 /// transition time (falling back to the start time). Only these terminal conditions count;
 /// `SuccessCriteriaMet` / `FailureTarget` mean Pods may still be terminating.
-fn job_finished(job: &Job) -> Result<(JobOutcome, Timestamp), Keep> {
+fn job_finished(job: &JobSummary) -> Result<(JobOutcome, Timestamp), Keep> {
     let status = job.status.as_ref().ok_or(Keep::Running)?;
     let condition = |type_: &str| {
         status
@@ -597,13 +594,13 @@ mod tests {
             ),
         ];
         for (name, job, expected) in cases {
-            let job: Job = serde_json::from_value(job).expect(name);
+            let job: JobSummary = serde_json::from_value(job).expect(name);
             assert_eq!(job_verdict(&job, now(), &job_policy()), expected, "{name}");
         }
 
         let mut policy = job_policy();
         policy.cleanup_cronjob_jobs = true;
-        let job: Job = serde_json::from_value(with(
+        let job: JobSummary = serde_json::from_value(with(
             completed(9999),
             "/metadata/ownerReferences",
             cronjob_owner,
@@ -623,7 +620,7 @@ mod tests {
         );
 
         policy.excluded_labels = vec![LabelMatch::parse("keep=yes").expect("label")];
-        let labelled = |value: &str| -> Job {
+        let labelled = |value: &str| -> JobSummary {
             serde_json::from_value(with(
                 completed(9999),
                 "/metadata/labels",
