@@ -102,11 +102,10 @@ impl Scenario {
     async fn new(purpose: &str) -> Self {
         gitops_runtime::install_crypto_provider();
         let env = TestEnv::shared().expect("test environment");
-        let client = env.client().await.expect("client");
-        gitops_testenv::install_product_crds(&client)
+        let (client, ns) = env
+            .prepare(purpose)
             .await
-            .expect("product CRDs");
-        let ns = env.namespace(purpose).await.expect("namespace");
+            .expect("client, CRDs and namespace");
         let rbac = ChartRbac::apply(ns.name(), ns.name(), &env.kubeconfig());
         Self {
             env,

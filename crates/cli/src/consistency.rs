@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use authentik_client::{Application, AuthentikClient, FlowDesignation, Outpost, ProxyProvider};
 use gitops_crd::ProxyConfig;
-use gitops_crd::names::{DEFAULT_AUTHORIZATION_FLOW, DEFAULT_INVALIDATION_FLOW, DEFAULT_OUTPOST};
+use gitops_crd::names::DEFAULT_OUTPOST;
 use gitops_crd::ownership::{AuthentikKind, AuthentikObject, record_name};
 use gitops_crd::validate::check_spec;
 use gitops_plan::{
@@ -19,6 +19,7 @@ use kube::api::{Api, ListParams};
 use serde::Serialize;
 
 use crate::error::CliError;
+use crate::settings::ControllerDefaults;
 
 /// Everything the comparison needs, read once.
 #[derive(Debug, Default)]
@@ -35,12 +36,15 @@ pub struct World {
     pub outposts: BTreeMap<String, Option<Outpost>>,
     /// `Some(namespace)` when only one namespace is checked.
     pub scope: Option<String>,
+    /// What a ProxyConfig that names no flow, outpost or cookie domain gets.
+    pub defaults: ControllerDefaults,
 }
 
 pub async fn gather(
     client: &kube::Client,
     authentik: &AuthentikClient,
     scope: Option<&str>,
+    defaults: ControllerDefaults,
 ) -> Result<World, CliError> {
     let proxyconfigs = list_proxyconfigs(client, scope).await?;
     let records = Api::<AuthentikObject>::all(client.clone())
@@ -71,23 +75,23 @@ pub async fn gather(
             (
                 &config.authorization_flow,
                 FlowDesignation::Authorization,
-                DEFAULT_AUTHORIZATION_FLOW,
+                &defaults.authorization_flow,
             ),
             (
                 &config.invalidation_flow,
                 FlowDesignation::Invalidation,
-                DEFAULT_INVALIDATION_FLOW,
+                &defaults.invalidation_flow,
             ),
         ] {
             let key = key.as_deref().unwrap_or(default);
             if !flows.contains_key(key) {
-                let found = resolve_flow(authentik, key, designation, key == default)
+                let found = resolve_flow(authentik, key, designation, key == default.as_str())
                     .await
                     .map_err(|e| failed(&format!("looking up flow {key}"), e))?;
                 flows.insert(key.to_owned(), found);
             }
         }
-        let selector = outpost_selector(pc);
+        let selector = outpost_selector(pc, &defaults);
         if !outposts.contains_key(selector) {
             let found = resolve_outpost(authentik, selector)
                 .await
@@ -103,6 +107,7 @@ pub async fn gather(
         flows,
         outposts,
         scope: scope.map(str::to_owned),
+        defaults,
     })
 }
 
@@ -120,12 +125,12 @@ pub async fn list_proxyconfigs(
         .map_err(|error| CliError::kube("listing ProxyConfigs", &error))
 }
 
-fn outpost_selector(pc: &ProxyConfig) -> &str {
+fn outpost_selector<'a>(pc: &'a ProxyConfig, defaults: &'a ControllerDefaults) -> &'a str {
     pc.spec
         .authentik_config
         .outpost
         .as_deref()
-        .unwrap_or(DEFAULT_OUTPOST)
+        .unwrap_or(&defaults.outpost)
 }
 
 fn is_uuid(key: &str) -> bool {
@@ -460,8 +465,11 @@ fn compare_one<'w>(
             .ok_or_else(|| format!("flow {key:?} does not exist in authentik"))
     };
     let flows = match (
-        flow(&config.authorization_flow, DEFAULT_AUTHORIZATION_FLOW),
-        flow(&config.invalidation_flow, DEFAULT_INVALIDATION_FLOW),
+        flow(
+            &config.authorization_flow,
+            &world.defaults.authorization_flow,
+        ),
+        flow(&config.invalidation_flow, &world.defaults.invalidation_flow),
     ) {
         (Ok(authorization), Ok(invalidation)) => Flows {
             authorization,
@@ -472,7 +480,7 @@ fn compare_one<'w>(
             return Ok(None);
         }
     };
-    let selector = outpost_selector(pc);
+    let selector = outpost_selector(pc, &world.defaults);
     let outpost = world.outposts.get(selector).and_then(Option::as_ref);
     if outpost.is_none() {
         findings.push(unresolved(format!(
@@ -482,7 +490,10 @@ fn compare_one<'w>(
 
     // Provider: by the pk our record (or the status) holds, so a renamed provider shows as
     // drift rather than missing; else by name.
-    let desired = desired_provider(spec, &checked, &flows, &Defaults::default());
+    let defaults = Defaults {
+        cookie_domain: world.defaults.cookie_domain.clone(),
+    };
+    let desired = desired_provider(spec, &checked, &flows, &defaults);
     let known_pk = recorded_id(world, AuthentikKind::Provider, &config.provider_name)
         .and_then(|id| id.parse::<i64>().ok())
         .or_else(|| pc.status.as_ref().and_then(|s| s.authentik_provider_id));
@@ -609,6 +620,7 @@ fn foreign_providers<'a>(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use gitops_crd::names::{DEFAULT_AUTHORIZATION_FLOW, DEFAULT_INVALIDATION_FLOW};
     use serde_json::json;
 
     const AUTHZ: &str = "11111111-1111-4111-8111-111111111111";
@@ -709,6 +721,7 @@ mod tests {
                 ),
             )]),
             scope: Some("apps".into()),
+            defaults: ControllerDefaults::built_in("test".into()),
         }
     }
 
@@ -717,6 +730,33 @@ mod tests {
         let verification = evaluate(&converged());
         assert_eq!(verification.findings, vec![]);
         assert_eq!(verification.summary.in_sync, 1);
+    }
+
+    #[test]
+    fn the_controllers_configured_defaults_are_what_a_spec_without_them_gets() {
+        // The controller runs with another default outpost and a cookie domain.
+        let mut world = converged();
+        let outpost = world.outposts.remove(DEFAULT_OUTPOST).expect("outpost");
+        world.outposts.insert("lan".into(), outpost);
+        world.defaults.outpost = "lan".into();
+        world.defaults.cookie_domain = Some("example.com".into());
+        world.providers[0].cookie_domain = Some("example.com".into());
+        let verification = evaluate(&world);
+        assert_eq!(
+            verification.findings,
+            vec![],
+            "in sync with the controller's defaults"
+        );
+
+        // Compared with the built-in defaults instead, the same objects look wrong.
+        world.defaults = ControllerDefaults::built_in("test".into());
+        let findings = evaluate(&world).findings;
+        assert!(
+            findings
+                .iter()
+                .any(|f| matches!(f, Finding::Unresolved { .. })),
+            "{findings:?}"
+        );
     }
 
     #[test]

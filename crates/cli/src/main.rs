@@ -22,6 +22,7 @@ mod output;
 mod release;
 mod report;
 mod restore;
+mod settings;
 mod verify;
 
 use args::{Cli, Command};

@@ -13,7 +13,7 @@ use crate::error::CliError;
 use crate::health::{NotReady, not_ready};
 use crate::logs::{self, Pattern};
 use crate::output::{Format, Table, print_json};
-use crate::{Outcome, authentik, cluster};
+use crate::{Outcome, authentik, cluster, settings};
 
 const TOP_PATTERNS: usize = 10;
 
@@ -80,7 +80,14 @@ pub async fn run(global: &Global, args: &ReportArgs) -> Result<Outcome, CliError
             None,
             Some("not checked: set --authentik-url (or AUTHENTIK_HOST) and the token".to_owned()),
         ),
-        Some(authentik) => match consistency::gather(client, &authentik, scope).await {
+        Some(authentik) => match consistency::gather(
+            client,
+            &authentik,
+            scope,
+            settings::read(client, &global.release_namespace, &global.release).await,
+        )
+        .await
+        {
             Ok(world) => (Some(consistency::evaluate(&world).summary), None),
             Err(error) => (None, Some(error.to_string())),
         },

@@ -4,22 +4,42 @@ use crate::args::Global;
 use crate::consistency::{self, Verification};
 use crate::error::CliError;
 use crate::output::{Format, Table, print_json};
+use crate::settings::{self, ControllerDefaults};
 use crate::{Outcome, authentik, cluster};
+use serde::Serialize;
 
 pub async fn run(global: &Global) -> Result<Outcome, CliError> {
     let authentik = authentik::required(global)?;
     let cluster = cluster::connect(global).await?;
-    let world =
-        consistency::gather(&cluster.client, &authentik, global.namespace.as_deref()).await?;
+    let defaults =
+        settings::read(&cluster.client, &global.release_namespace, &global.release).await;
+    let world = consistency::gather(
+        &cluster.client,
+        &authentik,
+        global.namespace.as_deref(),
+        defaults,
+    )
+    .await?;
     let verification = consistency::evaluate(&world);
     match global.output {
-        Format::Json => print_json(&verification)?,
-        Format::Table => print!("{}", render(&verification)),
+        Format::Json => print_json(&VerifyOutput {
+            verification: &verification,
+            defaults: &world.defaults,
+        })?,
+        Format::Table => print!("{}", render(&verification, &world.defaults)),
     }
     Ok(Outcome::from_problems(!verification.findings.is_empty()))
 }
 
-fn render(verification: &Verification) -> String {
+/// The findings, and the controller defaults they were judged against.
+#[derive(Serialize)]
+struct VerifyOutput<'a> {
+    #[serde(flatten)]
+    verification: &'a Verification,
+    defaults: &'a ControllerDefaults,
+}
+
+fn render(verification: &Verification, defaults: &ControllerDefaults) -> String {
     let mut out = String::new();
     let mut findings = Table::new(&["FINDING", "OBJECT", "DETAIL"]);
     for finding in &verification.findings {
@@ -40,6 +60,14 @@ fn render(verification: &Verification) -> String {
     out.push_str(&format!(
         "{} ProxyConfigs: {} in sync, {} skipped; findings: {} missing, {} drifted, {} not in outpost, {} unresolved, {} orphaned, {} foreign\n",
         s.proxy_configs, s.in_sync, s.skipped, s.missing, s.drifted, s.not_in_outpost, s.unresolved, s.orphaned, s.foreign
+    ));
+    out.push_str(&format!(
+        "defaults (flows {} / {}, outpost {}, cookie domain {}) from {}\n",
+        defaults.authorization_flow,
+        defaults.invalidation_flow,
+        defaults.outpost,
+        defaults.cookie_domain.as_deref().unwrap_or("none"),
+        defaults.source
     ));
     out
 }

@@ -5,7 +5,10 @@ mod common;
 
 use std::sync::{Arc, Mutex};
 
-use common::{RELEASE, cli, harness, install_deployment, install_release_secret, set_ready_pods};
+use common::{
+    RELEASE, cli, harness, install_deployment, install_deployment_with_env, install_release_secret,
+    set_ready_pods,
+};
 use gitops_crd::ownership::{
     AuthentikKind, AuthentikObject, AuthentikObjectSpec, Origin, ProxyConfigRef, record_name,
 };
@@ -172,6 +175,51 @@ async fn health_exits_0_when_healthy_and_1_on_problems() {
         "{missing:#?}"
     );
     assert!(!missing.stdout.contains(RELEASE), "{missing:#?}");
+}
+
+/// The controller applies its configured defaults; verify reads them from its Deployment
+/// instead of assuming the built-in ones.
+#[tokio::test]
+async fn verify_judges_by_the_defaults_the_controller_runs_with() {
+    let mut h = harness("cli-verify-defaults").await;
+    h.start_controller(&[
+        "--leader-election",
+        "false",
+        "--cookie-domain",
+        "example.com",
+    ]);
+    h.create_service("web", 80).await;
+    h.apply(h.proxyconfig("web")).await;
+    h.wait_phase("web", Phase::Ready).await;
+
+    let assumed = cli(&h, &["verify"]).await;
+    assumed.expect_code(1);
+    assert!(
+        assumed.stdout.contains("cookie_domain") && assumed.stdout.contains("not found"),
+        "without the Deployment, the built-in defaults (and why) are used: {assumed:#?}"
+    );
+
+    install_deployment_with_env(
+        &h,
+        "service-discovery",
+        1,
+        json!([{"name": "COOKIE_DOMAIN", "value": "example.com"}]),
+    )
+    .await;
+    let read = cli(&h, &["verify"]).await;
+    read.expect_code(0);
+    assert!(
+        read.stdout.contains("1 ProxyConfigs: 1 in sync")
+            && read.stdout.contains("cookie domain example.com")
+            && read.stdout.contains(&format!(
+                "from Deployment {}/{RELEASE}-service-discovery",
+                h.namespace()
+            )),
+        "{read:#?}"
+    );
+    let json: Value =
+        serde_json::from_str(&cli(&h, &["verify", "-o", "json"]).await.stdout).expect("JSON");
+    assert_eq!(json["defaults"]["cookie_domain"], "example.com");
 }
 
 #[tokio::test]

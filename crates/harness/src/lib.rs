@@ -117,11 +117,10 @@ impl Harness {
         double: DoubleConfig,
     ) -> Self {
         gitops_runtime::install_crypto_provider();
-        let client = env.client().await.expect("client");
-        gitops_testenv::install_product_crds(&client)
+        let (client, ns) = env
+            .prepare(purpose)
             .await
-            .expect("CRDs install");
-        let ns = env.namespace(purpose).await.expect("namespace");
+            .expect("client, CRDs and namespace");
         let double = AuthentikDouble::start(double).await.expect("double starts");
         Self {
             binary,

@@ -465,12 +465,11 @@ mod tests {
         async fn setup(purpose: &str) -> Setup {
             gitops_runtime::install_crypto_provider();
             let env = TestEnv::shared().expect("test environment");
-            let client = env.client().await.expect("client");
-            gitops_testenv::install_product_crds(&client)
-                .await
-                .expect("CRDs install");
             // Records are cluster-scoped: the unique namespace name keeps tests apart.
-            let namespace = env.namespace(purpose).await.expect("namespace");
+            let (client, namespace) = env
+                .prepare(purpose)
+                .await
+                .expect("client, CRDs and namespace");
             let api = Api::all(client);
             let (empty_store, _writer) = reflector::store();
             Setup {

@@ -72,6 +72,15 @@ impl TestEnv {
         .await
     }
 
+    /// What most tests start with: a client, the product's CRDs installed, and a fresh
+    /// namespace named after `purpose`.
+    pub async fn prepare(&self, purpose: &str) -> Result<(Client, TestNamespace)> {
+        let client = self.client().await?;
+        crate::install_product_crds(&client).await?;
+        let namespace = self.namespace(purpose).await?;
+        Ok((client, namespace))
+    }
+
     /// Creates a fresh namespace named after `purpose`; it is deleted when the guard drops,
     /// also when the test panics.
     pub async fn namespace(&self, purpose: &str) -> Result<TestNamespace> {

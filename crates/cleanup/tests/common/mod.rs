@@ -53,11 +53,10 @@ impl Harness {
     pub async fn new(purpose: &str) -> Self {
         gitops_runtime::install_crypto_provider();
         let env = TestEnv::shared().expect("test environment");
-        let client = env.client().await.expect("client");
-        gitops_testenv::install_product_crds(&client)
+        let (client, ns) = env
+            .prepare(purpose)
             .await
-            .expect("CRDs install");
-        let ns = env.namespace(purpose).await.expect("namespace");
+            .expect("client, CRDs and namespace");
         let double = AuthentikDouble::start(DoubleConfig::default())
             .await
             .expect("double starts");

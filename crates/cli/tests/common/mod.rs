@@ -134,6 +134,11 @@ pub async fn install_release_secret(h: &Harness, status: &str, values: Value) {
 /// A controller Deployment as the chart names it, with `desired` replicas. kube-controller-
 /// manager creates its Pods, which stay Pending (no kubelet); [`set_ready_pods`] plays kubelet.
 pub async fn install_deployment(h: &Harness, controller: &str, desired: i32) {
+    install_deployment_with_env(h, controller, desired, json!([])).await;
+}
+
+/// Like [`install_deployment`], its container with environment `env` (a list of EnvVars).
+pub async fn install_deployment_with_env(h: &Harness, controller: &str, desired: i32, env: Value) {
     let name = format!("{RELEASE}-{controller}");
     let manifest = json!({
         "apiVersion": "apps/v1", "kind": "Deployment",
@@ -143,7 +148,7 @@ pub async fn install_deployment(h: &Harness, controller: &str, desired: i32) {
             "selector": {"matchLabels": {"app": name}},
             "template": {
                 "metadata": {"labels": {"app": name}},
-                "spec": {"containers": [{"name": "controller", "image": "example.invalid/controller"}]}
+                "spec": {"containers": [{"name": "controller", "image": "example.invalid/controller", "env": env}]}
             }
         }
     });
