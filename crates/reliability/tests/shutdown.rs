@@ -10,16 +10,16 @@ use gitops_harness::{Harness, workspace_binary};
 /// A third of Kubernetes' default termination grace period.
 const EXIT_WITHIN: Duration = Duration::from_secs(10);
 
-#[tokio::test]
-async fn sigterm_while_the_api_server_hangs_exits_within_the_grace_period() {
-    let mut h = Harness::with_private_environment(
-        "shutdown-hung-api",
-        workspace_binary("gitops-service-discovery"),
-    )
-    .await;
+/// Starts `binary` as the leader, freezes kube-apiserver, sends SIGTERM and checks the exit.
+async fn stops_in_time_while_the_api_server_hangs(
+    binary: &str,
+    until_working: impl AsyncFnOnce(&Harness),
+) {
+    let mut h =
+        Harness::with_private_environment(&format!("shutdown-{binary}"), workspace_binary(binary))
+            .await;
     let leader = h.start_controller(&[]);
-    h.apply(h.proxyconfig("web")).await;
-    h.wait_phase("web", Phase::Ready).await;
+    until_working(&h).await;
 
     let frozen = h
         .env
@@ -33,13 +33,13 @@ async fn sigterm_while_the_api_server_hangs_exits_within_the_grace_period() {
 
     let Some((took, success)) = stopped else {
         panic!(
-            "still running {:?} after SIGTERM with the API server hung",
+            "{binary} still running {:?} after SIGTERM with the API server hung",
             EXIT_WITHIN * 4
         );
     };
     assert!(
         took <= EXIT_WITHIN,
-        "exited only after {took:?} (limit {EXIT_WITHIN:?}); logs:\n{}",
+        "{binary} exited only after {took:?} (limit {EXIT_WITHIN:?}); logs:\n{}",
         h.logs()
     );
     assert!(success, "a stop on SIGTERM is a clean exit");
@@ -48,4 +48,24 @@ async fn sigterm_while_the_api_server_hangs_exits_within_the_grace_period() {
         "the Lease was left to expire: {}",
         h.logs()
     );
+}
+
+#[tokio::test]
+async fn service_discovery_exits_within_the_grace_period_while_the_api_server_hangs() {
+    stops_in_time_while_the_api_server_hangs("gitops-service-discovery", async |h| {
+        h.apply(h.proxyconfig("web")).await;
+        h.wait_phase("web", Phase::Ready).await;
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn cleanup_exits_within_the_grace_period_while_the_api_server_hangs() {
+    stops_in_time_while_the_api_server_hangs("gitops-cleanup", async |h| {
+        h.wait_until("the cleanup controller to lead", || async {
+            h.logs().contains("became leader").then_some(())
+        })
+        .await;
+    })
+    .await;
 }
