@@ -3,8 +3,6 @@
 //! types are inline even when empty); this takes a fifth of that, and the Pod template is never
 //! parsed. Deletion goes through the same type: the URL and preconditions are the Job's.
 
-use std::collections::BTreeMap;
-
 use gitops_crd::names::CLEANUP_ANNOTATION;
 use k8s_openapi::api::batch::v1::JobStatus;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
@@ -53,17 +51,15 @@ impl JobSummary {
     /// reads the Job afresh, so the cache only has to say when to look.
     pub fn trim_for_cache(&mut self) {
         self.metadata.managed_fields = None;
-        if let Some(annotations) = self.metadata.annotations.as_mut() {
-            annotations.retain(|key, _| key == CLEANUP_ANNOTATION);
-        }
-        if self
+        self.metadata.annotations = self
             .metadata
             .annotations
-            .as_ref()
-            .is_some_and(BTreeMap::is_empty)
-        {
-            self.metadata.annotations = None;
-        }
+            .take()
+            .map(|mut annotations| {
+                annotations.retain(|key, _| key == CLEANUP_ANNOTATION);
+                annotations
+            })
+            .filter(|annotations| !annotations.is_empty());
     }
 }
 
@@ -71,6 +67,7 @@ impl JobSummary {
 mod tests {
     use super::*;
     use serde_json::json;
+    use std::collections::BTreeMap;
 
     /// A Job as `kubectl apply` leaves it, finished.
     fn applied_job() -> serde_json::Value {

@@ -22,7 +22,7 @@ use crate::error::CliError;
 use crate::settings::ControllerDefaults;
 
 /// Everything the comparison needs, read once.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct World {
     /// ProxyConfigs in scope.
     pub proxyconfigs: Vec<ProxyConfig>,

@@ -19,12 +19,6 @@ pub struct ControllerDefaults {
     pub source: String,
 }
 
-impl Default for ControllerDefaults {
-    fn default() -> Self {
-        Self::built_in("built-in".to_owned())
-    }
-}
-
 impl ControllerDefaults {
     /// The controller's own defaults, used when it sets nothing else.
     pub fn built_in(source: String) -> Self {
@@ -50,13 +44,12 @@ impl ControllerDefaults {
             }
             Setting::Unset => None,
         };
-        let built_in = Self::built_in(String::new());
         let mut defaults = Self {
             authorization_flow: setting("DEFAULT_AUTHORIZATION_FLOW")
-                .unwrap_or(built_in.authorization_flow),
+                .unwrap_or_else(|| DEFAULT_AUTHORIZATION_FLOW.to_owned()),
             invalidation_flow: setting("DEFAULT_INVALIDATION_FLOW")
-                .unwrap_or(built_in.invalidation_flow),
-            outpost: setting("DEFAULT_OUTPOST").unwrap_or(built_in.outpost),
+                .unwrap_or_else(|| DEFAULT_INVALIDATION_FLOW.to_owned()),
+            outpost: setting("DEFAULT_OUTPOST").unwrap_or_else(|| DEFAULT_OUTPOST.to_owned()),
             cookie_domain: setting("COOKIE_DOMAIN").filter(|v| !v.is_empty()),
             source: format!("Deployment {deployment}"),
         };

@@ -463,7 +463,6 @@ mod tests {
         }
 
         async fn setup(purpose: &str) -> Setup {
-            gitops_runtime::install_crypto_provider();
             let env = TestEnv::shared().expect("test environment");
             // Records are cluster-scoped: the unique namespace name keeps tests apart.
             let (client, namespace) = env

@@ -238,17 +238,19 @@ async fn claim(
     ctx: &Context,
     claim: Claim<'_>,
     condition: &'static str,
-) -> Result<(ObjectAction, Option<AuthentikObject>), Failure> {
+) -> Result<Claimed, Failure> {
     let claimant_alive = |claimant: &ProxyConfigRef| {
         ctx.proxyconfigs
             .get(&ObjectRef::new(&claimant.name).within(&claimant.namespace))
             .is_some_and(|pc| pc.uid().as_deref() == Some(&claimant.uid))
     };
-    match ctx.records.claim(&claim, claimant_alive).await {
-        Ok(Claimed { action, record }) => Ok((action, record)),
-        Err(ClaimError::Conflict(message)) => Err(Failure::ownership_conflict(condition, message)),
-        Err(ClaimError::Record(error)) => Err(Failure::record(condition, error)),
-    }
+    ctx.records
+        .claim(&claim, claimant_alive)
+        .await
+        .map_err(|error| match error {
+            ClaimError::Conflict(message) => Failure::ownership_conflict(condition, message),
+            ClaimError::Record(error) => Failure::record(condition, error),
+        })
 }
 
 async fn record_id(
@@ -280,7 +282,7 @@ async fn converge_provider(
     let desired = desired_provider(&pc.spec, checked, flows, &ctx.defaults);
     let fail = |e| Failure::authentik(STEP, "syncing the proxy provider", e);
     let found = ctx.authentik.provider(&desired.name).await.map_err(fail)?;
-    let (action, record) = claim(
+    let Claimed { action, record } = claim(
         ctx,
         Claim {
             kind: AuthentikKind::Provider,
@@ -400,7 +402,7 @@ async fn converge_application(
     let slug = application_slug(&pc.spec, &me.namespace, &me.name);
     let desired = desired_application(&pc.spec, slug.clone(), provider_pk);
     let found = ctx.authentik.application(&slug).await.map_err(fail)?;
-    let (action, record) = claim(
+    let Claimed { action, record } = claim(
         ctx,
         Claim {
             kind: AuthentikKind::Application,
