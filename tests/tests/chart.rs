@@ -466,6 +466,8 @@ const SPEC_ALERTS: &[&str] = &[
     "GitOpsControllerMemoryNearLimit",
     "GitOpsControllerCPUNearLimit",
     "GitOpsControllerRestarting",
+    // Not in SPEC §5: a controller that cannot watch a resource it needs (issue 17).
+    "GitOpsRequiredResourceUnavailable",
 ];
 
 /// Series that come from Prometheus itself, cAdvisor (kubelet) and kube-state-metrics, not from

@@ -7,12 +7,15 @@ use std::time::Duration;
 use anyhow::Context as _;
 use authentik_client::{AuthentikClient, ClientConfig};
 use futures::StreamExt;
+use gitops_crd::ProxyConfig;
 use gitops_crd::names::CLEANUP_MANAGER;
-use gitops_runtime::{Process, Readiness, ReadinessGate};
+use gitops_crd::ownership::AuthentikObject;
+use gitops_runtime::watches::{Caches, cached_watch, check_listable, resource_name, scoped};
+use gitops_runtime::{Process, Readiness};
 use kube::api::{Api, ListParams};
 use kube::runtime::controller::Controller;
-use kube::runtime::reflector::{self, Store};
-use kube::runtime::{WatchStreamExt, watcher};
+use kube::runtime::reflector::Store;
+use kube::runtime::watcher;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{Args, Settings};
@@ -78,7 +81,7 @@ async fn check_label_selector(client: &kube::Client, settings: &Settings) -> any
     let Some(selector) = &settings.job_label_selector else {
         return Ok(());
     };
-    scoped::<JobSummary>(client, settings)
+    scoped::<JobSummary>(client, settings.watch_namespace.as_deref())
         .list_metadata(&ListParams::default().labels(selector).limit(1))
         .await
         .map(drop)
@@ -99,6 +102,8 @@ fn run_cleanup(
     let authentik_reached = authentik
         .is_some()
         .then(|| readiness.gate("authentik reached"));
+    // Reports the resources the work cannot watch, for as long as it runs.
+    let readiness = readiness.clone();
     async move {
         let throttle = Arc::new(Throttle::new(
             settings.delete_rate,
@@ -118,7 +123,7 @@ fn run_cleanup(
         });
         let pods = PodCleaner {
             client: client.clone(),
-            api: scoped(&client, &settings),
+            api: scoped(&client, settings.watch_namespace.as_deref()),
             policy: settings.pods.clone(),
             dry_run: settings.dry_run,
             throttle: throttle.clone(),
@@ -129,7 +134,7 @@ fn run_cleanup(
             .zip(authentik_reached)
             .map(|(authentik, authentik_reached)| OrphanSweeper {
                 records: Api::all(client.clone()),
-                proxyconfigs: scoped(&client, &settings),
+                proxyconfigs: scoped(&client, settings.watch_namespace.as_deref()),
                 watch_namespace: settings.watch_namespace.clone(),
                 authentik,
                 policy: settings.orphans.clone(),
@@ -144,24 +149,51 @@ fn run_cleanup(
         if let Some(selector) = &settings.job_label_selector {
             watch_config = watch_config.labels(selector);
         }
-        let (store, writer) = reflector::store::<JobSummary>();
         // The cache keeps what the verdict reads (see `JobSummary`): in clusters with many Jobs,
         // whole Jobs would be most of this process's memory.
-        let job_stream = watcher(scoped(&client, &settings), watch_config)
-            .default_backoff()
-            .modify(JobSummary::trim_for_cache)
-            .reflect(writer)
-            .touched_objects();
+        let job_watch = cached_watch(
+            scoped::<JobSummary>(&client, settings.watch_namespace.as_deref()),
+            watch_config,
+            JobSummary::trim_for_cache,
+            |_| {},
+            readiness.resource(resource_name::<JobSummary>()),
+        );
+        let (store, job_stream) = (job_watch.store, job_watch.stream);
+        let caches = Caches::new(vec![job_watch.synced], token.clone());
+        // The orphan sweep only lists these, at its interval: check them now, so a missing CRD
+        // is reported at start-up, not an interval later.
+        let required = orphans.as_ref().map(|orphans| {
+            let (records, proxyconfigs) = (
+                readiness.resource(resource_name::<AuthentikObject>()),
+                readiness.resource(resource_name::<ProxyConfig>()),
+            );
+            (
+                tokio::spawn(check_listable(
+                    orphans.records.clone(),
+                    records,
+                    token.clone(),
+                )),
+                tokio::spawn(check_listable(
+                    orphans.proxyconfigs.clone(),
+                    proxyconfigs,
+                    token.clone(),
+                )),
+            )
+        });
 
-        let sweeper = tokio::spawn(sweep_loop(
-            jobs.clone(),
-            store.clone(),
-            pods,
-            orphans,
-            settings.interval,
-            caches_synced,
-            token.clone(),
-        ));
+        // The first pass waits for the Job cache, so it sees the Jobs that existed before
+        // start-up.
+        let sweeper = tokio::spawn({
+            let (jobs, store, token) = (jobs.clone(), store.clone(), token.clone());
+            let interval = settings.interval;
+            async move {
+                if caches.wait().await.is_err() {
+                    return;
+                }
+                caches_synced.set(true);
+                sweep_loop(jobs, store, pods, orphans, interval, token).await;
+            }
+        });
         Controller::for_stream(job_stream, store)
             .graceful_shutdown_on(token.clone().cancelled_owned())
             .run(reconcile, error_policy, jobs)
@@ -169,35 +201,24 @@ fn run_cleanup(
             .await;
         token.cancel();
         let _ = sweeper.await;
+        if let Some((records, proxyconfigs)) = required {
+            let _ = records.await;
+            let _ = proxyconfigs.await;
+        }
         tracing::info!("cleanup stopped");
     }
 }
 
 /// The safety net: every `interval`, a full pass over Jobs (any whose timer was missed),
-/// Pods and orphaned authentik objects. The first pass waits for the Job cache, so it sees
-/// the Jobs that existed before start-up.
+/// Pods and orphaned authentik objects.
 async fn sweep_loop(
     jobs: Arc<JobCleaner>,
     store: Store<JobSummary>,
     pods: PodCleaner,
     orphans: Option<OrphanSweeper>,
     interval: Duration,
-    caches_synced: ReadinessGate,
     token: CancellationToken,
 ) {
-    // `Store::wait_until_ready` wakes only the last of several waiters (kube-runtime 5 keeps
-    // one oneshot waker), and the controller waits on the same store: poll it instead.
-    loop {
-        tokio::select! {
-            _ = token.cancelled() => return,
-            ready = tokio::time::timeout(Duration::from_millis(200), store.wait_until_ready()) => match ready {
-                Ok(Ok(())) => break,
-                Ok(Err(_)) => return,
-                Err(_) => {}
-            },
-        }
-    }
-    caches_synced.set(true);
     loop {
         let cycle = async {
             let _timer = CycleTimer::start();
@@ -222,17 +243,5 @@ async fn sweep_loop(
             _ = token.cancelled() => return,
             () = tokio::time::sleep(interval) => {}
         }
-    }
-}
-
-/// An Api for all namespaces, or only the watched one.
-fn scoped<K>(client: &kube::Client, settings: &Settings) -> Api<K>
-where
-    K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope>,
-    K::DynamicType: Default,
-{
-    match &settings.watch_namespace {
-        Some(namespace) => Api::namespaced(client.clone(), namespace),
-        None => Api::all(client.clone()),
     }
 }

@@ -42,6 +42,8 @@ pub fn install_metrics_recorder() -> Result<PrometheusHandle, ServeError> {
 #[derive(Clone, Debug, Default)]
 pub struct Readiness {
     gates: Arc<Mutex<BTreeMap<&'static str, bool>>>,
+    /// What blocks the gates and needs a person, by resource (see `ResourceHealth`).
+    problems: Arc<Mutex<BTreeMap<String, String>>>,
 }
 
 /// One condition of [`Readiness`], starting not ready. Dropping it removes the condition, so
@@ -73,6 +75,24 @@ impl Readiness {
             .filter(|(_, open)| !**open)
             .map(|(name, _)| *name)
             .collect()
+    }
+
+    /// Problems a person must fix, one line each (see `ResourceHealth`).
+    pub fn problems(&self) -> Vec<String> {
+        self.problems
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .values()
+            .cloned()
+            .collect()
+    }
+
+    pub(crate) fn set_problem(&self, key: &str, problem: Option<String>) {
+        let mut problems = self.problems.lock().unwrap_or_else(PoisonError::into_inner);
+        match problem {
+            Some(problem) => problems.insert(key.to_owned(), problem),
+            None => problems.remove(key),
+        };
     }
 }
 
@@ -171,14 +191,17 @@ async fn render_metrics(State(handle): State<PrometheusHandle>) -> String {
 
 async fn ready(State(readiness): State<Readiness>) -> Response {
     let waiting = readiness.waiting_for();
-    if waiting.is_empty() {
+    let problems = readiness.problems();
+    if waiting.is_empty() && problems.is_empty() {
         (StatusCode::OK, "ready").into_response()
     } else {
-        (
-            StatusCode::SERVICE_UNAVAILABLE,
-            format!("waiting for: {}", waiting.join(", ")),
-        )
-            .into_response()
+        // The problems are why the gates stay closed; they come first so a probe's truncated
+        // output still shows them.
+        let mut lines = problems;
+        if !waiting.is_empty() {
+            lines.push(format!("waiting for: {}", waiting.join(", ")));
+        }
+        (StatusCode::SERVICE_UNAVAILABLE, lines.join("\n")).into_response()
     }
 }
 

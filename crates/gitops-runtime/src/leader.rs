@@ -51,14 +51,18 @@ where
         name: config.lease_name.clone(),
         source,
     };
-    let manager = LeaseManagerBuilder::new(client, &config.lease_name)
+    let building = LeaseManagerBuilder::new(client, &config.lease_name)
         .with_namespace(&config.namespace)
         .with_identity(&config.identity)
         .with_duration(config.lease_duration.as_secs().max(2))
         .with_grace(config.renew_before.as_secs().max(1))
-        .build()
-        .await
-        .map_err(lease_error)?;
+        .build();
+    // Building reads (or creates) the Lease: an API server that hangs must not hold a stopping
+    // process.
+    let manager = tokio::select! {
+        _ = shutdown.cancelled() => return Ok(()),
+        built = building => built.map_err(lease_error)?,
+    };
 
     let mut running: Option<(CancellationToken, JoinHandle<()>)> = None;
     metrics::gauge!(LEADER_METRIC).set(0.0);
@@ -99,14 +103,15 @@ where
 async fn stop(running: &mut Option<(CancellationToken, JoinHandle<()>)>) {
     if let Some((token, handle)) = running.take() {
         token.cancel();
-        if let Err(error) = handle.await
-            && error.is_panic()
-        {
-            tracing::error!(%error, "controller work panicked");
-        }
+        crate::process::join_within(handle, WORK_STOP_TIMEOUT).await;
     }
     metrics::gauge!(LEADER_METRIC).set(0.0);
 }
+
+/// How long the work may take to stop before it is abandoned. Its own waits are bounded, but a
+/// wait nobody thought of must not keep a former leader working beside the new one, nor keep a
+/// stopping process alive.
+pub(crate) const WORK_STOP_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// How long handing the Lease over may take. An API server that accepts connections but does not
 /// answer would otherwise keep a stopping process alive until Kubernetes kills it; the Lease then

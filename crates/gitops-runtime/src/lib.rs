@@ -1,6 +1,6 @@
 //! What both controllers run on, so neither carries its own copy: structured logging, the
 //! Prometheus recorder with `/metrics`, `/healthz` and `/readyz`, Lease-based leader election and
-//! graceful shutdown on SIGTERM or Ctrl-C.
+//! graceful shutdown on SIGTERM or Ctrl-C, and the watches both controllers set up (see [`watches`]).
 //!
 //! It knows nothing of ProxyConfigs or authentik.
 
@@ -9,6 +9,7 @@ mod leader;
 mod logging;
 mod process;
 mod shutdown;
+pub mod watches;
 
 pub use health::{
     Readiness, ReadinessGate, ServeError, ServingAddrs, install_metrics_recorder, serve,

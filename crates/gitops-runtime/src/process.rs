@@ -8,6 +8,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Parser;
+use tokio::task::{JoinError, JoinHandle};
 use tokio_util::sync::CancellationToken;
 
 use crate::{
@@ -201,12 +202,40 @@ impl Process {
                 run_while_leader(self.client, leader, self.shutdown, work).await?;
             }
             None => {
-                let running = work(self.shutdown);
+                let mut running = tokio::spawn(work(self.shutdown.clone()));
                 drop(self.starting);
-                running.await;
+                tokio::select! {
+                    ended = &mut running => report_panic(ended),
+                    _ = self.shutdown.cancelled() => {
+                        join_within(running, crate::leader::WORK_STOP_TIMEOUT).await;
+                    }
+                }
             }
         }
         Ok(())
+    }
+}
+
+/// Waits for stopped work to end, at most `timeout`; then aborts it, so that no wait inside it
+/// (a request to a hung API server, a cache that never fills) can keep the process alive.
+pub(crate) async fn join_within(mut work: JoinHandle<()>, timeout: Duration) {
+    match tokio::time::timeout(timeout, &mut work).await {
+        Ok(ended) => report_panic(ended),
+        Err(_) => {
+            tracing::warn!(
+                ?timeout,
+                "controller work did not stop in time after shutdown; abandoning it"
+            );
+            work.abort();
+        }
+    }
+}
+
+fn report_panic(ended: Result<(), JoinError>) {
+    if let Err(error) = ended
+        && error.is_panic()
+    {
+        tracing::error!(%error, "controller work panicked");
     }
 }
 

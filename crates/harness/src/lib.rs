@@ -110,6 +110,16 @@ impl Harness {
         Self::build(purpose, binary.into(), env, DoubleConfig::default()).await
     }
 
+    /// Like [`Harness::new`], on a given environment (e.g. one private environment that several
+    /// harnesses of a test take turns on).
+    pub async fn on_environment(
+        purpose: &str,
+        binary: impl Into<PathBuf>,
+        env: &'static TestEnv,
+    ) -> Self {
+        Self::build(purpose, binary.into(), env, DoubleConfig::default()).await
+    }
+
     async fn build(
         purpose: &str,
         binary: PathBuf,
@@ -375,6 +385,16 @@ impl Harness {
         );
         request.mode = authentik_client::ProxyMode::ForwardSingle;
         request
+    }
+
+    /// The controller's `/readyz` answer: status code and body.
+    pub async fn readyz(&self, index: usize) -> (u16, String) {
+        let port = self.controller(index).health_port;
+        let response = reqwest::get(format!("http://127.0.0.1:{port}/readyz"))
+            .await
+            .expect("readyz");
+        let status = response.status().as_u16();
+        (status, response.text().await.expect("body"))
     }
 
     pub async fn scrape_metrics(&self, index: usize) -> String {

@@ -6,18 +6,18 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use authentik_client::{AuthentikClient, ClientConfig};
-use futures::{StreamExt, TryStreamExt};
+use futures::StreamExt;
 use gitops_crd::ProxyConfig;
 use gitops_crd::names::SERVICE_DISCOVERY_MANAGER;
 use gitops_crd::ownership::AuthentikObject;
+use gitops_runtime::watches::{Caches, cached_watch, clear_managed_fields, resource_name, scoped};
 use gitops_runtime::{Process, Readiness};
 use k8s_openapi::api::core::v1::Service;
 use kube::api::Api;
 use kube::runtime::controller::{self, Controller};
 use kube::runtime::events::Reporter;
-use kube::runtime::reflector::{self, ObjectRef, reflector};
-use kube::runtime::{WatchStreamExt, watcher};
-use tokio::sync::watch;
+use kube::runtime::reflector::ObjectRef;
+use kube::runtime::watcher;
 use tokio_util::sync::CancellationToken;
 
 use crate::authentik::Authentik;
@@ -72,6 +72,8 @@ fn run_controller(
     // Registered before the work starts, so that /readyz never answers 200 in between.
     let caches_synced = readiness.gate("caches synced");
     let authentik_reached = readiness.gate("authentik reached");
+    // Reports the resources the work cannot watch, for as long as it runs.
+    let readiness = readiness.clone();
     async move {
         let authentik = Arc::new(Authentik::new(
             authentik_client,
@@ -79,17 +81,39 @@ fn run_controller(
             settings.resync_interval,
         ));
 
-        let (records_store, records_stream, records_ready) =
-            cached_watch::<AuthentikObject>(Api::all(client.clone()), |_| {});
-        let (services_store, services_stream, services_ready) =
-            cached_watch::<Service>(scoped(&client, &settings), |_| {});
+        let namespace = settings.watch_namespace.as_deref();
+        let records = cached_watch::<AuthentikObject>(
+            Api::all(client.clone()),
+            watcher::Config::default(),
+            clear_managed_fields,
+            |_| {},
+            readiness.resource(resource_name::<AuthentikObject>()),
+        );
+        let services = cached_watch::<Service>(
+            scoped(&client, namespace),
+            watcher::Config::default(),
+            clear_managed_fields,
+            |_| {},
+            readiness.resource(resource_name::<Service>()),
+        );
         let claims = Claims::default();
-        let (proxyconfig_store, proxyconfig_stream, proxyconfigs_ready) =
-            cached_watch::<ProxyConfig>(scoped(&client, &settings), {
+        let proxyconfigs = cached_watch::<ProxyConfig>(
+            scoped(&client, namespace),
+            watcher::Config::default(),
+            clear_managed_fields,
+            {
                 let claims = claims.clone();
                 move |event| claims.observe(event)
-            });
-        let caches = Caches(vec![records_ready, services_ready, proxyconfigs_ready]);
+            },
+            readiness.resource(resource_name::<ProxyConfig>()),
+        );
+        let (records_store, records_stream) = (records.store, records.stream);
+        let (services_store, services_stream) = (services.store, services.stream);
+        let (proxyconfig_store, proxyconfig_stream) = (proxyconfigs.store, proxyconfigs.stream);
+        let caches = Caches::new(
+            vec![records.synced, services.synced, proxyconfigs.synced],
+            token.clone(),
+        );
         let controller = Controller::for_stream(proxyconfig_stream, proxyconfig_store.clone())
             .with_config(controller::Config::default().concurrency(settings.concurrency));
 
@@ -136,8 +160,9 @@ fn run_controller(
         let synced = {
             let caches = caches.clone();
             tokio::spawn(async move {
-                caches.wait().await;
-                caches_synced.set(true);
+                if caches.wait().await.is_ok() {
+                    caches_synced.set(true);
+                }
                 caches_synced
             })
         };
@@ -145,8 +170,8 @@ fn run_controller(
         let onboarding = settings.discovery.then(|| {
             tokio::spawn(crate::discovery::run(
                 client.clone(),
-                scoped(&client, &settings),
-                scoped(&client, &settings),
+                scoped(&client, namespace),
+                scoped(&client, namespace),
                 proxyconfig_store.clone(),
                 events.clone(),
                 token.clone(),
@@ -184,71 +209,6 @@ fn run_controller(
             drop(gate);
         }
         tracing::info!("controller stopped");
-    }
-}
-
-/// Readiness of the watch caches, tracked from the watch streams themselves:
-/// kube-runtime 5's `Store::wait_until_ready` wakes only the last of several waiters, and the
-/// controller runtime already waits on the ProxyConfig store.
-#[derive(Clone)]
-pub struct Caches(Vec<watch::Receiver<bool>>);
-
-impl Caches {
-    /// Resolves once every cache holds a full list (or the process is stopping).
-    pub async fn wait(&self) {
-        for ready in &self.0 {
-            let _ = ready.clone().wait_for(|ready| *ready).await;
-        }
-    }
-}
-
-/// A watch feeding a cache: the cache, the stream that fills it (it must be polled), and a
-/// flag that turns true once the first full list is in the cache. `observe` sees every event
-/// too, for indexes kept beside the cache.
-fn cached_watch<K>(
-    api: Api<K>,
-    observe: impl Fn(&watcher::Event<K>) + Send + 'static,
-) -> (
-    reflector::Store<K>,
-    impl futures::Stream<Item = Result<K, watcher::Error>> + Send + 'static,
-    watch::Receiver<bool>,
-)
-where
-    K: kube::Resource
-        + Clone
-        + serde::de::DeserializeOwned
-        + std::fmt::Debug
-        + Send
-        + Sync
-        + 'static,
-    K::DynamicType: Default + Eq + std::hash::Hash + Clone + Send + Sync,
-{
-    let (store, writer) = reflector::store::<K>();
-    let (ready_tx, ready_rx) = watch::channel(false);
-    let watch = watcher(api, watcher::Config::default())
-        // managedFields are often larger than the object itself and never read here.
-        .modify(|object: &mut K| kube::ResourceExt::managed_fields_mut(object).clear());
-    let stream = reflector(writer, watch)
-        .default_backoff()
-        .inspect_ok(move |event| {
-            observe(event);
-            if matches!(event, watcher::Event::InitDone) {
-                ready_tx.send_replace(true);
-            }
-        })
-        .touched_objects();
-    (store, stream, ready_rx)
-}
-
-/// An Api for all namespaces, or only the watched one.
-fn scoped<K>(client: &kube::Client, settings: &Settings) -> Api<K>
-where
-    K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope>,
-    K::DynamicType: Default,
-{
-    match &settings.watch_namespace {
-        Some(namespace) => Api::namespaced(client.clone(), namespace),
-        None => Api::all(client.clone()),
     }
 }
 

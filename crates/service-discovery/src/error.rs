@@ -237,6 +237,9 @@ pub enum Error {
     },
     #[error("finalizer: {0}")]
     Finalizer(#[source] Box<kube::runtime::finalizer::Error<Error>>),
+    /// Stopping before the caches were complete; the next leader reconciles it.
+    #[error(transparent)]
+    Stopping(#[from] gitops_runtime::watches::Stopping),
 }
 
 impl From<kube::runtime::finalizer::Error<Error>> for Error {
@@ -256,6 +259,7 @@ impl Error {
             Error::Retry(failure) => failure.reason,
             Error::Status { .. } => "StatusWriteFailed",
             Error::Finalizer(_) => "FinalizerUpdateFailed",
+            Error::Stopping(_) => "Stopping",
         }
     }
 

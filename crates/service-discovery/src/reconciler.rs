@@ -26,7 +26,6 @@ use crate::authentik::{Authentik, not_found_as_none};
 use crate::backoff::Backoff;
 use crate::config::{OutpostSelector, Settings};
 use crate::conflicts::Claims;
-use crate::controller::Caches;
 use crate::error::{Error, Failure};
 use crate::metrics::{self, ReconcileTimer};
 use crate::outpost::OutpostAssigner;
@@ -46,7 +45,7 @@ pub struct Context {
     pub settings: Arc<Settings>,
     pub defaults: gitops_plan::Defaults,
     pub backoff: Backoff,
-    pub caches: Caches,
+    pub caches: gitops_runtime::watches::Caches,
 }
 
 pub async fn reconcile(pc: Arc<ProxyConfig>, ctx: Arc<Context>) -> Result<Action, Error> {
@@ -84,7 +83,7 @@ fn me(pc: &ProxyConfig) -> ProxyConfigRef {
 async fn apply(pc: &ProxyConfig, ctx: &Context) -> Result<Action, Error> {
     // Conflicts and claims are judged from the caches: until they hold the whole cluster, an
     // older ProxyConfig or a live claimant could be missed.
-    ctx.caches.wait().await;
+    ctx.caches.wait().await?;
     let mut report = Report::new(pc);
     let outcome = converge(pc, ctx, &mut report).await;
     let action = match &outcome {
@@ -680,7 +679,8 @@ async fn remove_from_authentik(
 }
 
 async fn cleanup(pc: &ProxyConfig, ctx: &Context) -> Result<Action, Error> {
-    ctx.caches.wait().await;
+    // An error, not Ok: Ok would let the finalizer go with authentik not cleaned up.
+    ctx.caches.wait().await?;
     let me = me(pc);
     if pc
         .annotations()

@@ -205,6 +205,12 @@ impl ControlPlane {
         Ok(Frozen { pid })
     }
 
+    /// Stops one component for good (see [`restart`](Self::restart) to bring it back): its port
+    /// is closed, so clients get "connection refused", which is how a gone API server looks.
+    pub fn stop_component(&self, name: &str) -> Result<()> {
+        stop_process(&self.dir, name)
+    }
+
     /// A client with the admin kubeconfig.
     pub async fn client(&self) -> Result<Client> {
         client_for(&self.kubeconfig(), None).await

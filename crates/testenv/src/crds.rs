@@ -35,6 +35,23 @@ pub async fn install_product_crds(client: &Client) -> Result<()> {
     apply_crd(client, &crd).await.map(drop)
 }
 
+/// Deletes the CRD `name` (e.g. `authentikobjects.gitops.io`) and waits until it is gone, for
+/// tests of what a controller does without it; [`install_product_crds`] brings ours back.
+pub async fn uninstall_crd(client: &Client, name: &str) -> Result<()> {
+    let api: Api<CustomResourceDefinition> = Api::all(client.clone());
+    match api.delete(name, &Default::default()).await {
+        Ok(_) => {}
+        Err(kube::Error::Api(status)) if status.code == 404 => return Ok(()),
+        Err(error) => return Err(error.into()),
+    }
+    poll_until(
+        &format!("CRD {name} to be deleted"),
+        ESTABLISH_TIMEOUT,
+        || async { Ok(api.get_opt(name).await?.is_none().then_some(())) },
+    )
+    .await
+}
+
 /// Installs the pinned third-party CRDs (PrometheusRule, ServiceMonitor, ExternalSecret,
 /// HelmRelease) and waits until they are served. Returns their names.
 pub async fn install_third_party_crds(client: &Client) -> Result<Vec<String>> {

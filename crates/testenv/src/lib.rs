@@ -24,6 +24,7 @@ mod wait;
 pub use control_plane::{COMPONENTS, ControlPlane, EnvironmentInfo, Frozen, ProcessStatus};
 pub use crds::{
     install_product_crds, install_proxyconfig_crd, install_third_party_crds, third_party_crd_files,
+    uninstall_crd,
 };
 pub use error::{Error, Result};
 pub use harness::{TEST_NAMESPACE_LABEL, TestEnv, TestNamespace};
