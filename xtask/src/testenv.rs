@@ -11,8 +11,14 @@ pub enum Action {
     /// keep it running until `down`; tests and `cargo test` use it while it runs.
     Up,
     /// Stop the shared test environment's processes and delete its directory.
-    Down,
-    /// Show whether the shared test environment runs, where, and its processes.
+    Down {
+        /// Stop every test environment on this machine (leased, private, leftovers), not
+        /// only the shared one, even while tests use them.
+        #[arg(long)]
+        all: bool,
+    },
+    /// Show the shared test environment (where, its processes), then every environment found
+    /// under the temporary and cache directories with its age and users.
     Status,
     /// Print `export KUBECONFIG=…` and `GITOPS_TESTENV_DIR=…` for `eval "$(cargo xtask testenv env)"`.
     Env,
@@ -44,7 +50,17 @@ pub fn run(action: Action) -> Result<()> {
             eprintln!("testenv: use it from a shell: eval \"$(cargo xtask testenv env)\"");
             Ok(())
         }
-        Action::Down => {
+        Action::Down { all: true } => {
+            let stopped = shared::down_all()?;
+            for dir in &stopped {
+                eprintln!("testenv: stopped and removed {}", dir.display());
+            }
+            if stopped.is_empty() {
+                eprintln!("testenv: no test environment was found");
+            }
+            Ok(())
+        }
+        Action::Down { all: false } => {
             match shared::down()? {
                 Some(dir) => eprintln!("testenv: stopped and removed {}", dir.display()),
                 None => eprintln!("testenv: no shared environment was running"),
@@ -52,7 +68,9 @@ pub fn run(action: Action) -> Result<()> {
             Ok(())
         }
         Action::Status => {
+            print_all(&shared::find_all());
             let plane = running()?;
+            println!();
             print_status(&plane);
             if !plane.is_ready() {
                 bail!("the API server at {} is not ready", plane.info().server);
@@ -96,6 +114,51 @@ fn print_status(plane: &ControlPlane) {
             "stopped"
         };
         println!("{:<24}pid {pid:<8} {state}", process.name);
+    }
+}
+
+/// One line per environment found, whoever started it: an unwatched one without users is a
+/// leftover, what `down --all` is for.
+fn print_all(found: &[shared::FoundEnvironment]) {
+    println!(
+        "{:<44} {:>8}  {:<10} {:<8} USERS",
+        "ENVIRONMENT", "AGE", "STATE", "KIND"
+    );
+    for env in found {
+        let age = env.age.map_or_else(|| "?".to_owned(), short_age);
+        let state = if env.running { "running" } else { "stopped" };
+        let kind = match (env.shared, env.watched) {
+            (true, true) => "leased",
+            (true, false) => "shared",
+            (false, true) => "private",
+            (false, false) => "unwatched",
+        };
+        let users = if env.users.is_empty() {
+            "-".to_owned()
+        } else {
+            env.users
+                .iter()
+                .map(u32::to_string)
+                .collect::<Vec<_>>()
+                .join(",")
+        };
+        println!(
+            "{:<44} {age:>8}  {state:<10} {kind:<9} {users}",
+            env.dir.display()
+        );
+    }
+    if found.is_empty() {
+        println!("(no test environments found)");
+    }
+}
+
+/// `42s`, `17m`, `3h05m`.
+fn short_age(age: std::time::Duration) -> String {
+    let seconds = age.as_secs();
+    match seconds {
+        0..60 => format!("{seconds}s"),
+        60..3600 => format!("{}m", seconds / 60),
+        _ => format!("{}h{:02}m", seconds / 3600, seconds % 3600 / 60),
     }
 }
 

@@ -479,6 +479,11 @@ fn read_pid(dir: &Path, name: &str) -> Option<i32> {
         .ok()
 }
 
+/// Whether the process recorded as `name` in `dir` (a component or the watchdog) runs.
+pub(crate) fn process_running(dir: &Path, name: &str) -> bool {
+    read_pid(dir, name).is_some_and(|pid| is_ours(pid, dir))
+}
+
 /// The process lives (not a zombie) and its command line names `dir`: guards against pid reuse.
 fn is_ours(pid: i32, dir: &Path) -> bool {
     let proc_dir = PathBuf::from(format!("/proc/{pid}"));

@@ -14,6 +14,7 @@
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
+use std::time::Duration;
 
 use crate::control_plane::{self, ControlPlane, WATCHDOG};
 use crate::error::{Error, IoContext, Result};
@@ -30,8 +31,23 @@ const LEASE_GRACE_SECONDS: u32 = 20;
 /// Stops the environment in `$1` once no pid registered in `$1/users/` has lived for `$4`
 /// seconds. Takes the registry lock (`$2`, shared with the Rust side, which uses flock(2)
 /// too) before deciding, so that no process registers while the environment goes away.
+///
+/// It must outlive whatever happens to the directories around it: the registry (`$2`'s
+/// directory) is recreated when it was removed, and when even that fails the environment is
+/// stopped without the lock (nobody has used it for `$4` seconds). Should `$1` itself vanish,
+/// its processes are stopped by the pids last read from it (every `pids/*.pid` but its own, so
+/// components added later are included).
 const WATCHDOG_SCRIPT: &str = r#"
 dir=$1 lock=$2 pointer=$3 grace=$4
+known=""
+remember_pids() {
+  [ -d "$dir/pids" ] || return 0
+  known=""
+  for file in "$dir"/pids/*.pid; do
+    [ "${file##*/}" = watchdog.pid ] && continue
+    known="$(cat "$file" 2>/dev/null) $known"
+  done
+}
 live_users() {
   found=1
   for user in "$dir"/users/*; do
@@ -44,28 +60,41 @@ ours() {
   tr '\0' '\n' < "/proc/$1/cmdline" 2>/dev/null | grep -qF -- "$dir"
 }
 stop() {
-  pid=$(cat "$dir/pids/$1.pid" 2>/dev/null) || return 0
+  pid=$1
   ours "$pid" || return 0
   kill -TERM "$pid" 2>/dev/null
   n=0
   while ours "$pid" && [ "$n" -lt 100 ]; do sleep 0.1; n=$((n + 1)); done
   if ours "$pid"; then kill -KILL "$pid" 2>/dev/null; fi
 }
+stop_all() {
+  for pid in $known; do stop "$pid"; done
+  rm -rf "$dir"
+  exit 0
+}
+remember_pids
 idle=0
 while sleep 1; do
-  [ -d "$dir" ] || exit 0
+  if [ ! -d "$dir" ]; then
+    echo "watchdog: $dir was removed; stopping its processes"
+    stop_all
+  fi
+  remember_pids
   if live_users; then idle=0; continue; fi
   idle=$((idle + 1))
   [ "$idle" -lt "$grace" ] && continue
-  exec 9>>"$lock"
-  flock 9
-  if live_users; then exec 9>&-; idle=0; continue; fi
+  mkdir -p "${lock%/*}" 2>/dev/null
+  if (: >>"$lock") 2>/dev/null; then
+    exec 9>>"$lock"
+    flock 9
+    if live_users; then exec 9>&-; idle=0; continue; fi
+  else
+    echo "watchdog: cannot open $lock; stopping without it"
+  fi
   : > "$dir/stopping"
   [ "$(cat "$pointer" 2>/dev/null)" = "$dir" ] && rm -f "$pointer"
   exec 9>&-
-  for name in kube-controller-manager kube-apiserver etcd; do stop "$name"; done
-  rm -rf "$dir"
-  exit 0
+  stop_all
 done
 "#;
 
@@ -80,8 +109,11 @@ fn lock_registry() -> Result<FileLock> {
     )
 }
 
+/// The registry's file naming the shared environment's directory.
+const POINTER: &str = "shared";
+
 fn pointer() -> PathBuf {
-    registry().join("shared")
+    registry().join(POINTER)
 }
 
 /// The shared environment recorded in the registry, if its processes run. Call with the
@@ -158,7 +190,7 @@ pub fn acquire_for_tests() -> Result<ControlPlane> {
     }
     let plane = ControlPlane::start()?;
     register_user(plane.dir(), std::process::id())?;
-    start_watchdog(&plane, LEASE_GRACE_SECONDS)?;
+    start_watchdog(&plane, LEASE_GRACE_SECONDS, &registry())?;
     record(&plane)?;
     Ok(plane)
 }
@@ -168,7 +200,7 @@ pub fn acquire_for_tests() -> Result<ControlPlane> {
 pub fn start_private(owner: u32) -> Result<ControlPlane> {
     let plane = ControlPlane::start()?;
     register_user(plane.dir(), owner)?;
-    start_watchdog(&plane, 1)?;
+    start_watchdog(&plane, 1, &registry())?;
     Ok(plane)
 }
 
@@ -177,7 +209,9 @@ fn register_user(dir: &Path, pid: u32) -> Result<()> {
     std::fs::write(&path, "").context(|| format!("writing {}", path.display()))
 }
 
-fn start_watchdog(plane: &ControlPlane, grace_seconds: u32) -> Result<()> {
+/// Starts the watchdog of `plane`, whose registry (lock and shared-environment pointer) is in
+/// `registry`.
+fn start_watchdog(plane: &ControlPlane, grace_seconds: u32, registry: &Path) -> Result<()> {
     let log = plane.dir().join("logs").join(format!("{WATCHDOG}.log"));
     let out = std::fs::File::create(&log).context(|| format!("creating {}", log.display()))?;
     let err = out
@@ -188,8 +222,8 @@ fn start_watchdog(plane: &ControlPlane, grace_seconds: u32) -> Result<()> {
         .arg(WATCHDOG_SCRIPT)
         .arg("gitops-testenv-watchdog")
         .arg(plane.dir())
-        .arg(registry().join("lock"))
-        .arg(pointer())
+        .arg(registry.join("lock"))
+        .arg(registry.join(POINTER))
         .arg(grace_seconds.to_string())
         .stdin(Stdio::null())
         .stdout(out)
@@ -198,4 +232,150 @@ fn start_watchdog(plane: &ControlPlane, grace_seconds: u32) -> Result<()> {
         .spawn()
         .context(|| "starting the environment's watchdog".to_owned())?;
     control_plane::write_pid(plane.dir(), WATCHDOG, child.id())
+}
+
+/// An environment found on this machine, whoever started it.
+#[derive(Debug, Clone)]
+pub struct FoundEnvironment {
+    pub dir: PathBuf,
+    /// Since it became ready (or since its directory was made, when it never did).
+    pub age: Option<Duration>,
+    /// Registered users whose process still lives.
+    pub users: Vec<u32>,
+    /// Every component runs.
+    pub running: bool,
+    /// A watchdog stops it once its users are gone (leased or private).
+    pub watched: bool,
+    /// The registry names it as the shared environment.
+    pub shared: bool,
+}
+
+/// Every environment under the temporary directory and the cache: the shared one, leased and
+/// private ones, and leftovers whose processes died or whose watchdog is gone.
+pub fn find_all() -> Vec<FoundEnvironment> {
+    let shared = std::fs::read_to_string(pointer())
+        .ok()
+        .map(|dir| PathBuf::from(dir.trim()));
+    let mut found: Vec<FoundEnvironment> = candidate_dirs()
+        .into_iter()
+        .map(|dir| describe(dir, shared.as_deref()))
+        .collect();
+    found.sort_by(|a, b| a.dir.cmp(&b.dir));
+    found
+}
+
+/// Directories that look like environments: `gitops-testenv-*` under the temporary directory
+/// and anything with an `environment.json` or `pids/` under `<cache>/testenv`.
+fn candidate_dirs() -> Vec<PathBuf> {
+    let mut dirs = Vec::new();
+    for (parent, prefix) in [(std::env::temp_dir(), "gitops-testenv-"), (registry(), "")] {
+        let Ok(entries) = std::fs::read_dir(&parent) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            let named = entry.file_name().to_string_lossy().starts_with(prefix);
+            let looks_like_one =
+                path.join("environment.json").exists() || path.join("pids").is_dir();
+            if path.is_dir() && named && looks_like_one {
+                dirs.push(path);
+            }
+        }
+    }
+    dirs
+}
+
+fn describe(dir: PathBuf, shared: Option<&Path>) -> FoundEnvironment {
+    let now = std::time::SystemTime::now();
+    let age = ControlPlane::open(&dir)
+        .ok()
+        .map(|plane| std::time::UNIX_EPOCH + Duration::from_secs(plane.info().started_unix))
+        .or_else(|| std::fs::metadata(&dir).and_then(|m| m.modified()).ok())
+        .and_then(|since| now.duration_since(since).ok());
+    let users = std::fs::read_dir(dir.join("users"))
+        .map(|entries| {
+            entries
+                .flatten()
+                .filter_map(|entry| entry.file_name().to_string_lossy().parse::<u32>().ok())
+                .filter(|pid| Path::new(&format!("/proc/{pid}")).exists())
+                .collect()
+        })
+        .unwrap_or_default();
+    FoundEnvironment {
+        running: control_plane::COMPONENTS
+            .iter()
+            .all(|name| control_plane::process_running(&dir, name)),
+        watched: control_plane::process_running(&dir, WATCHDOG),
+        shared: shared == Some(dir.as_path()),
+        age,
+        users,
+        dir,
+    }
+}
+
+/// `testenv down --all`: stops every environment [`find_all`] finds, whoever uses it, and
+/// forgets the shared one. Returns the directories stopped.
+pub fn down_all() -> Result<Vec<PathBuf>> {
+    let _lock = lock_registry()?;
+    let mut stopped = Vec::new();
+    for found in find_all() {
+        control_plane::stop_dir(&found.dir)?;
+        stopped.push(found.dir);
+    }
+    match std::fs::remove_file(pointer()) {
+        Err(error) if error.kind() != std::io::ErrorKind::NotFound => {
+            Err(error).context(|| format!("removing {}", pointer().display()))?
+        }
+        _ => {}
+    }
+    Ok(stopped)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The field case: the registry the watchdog locks was removed while a leased environment
+    /// ran (its log said `cannot create <cache>/testenv/lock: Directory nonexistent` and it died).
+    /// Once its last user is gone it must still stop the environment.
+    #[test]
+    fn a_leased_environment_stops_after_its_registry_was_removed() {
+        let registry = tempfile::tempdir().expect("a registry directory");
+        let plane = ControlPlane::start().expect("an environment");
+        let mut user = Command::new("sleep")
+            .arg("600")
+            .spawn()
+            .expect("a user process");
+        register_user(plane.dir(), user.id()).expect("registered");
+        start_watchdog(&plane, 1, registry.path()).expect("watchdog");
+        assert!(plane.is_running());
+        let components: Vec<i32> = plane.processes().iter().filter_map(|p| p.pid).collect();
+        assert_eq!(components.len(), 3);
+
+        std::fs::remove_dir_all(registry.path()).expect("registry removed");
+        user.kill().expect("user stopped");
+        user.wait().expect("user reaped");
+
+        let alive = |pids: &[i32]| -> Vec<i32> {
+            let needle = plane.dir().to_string_lossy().into_owned();
+            pids.iter()
+                .copied()
+                .filter(|pid| {
+                    std::fs::read(format!("/proc/{pid}/cmdline"))
+                        .is_ok_and(|cmdline| String::from_utf8_lossy(&cmdline).contains(&needle))
+                })
+                .collect()
+        };
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        while !alive(&components).is_empty() && std::time::Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        let left = alive(&components);
+        let _ = control_plane::stop_dir(plane.dir());
+        assert!(
+            left.is_empty(),
+            "components {left:?} still running a minute after their last user left"
+        );
+        assert!(!plane.dir().exists(), "the watchdog removes the directory");
+    }
 }
