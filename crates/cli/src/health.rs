@@ -3,10 +3,11 @@
 use std::collections::BTreeMap;
 
 use gitops_crd::names::condition_types;
+use gitops_crd::ownership::AuthentikObject;
 use gitops_crd::{Phase, ProxyConfig};
 use k8s_openapi::api::apps::v1::Deployment;
-use kube::ResourceExt;
 use kube::api::Api;
+use kube::{Resource, ResourceExt};
 use serde::Serialize;
 use serde_json::Value;
 
@@ -29,6 +30,9 @@ pub struct Facts {
     pub release_name: String,
     pub release: Lookup,
     pub deployments: Vec<DeploymentFact>,
+    /// The product's resources the API server does not serve (`plural.group/version`), or why
+    /// that could not be read.
+    pub unserved_crds: Result<Vec<String>, String>,
     pub proxyconfigs: Result<Vec<ProxyConfig>, String>,
     pub logs: ControllerLogs,
     /// `None`: not configured; else the user the token belongs to, or the error.
@@ -118,6 +122,7 @@ pub async fn run(global: &Global, args: &HealthArgs) -> Result<Outcome, CliError
         release_name: global.release.clone(),
         release: release::latest(client, namespace, &global.release).await,
         deployments,
+        unserved_crds: unserved_crds(client).await,
         proxyconfigs: list_proxyconfigs(client, global.namespace.as_deref())
             .await
             .map_err(|error| error.to_string()),
@@ -131,6 +136,37 @@ pub async fn run(global: &Global, args: &HealthArgs) -> Result<Outcome, CliError
         Format::Table => print!("{}", render(&report)),
     }
     Ok(Outcome::from_problems(!report.healthy))
+}
+
+/// The product's CRDs the API server does not serve (missing, or not at the version this
+/// release uses): without them the controllers run but do nothing.
+async fn unserved_crds(client: &kube::Client) -> Result<Vec<String>, String> {
+    let mut unserved = Vec::new();
+    for (group, version, plural) in [
+        (
+            ProxyConfig::group(&()),
+            ProxyConfig::version(&()),
+            ProxyConfig::plural(&()),
+        ),
+        (
+            AuthentikObject::group(&()),
+            AuthentikObject::version(&()),
+            AuthentikObject::plural(&()),
+        ),
+    ] {
+        let served = match client
+            .list_api_group_resources(&format!("{group}/{version}"))
+            .await
+        {
+            Ok(list) => list.resources.iter().any(|r| r.name == plural),
+            Err(kube::Error::Api(status)) if status.code == 404 => false,
+            Err(error) => return Err(describe_kube(&error)),
+        };
+        if !served {
+            unserved.push(format!("{plural}.{group}/{version}"));
+        }
+    }
+    Ok(unserved)
 }
 
 fn replicas(deployment: &Deployment) -> (i32, i32) {
@@ -261,6 +297,22 @@ pub fn evaluate(facts: &Facts) -> HealthReport {
             Err(reason) => check(name, false, reason.clone(), Vec::new()),
         });
     }
+
+    checks.push(match &facts.unserved_crds {
+        Ok(unserved) if unserved.is_empty() => {
+            check("crds", true, "ProxyConfig and AuthentikObject served".into(), Vec::new())
+        }
+        Ok(unserved) => check(
+            "crds",
+            false,
+            format!("not served: {}", unserved.join(", ")),
+            vec![
+                "the controllers cannot watch them and do nothing until they are installed".into(),
+                "install or upgrade the CRDs: helm upgrade with crds.install=true, or kubectl apply --server-side -f deploy/crds/".into(),
+            ],
+        ),
+        Err(reason) => check("crds", false, reason.clone(), Vec::new()),
+    });
 
     let mut by_phase = BTreeMap::new();
     let mut not_ready_list = Vec::new();
@@ -398,6 +450,7 @@ mod tests {
                 name: "glm-service-discovery".into(),
                 replicas: Ok(Some((1, 1))),
             }],
+            unserved_crds: Ok(Vec::new()),
             proxyconfigs: Ok(Vec::new()),
             logs: ControllerLogs::default(),
             authentik: None,
@@ -444,6 +497,28 @@ mod tests {
         let report = evaluate(&facts);
         assert_eq!(status_of(&report, "glm-service-discovery"), Status::Problem);
         assert_eq!(status_of(&report, "controller-errors"), Status::Problem);
+    }
+
+    #[test]
+    fn a_crd_that_is_not_served_is_named_with_the_fix() {
+        let mut facts = facts();
+        assert_eq!(status_of(&evaluate(&facts), "crds"), Status::Ok);
+        facts.unserved_crds = Ok(vec!["authentikobjects.gitops.io/v1".into()]);
+        let report = evaluate(&facts);
+        let crds = report
+            .checks
+            .iter()
+            .find(|c| c.name == "crds")
+            .expect("crds");
+        assert_eq!(crds.status, Status::Problem);
+        assert!(
+            crds.summary.contains("authentikobjects.gitops.io/v1"),
+            "{crds:?}"
+        );
+        assert!(
+            crds.details.iter().any(|d| d.contains("deploy/crds/")),
+            "{crds:?}"
+        );
     }
 
     #[test]

@@ -103,6 +103,7 @@ async fn health_exits_0_when_healthy_and_1_on_problems() {
             "release",
             "glm-service-discovery",
             "glm-cleanup",
+            "crds",
             "proxyconfigs",
             "controller-errors",
             "authentik",
@@ -111,6 +112,7 @@ async fn health_exits_0_when_healthy_and_1_on_problems() {
     );
     assert_eq!(report["proxyConfigsByPhase"]["Ready"], 1);
     assert_eq!(check(&report, "release")["status"], "ok");
+    assert_eq!(check(&report, "crds")["status"], "ok", "{report:#}");
     // No controller Pods to read logs from: a note, not a problem.
     let errors = check(&report, "controller-errors");
     assert_eq!(errors["status"], "skipped", "{report:#}");
