@@ -108,9 +108,11 @@ async fn stop(running: &mut Option<(CancellationToken, JoinHandle<()>)>) {
     metrics::gauge!(LEADER_METRIC).set(0.0);
 }
 
-/// How long the work may take to stop before it is abandoned. Its own waits are bounded, but a
-/// wait nobody thought of must not keep a former leader working beside the new one, nor keep a
-/// stopping process alive.
+/// How long the work may take to stop before it is abandoned. Its own waits are bounded, but
+/// not all are ours: kube-runtime 5's controller holds its runner until its main store is ready
+/// and ends a graceful shutdown only after the runner, so a controller whose main resource is
+/// never listed (CRD missing, RBAC) never finishes by itself. No such wait may keep a stopping
+/// process alive.
 pub(crate) const WORK_STOP_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// How long handing the Lease over may take. An API server that accepts connections but does not
