@@ -117,8 +117,13 @@ fn run_controller(
         let controller = Controller::for_stream(proxyconfig_stream, proxyconfig_store.clone())
             .with_config(controller::Config::default().concurrency(settings.concurrency));
 
-        // The records watch feeds only its store.
-        let records_task = tokio::spawn(records_stream.for_each(|_| async {}));
+        // The records watch feeds only its store. It ends with the token, so that no watch
+        // outlives this work should it be abandoned (see gitops_runtime's work-stop timeout).
+        let records_task = tokio::spawn(
+            records_stream
+                .take_until(token.clone().cancelled_owned())
+                .for_each(|_| async {}),
+        );
 
         let (resync_tx, resync_rx) = futures::channel::mpsc::unbounded::<()>();
         let resync = tokio::spawn(resync_loop(
