@@ -149,6 +149,13 @@ impl Harness {
 
     /// Starts a controller process; `extra` are additional flags. Returns its index.
     pub fn start_controller(&mut self, extra: &[&str]) -> usize {
+        let kubeconfig = self.env.kubeconfig();
+        self.start_controller_with_kubeconfig(&kubeconfig, extra)
+    }
+
+    /// Like [`start_controller`](Self::start_controller), talking to Kubernetes as `kubeconfig`
+    /// says (e.g. as a ServiceAccount with fewer rights).
+    pub fn start_controller_with_kubeconfig(&mut self, kubeconfig: &Path, extra: &[&str]) -> usize {
         let (metrics_port, health_port) = (free_port(), free_port());
         let log_path = self
             .logs
@@ -158,7 +165,7 @@ impl Harness {
         let child = Command::new(&self.binary)
             .env_clear()
             .env("PATH", std::env::var("PATH").unwrap_or_default())
-            .env("KUBECONFIG", self.env.kubeconfig())
+            .env("KUBECONFIG", kubeconfig)
             .env("AUTHENTIK_HOST", self.double.base_url())
             .env("AUTHENTIK_TOKEN", self.double.token())
             .env("WATCH_NAMESPACE", self.namespace())
