@@ -5,16 +5,15 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use authentik_client::{AuthentikClient, ClientConfig};
+use authentik_client::AuthentikClient;
 use futures::{StreamExt, TryStreamExt};
 use gitops_crd::ProxyConfig;
 use gitops_crd::names::SERVICE_DISCOVERY_MANAGER;
 use gitops_crd::ownership::AuthentikObject;
-use gitops_runtime::{Process, Readiness};
+use gitops_runtime::{Events, Process, Readiness};
 use k8s_openapi::api::core::v1::Service;
 use kube::api::Api;
 use kube::runtime::controller::{self, Controller};
-use kube::runtime::events::Reporter;
 use kube::runtime::reflector::{self, ObjectRef, reflector};
 use kube::runtime::{WatchStreamExt, watcher};
 use tokio::sync::watch;
@@ -22,23 +21,20 @@ use tokio_util::sync::CancellationToken;
 
 use crate::authentik::Authentik;
 use crate::backoff::Backoff;
+use crate::caches::Caches;
 use crate::config::{Args, Settings};
 use crate::conflicts::Claims;
-use crate::events::Events;
+use crate::context::Context;
 use crate::outpost::OutpostAssigner;
 use crate::ownership::Records;
-use crate::reconciler::{Context, error_policy, reconcile};
+use crate::reconciler::{error_policy, reconcile};
 use crate::status::StatusWriter;
 
 pub async fn run(args: Args) -> anyhow::Result<()> {
     let process = Process::start(&args.process, SERVICE_DISCOVERY_MANAGER).await?;
     authentik_client::describe_metrics();
     let settings = Arc::new(args.into_settings()?);
-    let mut authentik_config =
-        ClientConfig::new(settings.authentik_host.clone(), settings.token.clone());
-    authentik_config.request_timeout = settings.authentik_timeout;
-    authentik_config.outpost_write_timeout = settings.authentik_outpost_timeout;
-    let authentik = AuthentikClient::new(authentik_config).context("AUTHENTIK_HOST")?;
+    let authentik = AuthentikClient::new(settings.authentik.clone()).context("AUTHENTIK_HOST")?;
 
     let (client, readiness, identity) = (
         process.client.clone(),
@@ -107,10 +103,9 @@ fn run_controller(
 
         let events = Events::new(
             client.clone(),
-            Reporter {
-                controller: SERVICE_DISCOVERY_MANAGER.into(),
-                instance: Some(identity),
-            },
+            SERVICE_DISCOVERY_MANAGER,
+            identity,
+            "Reconcile",
         );
         let ctx = Arc::new(Context {
             client: client.clone(),
@@ -184,21 +179,6 @@ fn run_controller(
             drop(gate);
         }
         tracing::info!("controller stopped");
-    }
-}
-
-/// Readiness of the watch caches, tracked from the watch streams themselves:
-/// kube-runtime 5's `Store::wait_until_ready` wakes only the last of several waiters, and the
-/// controller runtime already waits on the ProxyConfig store.
-#[derive(Clone)]
-pub struct Caches(Vec<watch::Receiver<bool>>);
-
-impl Caches {
-    /// Resolves once every cache holds a full list (or the process is stopping).
-    pub async fn wait(&self) {
-        for ready in &self.0 {
-            let _ = ready.clone().wait_for(|ready| *ready).await;
-        }
     }
 }
 

@@ -15,14 +15,13 @@ use k8s_openapi::api::core::v1::Service;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use kube::api::{Api, DeleteParams, ObjectMeta, Patch, PatchParams, PostParams, Preconditions};
 use kube::runtime::controller::{Action, Controller};
-use kube::runtime::events::{Event, EventType};
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::runtime::watcher;
 use kube::{Resource, ResourceExt};
 use tokio_util::sync::CancellationToken;
 
-use crate::events::Events;
 use crate::metrics::names;
+use gitops_runtime::Events;
 
 /// Field manager of the ProxyConfigs discovery writes.
 const MANAGER: &str = "gitops-service-discovery-onboarding";
@@ -171,20 +170,9 @@ async fn reconcile(service: Arc<Service>, ctx: Arc<Context>) -> Result<Action, D
 }
 
 async fn publish(ctx: &Context, service: &Service, warning: bool, reason: &str, note: String) {
-    let event = Event {
-        type_: if warning {
-            EventType::Warning
-        } else {
-            EventType::Normal
-        },
-        reason: reason.into(),
-        note: Some(note),
-        action: "Onboard".into(),
-        secondary: None,
-    };
-    if let Err(error) = ctx.events.publish(&event, &service.object_ref(&())).await {
-        tracing::warn!(%error, service = %service.name_any(), "could not publish an Event");
-    }
+    ctx.events
+        .publish(&service.object_ref(&()), reason, note, warning)
+        .await;
 }
 
 fn error_policy(_service: Arc<Service>, error: &DiscoveryError, _ctx: Arc<Context>) -> Action {
@@ -205,7 +193,7 @@ pub async fn run(
     let ctx = Arc::new(Context {
         client,
         proxyconfigs: proxyconfig_store,
-        events,
+        events: events.with_action("Onboard"),
     });
     Controller::new(services, watcher::Config::default())
         .owns(

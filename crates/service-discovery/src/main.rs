@@ -4,12 +4,14 @@ use std::process::ExitCode;
 
 mod authentik;
 mod backoff;
+mod caches;
 mod config;
 mod conflicts;
+mod context;
 mod controller;
+mod deletion;
 mod discovery;
 mod error;
-mod events;
 mod metrics;
 mod outpost;
 mod ownership;
