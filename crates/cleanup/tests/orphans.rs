@@ -273,10 +273,11 @@ async fn nothing_is_deleted_while_proxyconfigs_cannot_be_listed() {
         .patch(&role_name, &apply, &Patch::Apply(rules(true)))
         .await
         .expect("grant list");
-    let deleted = gitops_testenv::eventually("the orphan to be deleted once the list works", || async {
-        h.double.provider(pk).is_none().then_some(())
-    })
-    .await;
+    let deleted =
+        gitops_testenv::eventually("the orphan to be deleted once the list works", || async {
+            h.double.provider(pk).is_none().then_some(())
+        })
+        .await;
     let _ = bindings.delete(&role_name, &DeleteParams::default()).await;
     let _ = roles.delete(&role_name, &DeleteParams::default()).await;
 

@@ -63,19 +63,29 @@ async fn reconcile(service: Arc<Service>, ctx: Arc<Context>) -> Result<Action, D
     if !is_opted_in(&service) || service.meta().deletion_timestamp.is_some() {
         // Opted out: remove what discovery made, guarded by uid so a hand-written
         // replacement created meanwhile is never deleted.
-        if let Some(pc) = existing.filter(|pc| is_ours(pc, &service)) {
-            let params = DeleteParams {
-                preconditions: Some(Preconditions {
-                    uid: pc.uid(),
-                    resource_version: None,
-                }),
-                ..DeleteParams::default()
-            };
-            match api.delete(&name, &params).await {
-                Ok(_) => publish(&ctx, &service, false, "ProxyConfigRemoved", format!("removed ProxyConfig {name}: the Service no longer has {DISCOVERY_LABEL}={DISCOVERY_LABEL_ENABLED}")).await,
-                Err(kube::Error::Api(status)) if status.code == 404 || status.code == 409 => {}
-                Err(error) => return Err(wrap(error)),
+        match existing {
+            Some(pc) if is_ours(&pc, &service) => {
+                let params = DeleteParams {
+                    preconditions: Some(Preconditions {
+                        uid: pc.uid(),
+                        resource_version: None,
+                    }),
+                    ..DeleteParams::default()
+                };
+                let note = format!(
+                    "removed ProxyConfig {name}: the Service no longer has {DISCOVERY_LABEL}={DISCOVERY_LABEL_ENABLED}"
+                );
+                match api.delete(&name, &params).await {
+                    Ok(_) => publish(&ctx, &service, false, "ProxyConfigRemoved", note).await,
+                    Err(kube::Error::Api(status)) if status.code == 404 || status.code == 409 => {}
+                    Err(error) => return Err(wrap(error)),
+                }
             }
+            // Hand-written, not discovery's: left alone.
+            Some(_) => {
+                metrics::counter!(names::DISCOVERY_SKIPPED, "reason" => "name_taken").increment(1);
+            }
+            None => {}
         }
         return Ok(Action::await_change());
     }
