@@ -362,11 +362,16 @@ async fn service_discovery_runs_its_scenario_as_the_charts_service_account() {
 
     // Without the chart's bindings the same binary gets nowhere.
     let unbound = Controller::start(&scenario, "gitops-service-discovery", "unbound", &env);
-    tokio::time::sleep(Duration::from_secs(5)).await;
+    let refused = poll_until(
+        "the API server to refuse the unbound controller",
+        WAIT,
+        || async { Ok(unbound.log().contains("forbidden").then_some(())) },
+    )
+    .await;
     assert!(!unbound.ready().await, "ready without any RBAC");
     let log = unbound.stop().await;
     assert!(
-        log.contains("forbidden"),
+        refused.is_ok(),
         "expected forbidden errors without RBAC:\n{log}"
     );
 

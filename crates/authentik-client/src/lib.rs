@@ -89,19 +89,27 @@
 //! errors is redacted against it.
 
 mod api;
+#[cfg(feature = "clap")]
+mod args;
+mod backoff;
 mod client;
 mod config;
 mod error;
 #[doc(hidden)]
 pub mod fuzzing;
+mod lookup;
 mod metrics;
 mod models;
 mod retry;
 mod token;
 
+#[cfg(feature = "clap")]
+pub use args::{ConnectionArgs, ConnectionError};
+pub use backoff::ExponentialBackoff;
 pub use client::AuthentikClient;
 pub use config::ClientConfig;
 pub use error::{Error, ErrorCategory};
+pub use lookup::{OutpostSelector, looks_like_uuid, not_found_as_none};
 pub use metrics::{describe_metrics, metric_names};
 pub use models::{
     Application, ApplicationPatch, ApplicationRequest, Flow, FlowDesignation, Group, Outpost,

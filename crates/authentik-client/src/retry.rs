@@ -3,8 +3,8 @@
 use std::time::Duration;
 
 use http::Method;
-use rand::RngExt;
 
+use crate::backoff::ExponentialBackoff;
 use crate::error::Error;
 
 /// Retry rules for one call. Only idempotent calls are retried (GET, PUT, DELETE and this
@@ -48,12 +48,8 @@ impl RetryPolicy {
         }
     }
 
-    /// The exponential backoff before retry number `retry` (1-based), without jitter.
-    fn backoff_ceiling(&self, retry: u32) -> Duration {
-        let factor = 2u32.saturating_pow(retry.saturating_sub(1));
-        self.initial_backoff
-            .saturating_mul(factor)
-            .min(self.max_backoff)
+    fn backoff(&self) -> ExponentialBackoff {
+        ExponentialBackoff::new(self.initial_backoff, self.max_backoff)
     }
 
     /// How long to wait before trying again after `attempt` (1-based) failed with `err`, or
@@ -72,9 +68,7 @@ impl RetryPolicy {
         if !is_idempotent(method) || !err.is_retryable() || attempt >= self.max_attempts {
             return None;
         }
-        let ceiling = self.backoff_ceiling(attempt);
-        let half = ceiling / 2;
-        let jittered = half + rand::rng().random_range(Duration::ZERO..=ceiling - half);
+        let jittered = self.backoff().delay(attempt);
         let delay = match err.retry_after() {
             Some(asked) if asked > self.max_retry_after => return None,
             Some(asked) => asked.max(jittered),

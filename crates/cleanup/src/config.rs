@@ -3,10 +3,9 @@
 //! durations like `30s`, `1h`, `7d`). Anything missing or malformed stops start-up with one line
 //! saying which setting and why.
 
-use std::path::PathBuf;
 use std::time::Duration;
 
-use authentik_client::{ApiToken, TokenSourceError};
+use authentik_client::{ClientConfig, ConnectionArgs, ConnectionError};
 use clap::Parser;
 use gitops_runtime::{ProcessArgs, duration};
 
@@ -97,39 +96,15 @@ pub struct Args {
     #[arg(long, env = "ORPHAN_SWEEP", default_value_t = true, action = clap::ArgAction::Set)]
     pub orphan_sweep: bool,
 
-    /// authentik base URL; without it the orphan sweep is off.
-    #[arg(long, env = "AUTHENTIK_HOST")]
-    pub authentik_host: Option<String>,
-
-    /// authentik API token (prefer --authentik-token-file).
-    #[arg(
-        long,
-        env = "AUTHENTIK_TOKEN",
-        hide_env_values = true,
-        conflicts_with = "authentik_token_file"
-    )]
-    pub authentik_token: Option<String>,
-
-    /// File holding the authentik API token (e.g. a mounted Secret).
-    #[arg(long, env = "AUTHENTIK_TOKEN_FILE")]
-    pub authentik_token_file: Option<PathBuf>,
-
-    /// Timeout of one authentik request.
-    #[arg(long, env = "AUTHENTIK_TIMEOUT", default_value = "15s", value_parser = duration("AUTHENTIK_TIMEOUT"))]
-    pub authentik_timeout: Duration,
+    /// Where authentik is and how to authenticate (shared with service-discovery); without a
+    /// host and token the orphan sweep is off.
+    #[command(flatten)]
+    pub authentik: ConnectionArgs,
 
     /// Observability, leadership, logging and scope (shared with service-discovery). With
     /// WATCH_NAMESPACE, only Jobs, Pods and the ownership records claimed from it.
     #[command(flatten)]
     pub process: ProcessArgs,
-}
-
-/// Where and how to reach authentik.
-#[derive(Debug)]
-pub struct AuthentikSettings {
-    pub host: String,
-    pub token: ApiToken,
-    pub timeout: Duration,
 }
 
 /// Validated settings the controller runs with.
@@ -142,7 +117,7 @@ pub struct Settings {
     pub pods: PodPolicy,
     pub orphans: OrphanPolicy,
     /// `None`: the orphan sweep is off (disabled, or no authentik settings).
-    pub authentik: Option<AuthentikSettings>,
+    pub authentik: Option<ClientConfig>,
     pub max_deletions_per_cycle: u32,
     pub delete_rate: f64,
     pub watch_namespace: Option<String>,
@@ -150,14 +125,8 @@ pub struct Settings {
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    #[error(
-        "AUTHENTIK_HOST is set but there is no authentik token: set AUTHENTIK_TOKEN or AUTHENTIK_TOKEN_FILE, or ORPHAN_SWEEP=false"
-    )]
-    MissingToken,
-    #[error("an authentik token is set but AUTHENTIK_HOST is not: set both, or neither")]
-    MissingHost,
-    #[error(transparent)]
-    Token(#[from] TokenSourceError),
+    #[error("{0} (or ORPHAN_SWEEP=false)")]
+    Authentik(#[from] ConnectionError),
     #[error("CLEANUP_INTERVAL must be at least 1s")]
     IntervalTooShort,
     #[error(
@@ -183,20 +152,9 @@ impl Args {
             .into_iter()
             .map(|entry| LabelMatch::parse(&entry).ok_or(ConfigError::BadExcludedLabel(entry)))
             .collect::<Result<Vec<_>, _>>()?;
-        let token = ApiToken::from_value_or_file(
-            self.authentik_token,
-            self.authentik_token_file.as_deref(),
-        )?;
-        let host = self.authentik_host.filter(|h| !h.trim().is_empty());
-        let authentik = match (self.orphan_sweep, host, token) {
-            (false, _, _) | (true, None, None) => None,
-            (true, Some(host), Some(token)) => Some(AuthentikSettings {
-                host,
-                token,
-                timeout: self.authentik_timeout,
-            }),
-            (true, Some(_), None) => return Err(ConfigError::MissingToken),
-            (true, None, Some(_)) => return Err(ConfigError::MissingHost),
+        let authentik = match self.orphan_sweep {
+            true => self.authentik.into_config()?,
+            false => None,
         };
         let namespaces = NamespaceScope::new(
             non_empty(self.namespaces_include),
@@ -249,6 +207,8 @@ fn parse_rate(value: &str) -> Result<f64, String> {
 
 #[cfg(test)]
 mod tests {
+    use authentik_client::{ApiToken, TokenSourceError};
+
     use super::*;
 
     fn args(extra: &[&str]) -> Result<Args, clap::Error> {
@@ -397,7 +357,7 @@ mod tests {
         .expect_err("empty");
         assert!(matches!(
             error,
-            ConfigError::Token(TokenSourceError::EmptyFile(_))
+            ConfigError::Authentik(ConnectionError::Token(TokenSourceError::EmptyFile(_)))
         ));
     }
 

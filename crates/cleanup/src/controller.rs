@@ -5,13 +5,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use authentik_client::{AuthentikClient, ClientConfig};
+use authentik_client::AuthentikClient;
 use futures::StreamExt;
 use gitops_crd::ProxyConfig;
 use gitops_crd::names::CLEANUP_MANAGER;
 use gitops_crd::ownership::AuthentikObject;
 use gitops_runtime::watches::{Caches, cached_watch, check_listable, resource_name, scoped};
-use gitops_runtime::{Process, Readiness};
+use gitops_runtime::{Events, Process, Readiness};
 use kube::api::{Api, ListParams};
 use kube::runtime::controller::Controller;
 use kube::runtime::reflector::Store;
@@ -19,7 +19,7 @@ use kube::runtime::watcher;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{Args, Settings};
-use crate::events::{Events, ReportOnce};
+use crate::events::ReportOnce;
 use crate::job_summary::JobSummary;
 use crate::jobs::{JobCleaner, error_policy, reconcile};
 use crate::metrics::{self, CycleTimer};
@@ -35,11 +35,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     let client = process.client.clone();
     check_label_selector(&client, &settings).await?;
     let authentik = match &settings.authentik {
-        Some(a) => {
-            let mut config = ClientConfig::new(a.host.clone(), a.token.clone());
-            config.request_timeout = a.timeout;
-            Some(AuthentikClient::new(config).context("AUTHENTIK_HOST")?)
-        }
+        Some(config) => Some(AuthentikClient::new(config.clone()).context("AUTHENTIK_HOST")?),
         None => {
             tracing::info!(
                 "orphan sweep is off (ORPHAN_SWEEP=false, or no AUTHENTIK_HOST and token); Job and Pod cleanup run"
@@ -110,7 +106,7 @@ fn run_cleanup(
             settings.max_deletions_per_cycle,
             settings.interval,
         ));
-        let events = Events::new(client.clone(), identity);
+        let events = Events::new(client.clone(), CLEANUP_MANAGER, identity, "Cleanup");
         let jobs = Arc::new(JobCleaner {
             client: client.clone(),
             policy: settings.jobs.clone(),
@@ -226,11 +222,13 @@ async fn sweep_loop(
             if pods.enabled()
                 && let Err(error) = pods.sweep().await
             {
+                metrics::error(&error);
                 tracing::error!(%error, "Pod sweep failed; retrying next cycle");
             }
             if let Some(orphans) = &orphans
                 && let Err(error) = orphans.sweep().await
             {
+                metrics::error(&error);
                 tracing::error!(%error, "orphan sweep stopped; retrying next cycle");
             }
         };

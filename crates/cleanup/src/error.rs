@@ -1,5 +1,6 @@
 //! Failures, each tagged with the operation that failed (the `operation` label of
-//! `gitops_cleanup_errors_total`). Making one counts it, so no failure goes uncounted.
+//! `gitops_cleanup_errors_total`). They are counted where they are reported
+//! ([`crate::metrics::error`] beside each log line), once each.
 
 use std::fmt;
 
@@ -67,7 +68,6 @@ pub enum Error {
 
 impl Error {
     pub fn kube(operation: Operation, target: impl fmt::Display, source: kube::Error) -> Self {
-        crate::metrics::error(operation);
         Error::Kube {
             operation,
             target: target.to_string(),
@@ -80,11 +80,18 @@ impl Error {
         target: impl fmt::Display,
         source: authentik_client::Error,
     ) -> Self {
-        crate::metrics::error(operation);
         Error::Authentik {
             operation,
             target: target.to_string(),
             source,
+        }
+    }
+}
+
+impl Error {
+    pub fn operation(&self) -> Operation {
+        match self {
+            Error::Kube { operation, .. } | Error::Authentik { operation, .. } => *operation,
         }
     }
 }

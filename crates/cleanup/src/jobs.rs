@@ -8,6 +8,7 @@ use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
+use gitops_runtime::Events;
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, DeleteParams, ListParams, Preconditions, PropagationPolicy};
 use kube::runtime::controller::Action;
@@ -15,7 +16,7 @@ use kube::runtime::reflector::Store;
 use kube::{Resource, ResourceExt};
 
 use crate::error::{Error, Operation, is_conflict, is_not_found};
-use crate::events::{Events, ReportOnce, WOULD_DELETE};
+use crate::events::{ReportOnce, WOULD_DELETE};
 use crate::job_summary::JobSummary;
 use crate::metrics;
 use crate::policy::{JobOutcome, JobPolicy, Verdict, job_expiry, job_verdict};
@@ -44,6 +45,7 @@ pub async fn reconcile(job: Arc<JobSummary>, cleaner: Arc<JobCleaner>) -> Result
 }
 
 pub fn error_policy(job: Arc<JobSummary>, error: &Error, _cleaner: Arc<JobCleaner>) -> Action {
+    metrics::error(error);
     tracing::warn!(job = %job.name_any(), namespace = job.namespace().unwrap_or_default(), %error, "will retry");
     Action::requeue(RETRY)
 }
@@ -68,6 +70,7 @@ impl JobCleaner {
             if matches!(job_verdict(&job, now, &self.policy), Verdict::DeleteNow(_))
                 && let Err(error) = self.delete(&job).await
             {
+                metrics::error(&error);
                 tracing::warn!(%error, "sweep: will retry");
             }
         }

@@ -4,7 +4,7 @@
 
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
-use crate::error::Operation;
+use crate::error::Error;
 use crate::policy::JobOutcome;
 
 pub mod names {
@@ -58,8 +58,9 @@ pub fn deferred() {
     metrics::counter!(names::DEFERRED).increment(1);
 }
 
-pub fn error(operation: Operation) {
-    metrics::counter!(names::ERRORS, "operation" => operation.as_str()).increment(1);
+/// Counts a failure as it is reported (logged), so each is counted once.
+pub fn error(error: &Error) {
+    metrics::counter!(names::ERRORS, "operation" => error.operation().as_str()).increment(1);
 }
 
 pub fn orphaned_objects(count: usize) {

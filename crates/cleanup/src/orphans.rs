@@ -22,7 +22,7 @@ use authentik_client::AuthentikClient;
 use gitops_crd::ProxyConfig;
 use gitops_crd::names::CLEANUP_MANAGER;
 use gitops_crd::ownership::{AuthentikKind, AuthentikObject, AuthentikObjectSpec};
-use gitops_runtime::ReadinessGate;
+use gitops_runtime::{Events, ReadinessGate};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, Preconditions};
@@ -30,7 +30,7 @@ use kube::{Resource, ResourceExt};
 use serde_json::json;
 
 use crate::error::{Error, Operation, is_conflict, is_not_found};
-use crate::events::{Events, ORPHAN_DELETED, ORPHAN_LEFT, ReportOnce, WOULD_DELETE};
+use crate::events::{ORPHAN_DELETED, ORPHAN_LEFT, ReportOnce, WOULD_DELETE};
 use crate::metrics;
 use crate::policy::{OrphanPolicy, OrphanVerdict, orphan_verdict};
 use crate::throttle::Throttle;
@@ -74,6 +74,7 @@ impl OrphanSweeper {
             }
             Err(error) => {
                 let error = Error::authentik(Operation::ReachAuthentik, "authentik", error);
+                metrics::error(&error);
                 tracing::error!(%error, "authentik unreachable: no orphan is deleted this sweep");
                 false
             }
@@ -119,6 +120,7 @@ impl OrphanSweeper {
                 }
             };
             if let Err(error) = written {
+                metrics::error(&error);
                 tracing::warn!(%error, "will retry next sweep");
             }
         }

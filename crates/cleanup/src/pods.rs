@@ -5,13 +5,14 @@
 use std::collections::HashSet;
 use std::sync::Arc;
 
+use gitops_runtime::Events;
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, DeleteParams, ListParams, Preconditions};
 use kube::{Resource, ResourceExt};
 
 use crate::error::{Error, Operation, is_conflict, is_not_found};
-use crate::events::{Events, FORCE_DELETED, ReportOnce, WOULD_DELETE};
+use crate::events::{FORCE_DELETED, ReportOnce, WOULD_DELETE};
 use crate::metrics;
 use crate::policy::{PodCase, PodPolicy, Verdict, pod_verdict};
 use crate::throttle::Throttle;
@@ -50,7 +51,10 @@ impl PodCleaner {
                     match self.delete(pod, case).await {
                         Ok(true) => {}
                         Ok(false) => return Ok(()), // the cycle's cap is reached
-                        Err(error) => tracing::warn!(%error, "will retry next sweep"),
+                        Err(error) => {
+                            metrics::error(&error);
+                            tracing::warn!(%error, "will retry next sweep");
+                        }
                     }
                 }
             }

@@ -4,9 +4,7 @@
 
 mod common;
 
-use std::time::Duration;
-
-use common::{Harness, ago};
+use common::{Harness, LAST_SWEEP, ago, unix_now};
 use gitops_crd::ownership::AuthentikKind::{Application, Provider};
 use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding};
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
@@ -181,7 +179,8 @@ async fn a_record_claimed_again_during_its_grace_period_is_kept() {
     })
     .await;
 
-    tokio::time::sleep(Duration::from_secs(8)).await; // past the grace period
+    // Past the grace period (6s from the mark), with sweeps that judged the record after it.
+    h.wait_metric(c, LAST_SWEEP, unix_now() + 7.0).await;
     assert!(
         h.double.provider(reclaimed_pk).is_some(),
         "re-claimed: kept"
@@ -274,10 +273,11 @@ async fn nothing_is_deleted_while_proxyconfigs_cannot_be_listed() {
         .patch(&role_name, &apply, &Patch::Apply(rules(true)))
         .await
         .expect("grant list");
-    let deleted = common::eventually("the orphan to be deleted once the list works", || async {
-        h.double.provider(pk).is_none().then_some(())
-    })
-    .await;
+    let deleted =
+        gitops_testenv::eventually("the orphan to be deleted once the list works", || async {
+            h.double.provider(pk).is_none().then_some(())
+        })
+        .await;
     let _ = bindings.delete(&role_name, &DeleteParams::default()).await;
     let _ = roles.delete(&role_name, &DeleteParams::default()).await;
 

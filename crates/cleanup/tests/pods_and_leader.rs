@@ -51,7 +51,7 @@ async fn finished_pods_without_a_controller_are_deleted_after_their_ttl() {
     .await;
     h.wait_metric(c, "gitops_cleanup_pods_cleaned_total", 1.0)
         .await;
-    tokio::time::sleep(Duration::from_secs(3)).await; // more sweeps
+    h.wait_more_sweeps(c, 2).await;
     for (name, .., deleted) in &fixtures {
         assert_eq!(
             !h.pod_exists(name).await,
@@ -86,7 +86,8 @@ async fn pods_stuck_terminating_are_force_deleted_only_in_allowlisted_namespaces
         ("CLEANUP_INTERVAL", "1s"),
     ]);
     h.wait_first_sweep(c).await;
-    tokio::time::sleep(Duration::from_secs(4)).await;
+    // Sweeps that began after STUCK_POD_AFTER (1s) had passed for the Pod.
+    h.wait_more_sweeps(c, 3).await;
     assert!(
         h.pod_exists("stuck").await,
         "not allowlisted: never force-deleted"

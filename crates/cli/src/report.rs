@@ -88,7 +88,7 @@ pub async fn run(global: &Global, args: &ReportArgs) -> Result<Outcome, CliError
         )
         .await
         {
-            Ok(world) => (Some(consistency::evaluate(&world).summary), None),
+            Ok(observed) => (Some(consistency::evaluate(&observed).summary), None),
             Err(error) => (None, Some(error.to_string())),
         },
     };
@@ -197,8 +197,8 @@ fn render(report: &Report) -> String {
     out.push_str("\n== authentik consistency\n");
     match (&report.authentik_consistency, &report.authentik_note) {
         (Some(s), _) => out.push_str(&format!(
-            "{} ProxyConfigs: {} in sync, {} skipped, {} missing, {} drifted, {} not in outpost, {} unresolved; {} orphaned records; {} foreign providers in our outposts\n",
-            s.proxy_configs, s.in_sync, s.skipped, s.missing, s.drifted, s.not_in_outpost, s.unresolved, s.orphaned, s.foreign
+            "{} ProxyConfigs: {} in sync, {} skipped, {} missing, {} drifted, {} not in outpost, {} in conflict, {} unresolved; {} orphaned records; {} foreign providers in our outposts\n",
+            s.proxy_configs, s.in_sync, s.skipped, s.missing, s.drifted, s.not_in_outpost, s.conflicts, s.unresolved, s.orphaned, s.foreign
         )),
         (None, Some(note)) => out.push_str(&format!("{note}\n")),
         (None, None) => {}

@@ -13,20 +13,20 @@ pub async fn run(global: &Global) -> Result<Outcome, CliError> {
     let cluster = cluster::connect(global).await?;
     let defaults =
         settings::read(&cluster.client, &global.release_namespace, &global.release).await;
-    let world = consistency::gather(
+    let observed = consistency::gather(
         &cluster.client,
         &authentik,
         global.namespace.as_deref(),
         defaults,
     )
     .await?;
-    let verification = consistency::evaluate(&world);
+    let verification = consistency::evaluate(&observed);
     match global.output {
         Format::Json => print_json(&VerifyOutput {
             verification: &verification,
-            defaults: &world.defaults,
+            defaults: &observed.defaults,
         })?,
-        Format::Table => print!("{}", render(&verification, &world.defaults)),
+        Format::Table => print!("{}", render(&verification, &observed.defaults)),
     }
     Ok(Outcome::from_problems(!verification.findings.is_empty()))
 }
@@ -58,8 +58,8 @@ fn render(verification: &Verification, defaults: &ControllerDefaults) -> String 
     }
     let s = &verification.summary;
     out.push_str(&format!(
-        "{} ProxyConfigs: {} in sync, {} skipped; findings: {} missing, {} drifted, {} not in outpost, {} unresolved, {} orphaned, {} foreign\n",
-        s.proxy_configs, s.in_sync, s.skipped, s.missing, s.drifted, s.not_in_outpost, s.unresolved, s.orphaned, s.foreign
+        "{} ProxyConfigs: {} in sync, {} skipped; findings: {} missing, {} drifted, {} not in outpost, {} conflict, {} unresolved, {} orphaned, {} foreign\n",
+        s.proxy_configs, s.in_sync, s.skipped, s.missing, s.drifted, s.not_in_outpost, s.conflicts, s.unresolved, s.orphaned, s.foreign
     ));
     out.push_str(&format!(
         "defaults (flows {} / {}, outpost {}, cookie domain {}) from {}\n",

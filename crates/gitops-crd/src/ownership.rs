@@ -106,6 +106,18 @@ pub struct ProxyConfigRef {
     pub uid: String,
 }
 
+impl ProxyConfigRef {
+    /// The reference a record holds to claim an object for `proxyconfig`.
+    pub fn of(proxyconfig: &crate::ProxyConfig) -> Self {
+        use kube::ResourceExt;
+        Self {
+            namespace: proxyconfig.namespace().unwrap_or_default(),
+            name: proxyconfig.name_any(),
+            uid: proxyconfig.uid().unwrap_or_default(),
+        }
+    }
+}
+
 /// The record's Kubernetes name, derived from authentik's unique key so that exactly one record
 /// can exist per authentik object: creating it doubles as a lock. Readable prefix, then a hash
 /// of the exact name (authentik names are case-insensitive-unique, so the hash uses lowercase).

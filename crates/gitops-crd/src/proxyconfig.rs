@@ -20,7 +20,7 @@ use serde::{Deserialize, Serialize};
     kind = "ProxyConfig",
     plural = "proxyconfigs",
     singular = "proxyconfig",
-    shortname = "pc",
+    shortname = "pcfg",
     category = "gitops",
     namespaced,
     status = "ProxyConfigStatus",

@@ -1,9 +1,10 @@
-//! What both controllers run on, so neither carries its own copy: structured logging, the
+//! What both controllers run on, so neither carries its own copy: structured logging, Events, the
 //! Prometheus recorder with `/metrics`, `/healthz` and `/readyz`, Lease-based leader election and
 //! graceful shutdown on SIGTERM or Ctrl-C, and the watches both controllers set up (see [`watches`]).
 //!
 //! It knows nothing of ProxyConfigs or authentik.
 
+mod events;
 mod health;
 mod leader;
 mod logging;
@@ -11,6 +12,7 @@ mod process;
 mod shutdown;
 pub mod watches;
 
+pub use events::Events;
 pub use health::{
     Readiness, ReadinessGate, ServeError, ServingAddrs, install_metrics_recorder, serve,
 };

@@ -9,14 +9,14 @@ use std::time::Duration;
 
 use authentik_double::{AuthentikDouble, DoubleConfig, DoubleHandle};
 use gitops_crd::{Phase, ProxyConfig};
-use gitops_testenv::{TestEnv, TestNamespace, poll_until};
+use gitops_testenv::{TestEnv, TestNamespace};
 use k8s_openapi::api::core::v1::Service;
 use kube::Client;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
 use serde_json::{Value, json};
 use tokio::process::{Child, Command};
 
-pub const WAIT: Duration = Duration::from_secs(60);
+pub use gitops_testenv::{WAIT, eventually};
 
 pub struct Harness {
     binary: PathBuf,
@@ -356,7 +356,7 @@ impl Harness {
         F: FnMut() -> Fut,
         Fut: std::future::Future<Output = Option<T>>,
     {
-        eventually(what, check).await.expect("condition reached")
+        gitops_testenv::wait_until(what, check).await
     }
 
     /// authentik client acting as a person with the admin token.
@@ -404,28 +404,28 @@ impl Harness {
         (status, response.text().await.expect("body"))
     }
 
-    pub async fn scrape_metrics(&self, index: usize) -> String {
-        let port = self.controller(index).metrics_port;
-        reqwest::get(format!("http://127.0.0.1:{port}/metrics"))
-            .await
-            .expect("scrape")
-            .text()
-            .await
-            .expect("body")
+    /// The value of one series on controller `index`'s `/metrics` (`None`: not exposed yet).
+    pub async fn metric(&self, index: usize, series: &str) -> Option<f64> {
+        gitops_testenv::metric_value(&self.try_scrape(index).await?, series)
     }
-}
 
-/// Polls `check` until it yields `Some`, for at most [`WAIT`].
-pub async fn eventually<T, F, Fut>(what: &str, mut check: F) -> gitops_testenv::Result<T>
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Option<T>>,
-{
-    poll_until(what, WAIT, || {
-        let next = check();
-        async move { Ok(next.await) }
-    })
-    .await
+    /// Waits until a series on controller `index` reaches `at_least`.
+    pub async fn wait_metric(&self, index: usize, series: &str, at_least: f64) -> f64 {
+        self.wait_until(&format!("{series} >= {at_least}"), || async {
+            self.metric(index, series).await.filter(|v| *v >= at_least)
+        })
+        .await
+    }
+
+    pub async fn scrape_metrics(&self, index: usize) -> String {
+        self.try_scrape(index).await.expect("metrics scraped")
+    }
+
+    async fn try_scrape(&self, index: usize) -> Option<String> {
+        let port = self.controller(index).metrics_port;
+        let response = reqwest::get(format!("http://127.0.0.1:{port}/metrics")).await;
+        response.ok()?.text().await.ok()
+    }
 }
 
 /// The condition of `type_` in a ProxyConfig's status.

@@ -3,6 +3,10 @@
 //! resync, so that re-verifying N converged ProxyConfigs costs a few list pages instead of
 //! several GETs per object. Writes update the snapshot, so it stays true to what this process
 //! did in between.
+//!
+//! Both rules are properties of the type, not of its callers: the client is reachable only
+//! through [`Authentik::call`], which holds a permit, and providers and applications (what the
+//! snapshot holds) are written only through methods that record the outcome.
 
 use std::collections::{HashMap, HashSet};
 use std::future::Future;
@@ -11,11 +15,12 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use authentik_client::{
-    Application, AuthentikClient, Error, FlowDesignation, Outpost, ProxyProvider,
+    Application, ApplicationPatch, ApplicationRequest, AuthentikClient, Error, FlowDesignation,
+    Outpost, OutpostSelector, ProxyProvider, ProxyProviderPatch, ProxyProviderRequest,
+    not_found_as_none,
 };
 use tokio::sync::{RwLock, Semaphore, watch};
 
-use crate::config::OutpostSelector;
 use crate::metrics::names;
 
 #[derive(Default)]
@@ -80,9 +85,24 @@ impl<T> Known<T> {
         self.unverified.retain(|key| changed.contains_key(key));
     }
 
-    fn answer(&self, key: &str) -> Option<Option<&T>> {
-        (!self.unverified.contains(key)).then(|| self.entries.get(key))
+    fn answer(&self, key: &str) -> Answer<'_, T> {
+        match self.entries.get(key) {
+            _ if self.unverified.contains(key) => Answer::Unverified,
+            Some(value) => Answer::Present(value),
+            None => Answer::Absent,
+        }
     }
+}
+
+/// What the snapshot says of one key.
+#[derive(Debug, PartialEq, Eq)]
+enum Answer<'a, T> {
+    /// authentik holds it, as far as this process knows.
+    Present(&'a T),
+    /// authentik does not hold it, as far as this process knows.
+    Absent,
+    /// Unknown until read afresh from authentik.
+    Unverified,
 }
 
 /// A cached lookup (flows, groups, outposts): valid for one resync interval.
@@ -169,16 +189,20 @@ impl Authentik {
         }
     }
 
-    /// Runs one client call under a permit, so that however many reconciles run, authentik
-    /// sees at most the configured number of requests at once.
-    pub async fn call<T>(&self, call: impl Future<Output = Result<T, Error>>) -> Result<T, Error> {
+    /// Runs client calls under a permit, so that however many reconciles run, authentik sees
+    /// at most the configured number of requests at once. For objects the snapshot does not
+    /// hold (outposts, policy bindings, lookups); providers and applications are written
+    /// through the methods below, which keep the snapshot true.
+    pub async fn call<'a, T, Fut>(
+        &'a self,
+        call: impl FnOnce(&'a AuthentikClient) -> Fut,
+    ) -> Result<T, Error>
+    where
+        Fut: Future<Output = Result<T, Error>>,
+    {
         // The semaphore is never closed, so acquire cannot fail.
         let _permit = self.permits.acquire().await.ok();
-        call.await
-    }
-
-    pub fn client(&self) -> &AuthentikClient {
-        &self.client
+        call(&self.client).await
     }
 
     /// Re-reads every proxy provider and application, and forgets cached lookups, so that
@@ -191,8 +215,8 @@ impl Authentik {
 
     async fn take_snapshot(&self) -> Result<(), Error> {
         let started = Instant::now();
-        let providers = self.call(self.client.list_proxy_providers()).await?;
-        let applications = self.call(self.client.list_applications()).await?;
+        let providers = self.call(AuthentikClient::list_proxy_providers).await?;
+        let applications = self.call(AuthentikClient::list_applications).await?;
         let mut snapshot = self.snapshot.write().await;
         snapshot.providers.replace(
             providers
@@ -240,14 +264,17 @@ impl Authentik {
         let key = name.to_lowercase();
         {
             let snapshot = self.read_snapshot().await;
-            if self.fresh(&snapshot)
-                && let Some(known) = snapshot.providers.answer(&key)
-            {
-                return Ok(known.filter(|p| p.name == name).cloned());
+            if self.fresh(&snapshot) {
+                match snapshot.providers.answer(&key) {
+                    // Names differing only in case are distinct providers.
+                    Answer::Present(p) => return Ok(Some(p.clone()).filter(|p| p.name == name)),
+                    Answer::Absent => return Ok(None),
+                    Answer::Unverified => {}
+                }
             }
         }
         let found = self
-            .call(self.client.find_proxy_provider_by_name(name))
+            .call(|client| client.find_proxy_provider_by_name(name))
             .await?;
         self.snapshot
             .write()
@@ -257,34 +284,61 @@ impl Authentik {
         Ok(found)
     }
 
-    pub async fn remember_provider(&self, provider: ProxyProvider) {
-        let key = provider.name.to_lowercase();
-        self.snapshot
-            .write()
-            .await
-            .providers
-            .record(key, Some(provider));
+    /// Creates a provider. A failed create may still have happened (lost response), or the
+    /// snapshot missed a provider of that name: either way the name is read afresh next time.
+    pub async fn create_provider(
+        &self,
+        request: &ProxyProviderRequest,
+    ) -> Result<ProxyProvider, Error> {
+        let created = self
+            .call(|client| client.create_proxy_provider(request))
+            .await;
+        self.record_provider(&request.name, created.as_ref().ok())
+            .await;
+        created
     }
 
-    /// Drops what the snapshot knows of a provider name; the next lookup reads authentik.
-    pub async fn forget_provider(&self, name: &str) {
-        self.snapshot
-            .write()
-            .await
-            .providers
-            .forget(name.to_lowercase());
+    pub async fn patch_provider(
+        &self,
+        pk: i64,
+        patch: &ProxyProviderPatch,
+    ) -> Result<ProxyProvider, Error> {
+        let updated = self
+            .call(|client| client.patch_proxy_provider(pk, patch))
+            .await?;
+        self.record_provider(&updated.name, Some(&updated)).await;
+        Ok(updated)
+    }
+
+    /// Deletes a provider (`None`: it was already gone); the name is read afresh next time.
+    pub async fn delete_provider(&self, pk: i64, name: &str) -> Result<Option<()>, Error> {
+        self.record_provider(name, None).await;
+        not_found_as_none(self.call(|client| client.delete_proxy_provider(pk)).await)
+    }
+
+    /// What a write left: the provider as written, or (`None`) unknown until read again.
+    async fn record_provider(&self, name: &str, written: Option<&ProxyProvider>) {
+        let mut snapshot = self.snapshot.write().await;
+        match written {
+            Some(provider) => snapshot
+                .providers
+                .record(provider.name.to_lowercase(), Some(provider.clone())),
+            None => snapshot.providers.forget(name.to_lowercase()),
+        }
     }
 
     pub async fn application(&self, slug: &str) -> Result<Option<Application>, Error> {
         {
             let snapshot = self.read_snapshot().await;
-            if self.fresh(&snapshot)
-                && let Some(known) = snapshot.applications.answer(slug)
-            {
-                return Ok(known.cloned());
+            if self.fresh(&snapshot) {
+                match snapshot.applications.answer(slug) {
+                    Answer::Present(application) => return Ok(Some(application.clone())),
+                    Answer::Absent => return Ok(None),
+                    Answer::Unverified => {}
+                }
             }
         }
-        let found = not_found_as_none(self.call(self.client.get_application(slug)).await)?;
+        let found = not_found_as_none(self.call(|client| client.get_application(slug)).await)?;
         self.snapshot
             .write()
             .await
@@ -293,50 +347,55 @@ impl Authentik {
         Ok(found)
     }
 
-    pub async fn remember_application(&self, application: Application) {
-        let key = application.slug.clone();
-        self.snapshot
-            .write()
-            .await
-            .applications
-            .record(key, Some(application));
+    /// Creates an application; after a failure the slug is read afresh next time.
+    pub async fn create_application(
+        &self,
+        request: &ApplicationRequest,
+    ) -> Result<Application, Error> {
+        let created = self.call(|client| client.create_application(request)).await;
+        self.record_application(&request.slug, created.as_ref().ok())
+            .await;
+        created
     }
 
-    /// Drops what the snapshot knows of a slug; the next lookup reads authentik.
-    pub async fn forget_application(&self, slug: &str) {
-        self.snapshot
-            .write()
-            .await
-            .applications
-            .forget(slug.to_owned());
+    pub async fn patch_application(
+        &self,
+        slug: &str,
+        patch: &ApplicationPatch,
+    ) -> Result<Application, Error> {
+        let updated = self
+            .call(|client| client.patch_application(slug, patch))
+            .await?;
+        self.record_application(slug, Some(&updated)).await;
+        Ok(updated)
+    }
+
+    /// Deletes an application (`None`: it was already gone); the slug is read afresh next time.
+    pub async fn delete_application(&self, slug: &str) -> Result<Option<()>, Error> {
+        self.record_application(slug, None).await;
+        not_found_as_none(self.call(|client| client.delete_application(slug)).await)
+    }
+
+    /// What a write left: the application as written, or (`None`) unknown until read again.
+    async fn record_application(&self, slug: &str, written: Option<&Application>) {
+        let mut snapshot = self.snapshot.write().await;
+        match written {
+            Some(application) => snapshot
+                .applications
+                .record(application.slug.clone(), Some(application.clone())),
+            None => snapshot.applications.forget(slug.to_owned()),
+        }
     }
 
     /// A flow's UUID from a slug or UUID. A configured default that was renamed or deleted
-    /// falls back to the first flow of its designation (by slug, so every run picks the same).
+    /// falls back to the first flow of its designation.
     pub async fn flow(
         &self,
         key: &str,
         designation: FlowDesignation,
         is_default: bool,
     ) -> Result<Option<String>, Error> {
-        let fetch = async {
-            let found = if looks_like_uuid(key) {
-                self.call(self.client.find_flow_by_uuid(key))
-                    .await?
-                    .map(|f| f.pk)
-            } else {
-                not_found_as_none(self.call(self.client.get_flow(key)).await)?.map(|f| f.pk)
-            };
-            match found {
-                None if is_default => Ok(self
-                    .call(self.client.list_flows_by_designation(designation))
-                    .await?
-                    .into_iter()
-                    .next()
-                    .map(|f| f.pk)),
-                found => Ok(found),
-            }
-        };
+        let fetch = self.call(|client| client.resolve_flow(key, is_default.then_some(designation)));
         self.flows
             .get_or_fetch(&key.to_owned(), self.max_age, fetch)
             .await
@@ -344,12 +403,7 @@ impl Authentik {
 
     /// A group's UUID by exact name.
     pub async fn group(&self, name: &str) -> Result<Option<String>, Error> {
-        let fetch = async {
-            Ok(self
-                .call(self.client.find_group_by_name(name))
-                .await?
-                .map(|g| g.pk))
-        };
+        let fetch = self.call(|client| client.resolve_group(name));
         self.groups
             .get_or_fetch(&name.to_owned(), self.max_age, fetch)
             .await
@@ -357,17 +411,7 @@ impl Authentik {
 
     /// The outpost a selector names, from the cache when it is fresh.
     pub async fn outpost(&self, selector: &OutpostSelector) -> Result<Option<Outpost>, Error> {
-        let fetch = async {
-            match selector {
-                OutpostSelector::Embedded => self.call(self.client.find_embedded_outpost()).await,
-                OutpostSelector::Named(key) if looks_like_uuid(key) => {
-                    not_found_as_none(self.call(self.client.get_outpost(key)).await)
-                }
-                OutpostSelector::Named(name) => {
-                    self.call(self.client.find_outpost_by_name(name)).await
-                }
-            }
-        };
+        let fetch = self.call(|client| client.resolve_outpost(selector));
         self.outposts
             .get_or_fetch(selector, self.max_age, fetch)
             .await
@@ -391,34 +435,9 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
-pub fn not_found_as_none<T>(result: Result<T, Error>) -> Result<Option<T>, Error> {
-    match result {
-        Ok(value) => Ok(Some(value)),
-        Err(error) if error.is_not_found() => Ok(None),
-        Err(error) => Err(error),
-    }
-}
-
-/// authentik UUIDs in their canonical 8-4-4-4-12 hex form.
-pub fn looks_like_uuid(value: &str) -> bool {
-    value.len() == 36
-        && value.char_indices().all(|(i, c)| match i {
-            8 | 13 | 18 | 23 => c == '-',
-            _ => c.is_ascii_hexdigit(),
-        })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn uuid_shape() {
-        assert!(looks_like_uuid("4a8f6ea7-1c4f-4a8e-9a33-2f1d1f0f6a11"));
-        assert!(!looks_like_uuid("default-provider-invalidation-flow"));
-        assert!(!looks_like_uuid("4a8f6ea7x1c4f-4a8e-9a33-2f1d1f0f6a11"));
-        assert!(!looks_like_uuid(""));
-    }
 
     #[test]
     fn a_refresh_keeps_what_changed_while_it_listed() {
@@ -439,20 +458,24 @@ mod tests {
 
         assert_eq!(
             known.answer("old"),
-            Some(Some(&10)),
+            Answer::Present(&10),
             "the list wins for older entries"
         );
-        assert_eq!(known.answer("created-meanwhile"), Some(Some(&2)));
-        assert_eq!(known.answer("deleted-meanwhile"), Some(None));
-        assert_eq!(known.answer("rejected-meanwhile"), None, "still unverified");
+        assert_eq!(known.answer("created-meanwhile"), Answer::Present(&2));
+        assert_eq!(known.answer("deleted-meanwhile"), Answer::Absent);
+        assert_eq!(
+            known.answer("rejected-meanwhile"),
+            Answer::Unverified,
+            "still unverified"
+        );
 
         // The next refresh, started after all that, takes the list as it is.
         known.replace(
             HashMap::from([("rejected-meanwhile".to_owned(), 4)]),
             Instant::now(),
         );
-        assert_eq!(known.answer("rejected-meanwhile"), Some(Some(&4)));
-        assert_eq!(known.answer("created-meanwhile"), Some(None));
+        assert_eq!(known.answer("rejected-meanwhile"), Answer::Present(&4));
+        assert_eq!(known.answer("created-meanwhile"), Answer::Absent);
     }
 
     #[tokio::test]

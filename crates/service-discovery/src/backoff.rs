@@ -1,26 +1,25 @@
 //! Per-object exponential backoff with jitter (kube-runtime requeues at a fixed delay): each
-//! failing ProxyConfig waits longer on each failure, independently of the others.
+//! failing ProxyConfig waits longer on each failure, independently of the others. The delays
+//! are the authentik client's [`ExponentialBackoff`]; this keeps the failure count per object.
 
 use std::collections::HashMap;
 use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
+use authentik_client::ExponentialBackoff;
 use gitops_crd::ProxyConfig;
 use kube::runtime::reflector::ObjectRef;
-use rand::RngExt;
 
 pub struct Backoff {
     failures: Mutex<HashMap<ObjectRef<ProxyConfig>, u32>>,
-    base: Duration,
-    cap: Duration,
+    delays: ExponentialBackoff,
 }
 
 impl Backoff {
     pub fn new(base: Duration, cap: Duration) -> Self {
         Self {
             failures: Mutex::default(),
-            base,
-            cap,
+            delays: ExponentialBackoff::new(base, cap),
         }
     }
 
@@ -34,14 +33,9 @@ impl Backoff {
             *count = count.saturating_add(1);
             *count
         };
-        let ceiling = self.ceiling(failures);
-        let jittered = ceiling.mul_f64(rand::rng().random_range(0.5..=1.0));
-        jittered.max(at_least.unwrap_or_default())
-    }
-
-    fn ceiling(&self, failures: u32) -> Duration {
-        let exponent = failures.saturating_sub(1).min(20);
-        self.base.saturating_mul(1 << exponent).min(self.cap)
+        self.delays
+            .delay(failures)
+            .max(at_least.unwrap_or_default())
     }
 
     pub fn reset(&self, key: &ObjectRef<ProxyConfig>) {
@@ -63,10 +57,10 @@ mod tests {
         let b = ObjectRef::new("b").within("ns");
         let delays: Vec<_> = (0..10).map(|_| backoff.next_delay(&a, None)).collect();
         for (i, delay) in delays.iter().enumerate() {
-            let ceiling = backoff.ceiling(i as u32 + 1);
+            let ceiling = backoff.delays.ceiling(i as u32 + 1);
             assert!(*delay <= ceiling && *delay >= ceiling / 2, "{i}: {delay:?}");
         }
-        assert_eq!(backoff.ceiling(10), Duration::from_secs(60));
+        assert_eq!(backoff.delays.ceiling(10), Duration::from_secs(60));
         assert!(
             backoff.next_delay(&b, None) <= Duration::from_secs(1),
             "b is independent of a"

@@ -3,10 +3,9 @@
 //! saying which setting and why.
 
 use std::collections::BTreeSet;
-use std::path::PathBuf;
 use std::time::Duration;
 
-use authentik_client::{ApiToken, TokenSourceError};
+use authentik_client::{ClientConfig, ConnectionArgs, ConnectionError, OutpostSelector};
 use clap::Parser;
 use gitops_crd::names;
 use gitops_runtime::{ProcessArgs, duration};
@@ -15,29 +14,13 @@ use gitops_runtime::{ProcessArgs, duration};
 #[command(
     name = "gitops-service-discovery",
     version,
-    about = "Keeps authentik proxy providers, applications and outpost assignments matching ProxyConfigs"
+    about = "Keeps authentik proxy providers, applications and outpost assignments matching ProxyConfigs",
+    mut_arg("authentik_host", |arg| arg.required(true))
 )]
 pub struct Args {
-    /// authentik base URL, e.g. http://authentik-server.authentik.svc.cluster.local:9000
-    #[arg(long, env = "AUTHENTIK_HOST")]
-    pub authentik_host: String,
-
-    /// authentik API token (prefer --authentik-token-file).
-    #[arg(
-        long,
-        env = "AUTHENTIK_TOKEN",
-        hide_env_values = true,
-        conflicts_with = "authentik_token_file"
-    )]
-    pub authentik_token: Option<String>,
-
-    /// File holding the authentik API token (e.g. a mounted Secret).
-    #[arg(long, env = "AUTHENTIK_TOKEN_FILE")]
-    pub authentik_token_file: Option<PathBuf>,
-
-    /// Timeout of one authentik request.
-    #[arg(long, env = "AUTHENTIK_TIMEOUT", default_value = "15s", value_parser = duration("AUTHENTIK_TIMEOUT"))]
-    pub authentik_timeout: Duration,
+    /// Where authentik is and how to authenticate (shared with the cleanup controller).
+    #[command(flatten)]
+    pub authentik: ConnectionArgs,
 
     /// Timeout of one outpost write instead: authentik's slowest call, growing with the
     /// number of providers in the outpost.
@@ -100,31 +83,11 @@ pub struct Args {
     pub process: ProcessArgs,
 }
 
-/// Which outpost to assign providers to.
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
-pub enum OutpostSelector {
-    Embedded,
-    /// A name or a UUID; resolved against authentik.
-    Named(String),
-}
-
-impl OutpostSelector {
-    pub fn parse(value: &str) -> Self {
-        if value.eq_ignore_ascii_case(names::DEFAULT_OUTPOST) {
-            OutpostSelector::Embedded
-        } else {
-            OutpostSelector::Named(value.to_owned())
-        }
-    }
-}
-
 /// Validated settings the controller runs with.
 #[derive(Debug)]
 pub struct Settings {
-    pub authentik_host: String,
-    pub token: ApiToken,
-    pub authentik_timeout: Duration,
-    pub authentik_outpost_timeout: Duration,
+    /// With the outpost write timeout set.
+    pub authentik: ClientConfig,
     pub default_authorization_flow: String,
     pub default_invalidation_flow: String,
     pub default_outpost: OutpostSelector,
@@ -141,11 +104,11 @@ pub struct Settings {
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error(
-        "no authentik token: set AUTHENTIK_TOKEN or --authentik-token, or AUTHENTIK_TOKEN_FILE / --authentik-token-file"
+        "no authentik connection: set AUTHENTIK_HOST and AUTHENTIK_TOKEN (or AUTHENTIK_TOKEN_FILE)"
     )]
-    MissingToken,
+    MissingConnection,
     #[error(transparent)]
-    Token(#[from] TokenSourceError),
+    Connection(#[from] ConnectionError),
     #[error("RESYNC_INTERVAL must be at least 1s")]
     ResyncTooShort,
 }
@@ -154,19 +117,16 @@ impl Args {
     /// Checks everything and reads the token; the token is never printed. (The authentik URL
     /// is checked when the client is built.)
     pub fn into_settings(self) -> Result<Settings, ConfigError> {
-        let token = ApiToken::from_value_or_file(
-            self.authentik_token,
-            self.authentik_token_file.as_deref(),
-        )?
-        .ok_or(ConfigError::MissingToken)?;
+        let mut authentik = self
+            .authentik
+            .into_config()?
+            .ok_or(ConfigError::MissingConnection)?;
+        authentik.outpost_write_timeout = self.authentik_outpost_timeout;
         if self.resync_interval < Duration::from_secs(1) {
             return Err(ConfigError::ResyncTooShort);
         }
         Ok(Settings {
-            authentik_host: self.authentik_host,
-            token,
-            authentik_timeout: self.authentik_timeout,
-            authentik_outpost_timeout: self.authentik_outpost_timeout,
+            authentik,
             default_authorization_flow: self.default_authorization_flow,
             default_invalidation_flow: self.default_invalidation_flow,
             default_outpost: OutpostSelector::parse(&self.default_outpost),
@@ -209,6 +169,8 @@ fn parse_namespace_pair(value: &str) -> Result<(String, String), String> {
 
 #[cfg(test)]
 mod tests {
+    use authentik_client::{ApiToken, TokenSourceError};
+
     use super::*;
 
     fn args(extra: &[&str]) -> Result<Args, clap::Error> {
@@ -237,6 +199,7 @@ mod tests {
             "default-provider-invalidation-flow"
         );
         assert_eq!(settings.default_outpost, OutpostSelector::Embedded);
+        assert_eq!(names::DEFAULT_OUTPOST, OutpostSelector::EMBEDDED);
         assert!(settings.discovery);
         assert!(!format!("{settings:?}").contains("secret-token-value"));
     }
@@ -270,7 +233,17 @@ mod tests {
             .expect("parses")
             .into_settings()
             .expect_err("no token");
-        assert!(matches!(missing, ConfigError::MissingToken));
+        assert!(
+            matches!(
+                missing,
+                ConfigError::Connection(ConnectionError::MissingToken)
+            ),
+            "{missing}"
+        );
+        let error = Args::try_parse_from(["gitops-service-discovery", "--authentik-token", "t"])
+            .expect_err("the host is required")
+            .to_string();
+        assert!(error.contains("--authentik-host"), "{error}");
     }
 
     #[test]
@@ -282,7 +255,7 @@ mod tests {
             .expect("parses")
             .into_settings()
             .expect("valid");
-        assert_eq!(settings.token, ApiToken::new("file-token"));
+        assert_eq!(settings.authentik.token, ApiToken::new("file-token"));
 
         std::fs::write(&path, "  \n").expect("write");
         let error = args(&["--authentik-token-file", path.to_str().expect("utf8")])
@@ -291,7 +264,7 @@ mod tests {
             .expect_err("empty");
         assert!(matches!(
             error,
-            ConfigError::Token(TokenSourceError::EmptyFile(_))
+            ConfigError::Connection(ConnectionError::Token(TokenSourceError::EmptyFile(_)))
         ));
     }
 

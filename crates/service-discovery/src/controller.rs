@@ -5,17 +5,16 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use authentik_client::{AuthentikClient, ClientConfig};
+use authentik_client::AuthentikClient;
 use futures::StreamExt;
 use gitops_crd::ProxyConfig;
 use gitops_crd::names::SERVICE_DISCOVERY_MANAGER;
 use gitops_crd::ownership::AuthentikObject;
 use gitops_runtime::watches::{Caches, cached_watch, clear_managed_fields, resource_name, scoped};
-use gitops_runtime::{Process, Readiness};
+use gitops_runtime::{Events, Process, Readiness};
 use k8s_openapi::api::core::v1::Service;
 use kube::api::Api;
 use kube::runtime::controller::{self, Controller};
-use kube::runtime::events::Reporter;
 use kube::runtime::reflector::ObjectRef;
 use kube::runtime::watcher;
 use tokio_util::sync::CancellationToken;
@@ -24,21 +23,17 @@ use crate::authentik::Authentik;
 use crate::backoff::Backoff;
 use crate::config::{Args, Settings};
 use crate::conflicts::Claims;
-use crate::events::Events;
+use crate::context::Context;
 use crate::outpost::OutpostAssigner;
 use crate::ownership::Records;
-use crate::reconciler::{Context, error_policy, reconcile};
+use crate::reconciler::{error_policy, reconcile};
 use crate::status::StatusWriter;
 
 pub async fn run(args: Args) -> anyhow::Result<()> {
     let process = Process::start(&args.process, SERVICE_DISCOVERY_MANAGER).await?;
     authentik_client::describe_metrics();
     let settings = Arc::new(args.into_settings()?);
-    let mut authentik_config =
-        ClientConfig::new(settings.authentik_host.clone(), settings.token.clone());
-    authentik_config.request_timeout = settings.authentik_timeout;
-    authentik_config.outpost_write_timeout = settings.authentik_outpost_timeout;
-    let authentik = AuthentikClient::new(authentik_config).context("AUTHENTIK_HOST")?;
+    let authentik = AuthentikClient::new(settings.authentik.clone()).context("AUTHENTIK_HOST")?;
 
     let (client, readiness, identity) = (
         process.client.clone(),
@@ -136,10 +131,9 @@ fn run_controller(
 
         let events = Events::new(
             client.clone(),
-            Reporter {
-                controller: SERVICE_DISCOVERY_MANAGER.into(),
-                instance: Some(identity),
-            },
+            SERVICE_DISCOVERY_MANAGER,
+            identity,
+            "Reconcile",
         );
         let ctx = Arc::new(Context {
             client: client.clone(),

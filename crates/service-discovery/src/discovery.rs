@@ -15,14 +15,13 @@ use k8s_openapi::api::core::v1::Service;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use kube::api::{Api, DeleteParams, ObjectMeta, Patch, PatchParams, PostParams, Preconditions};
 use kube::runtime::controller::{Action, Controller};
-use kube::runtime::events::{Event, EventType};
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::runtime::watcher;
 use kube::{Resource, ResourceExt};
 use tokio_util::sync::CancellationToken;
 
-use crate::events::Events;
 use crate::metrics::names;
+use gitops_runtime::Events;
 
 /// Field manager of the ProxyConfigs discovery writes.
 const MANAGER: &str = "gitops-service-discovery-onboarding";
@@ -64,19 +63,29 @@ async fn reconcile(service: Arc<Service>, ctx: Arc<Context>) -> Result<Action, D
     if !is_opted_in(&service) || service.meta().deletion_timestamp.is_some() {
         // Opted out: remove what discovery made, guarded by uid so a hand-written
         // replacement created meanwhile is never deleted.
-        if let Some(pc) = existing.filter(|pc| is_ours(pc, &service)) {
-            let params = DeleteParams {
-                preconditions: Some(Preconditions {
-                    uid: pc.uid(),
-                    resource_version: None,
-                }),
-                ..DeleteParams::default()
-            };
-            match api.delete(&name, &params).await {
-                Ok(_) => publish(&ctx, &service, false, "ProxyConfigRemoved", format!("removed ProxyConfig {name}: the Service no longer has {DISCOVERY_LABEL}={DISCOVERY_LABEL_ENABLED}")).await,
-                Err(kube::Error::Api(status)) if status.code == 404 || status.code == 409 => {}
-                Err(error) => return Err(wrap(error)),
+        match existing {
+            Some(pc) if is_ours(&pc, &service) => {
+                let params = DeleteParams {
+                    preconditions: Some(Preconditions {
+                        uid: pc.uid(),
+                        resource_version: None,
+                    }),
+                    ..DeleteParams::default()
+                };
+                let note = format!(
+                    "removed ProxyConfig {name}: the Service no longer has {DISCOVERY_LABEL}={DISCOVERY_LABEL_ENABLED}"
+                );
+                match api.delete(&name, &params).await {
+                    Ok(_) => publish(&ctx, &service, false, "ProxyConfigRemoved", note).await,
+                    Err(kube::Error::Api(status)) if status.code == 404 || status.code == 409 => {}
+                    Err(error) => return Err(wrap(error)),
+                }
             }
+            // Hand-written, not discovery's: left alone.
+            Some(_) => {
+                metrics::counter!(names::DISCOVERY_SKIPPED, "reason" => "name_taken").increment(1);
+            }
+            None => {}
         }
         return Ok(Action::await_change());
     }
@@ -171,20 +180,9 @@ async fn reconcile(service: Arc<Service>, ctx: Arc<Context>) -> Result<Action, D
 }
 
 async fn publish(ctx: &Context, service: &Service, warning: bool, reason: &str, note: String) {
-    let event = Event {
-        type_: if warning {
-            EventType::Warning
-        } else {
-            EventType::Normal
-        },
-        reason: reason.into(),
-        note: Some(note),
-        action: "Onboard".into(),
-        secondary: None,
-    };
-    if let Err(error) = ctx.events.publish(&event, &service.object_ref(&())).await {
-        tracing::warn!(%error, service = %service.name_any(), "could not publish an Event");
-    }
+    ctx.events
+        .publish(&service.object_ref(&()), reason, note, warning)
+        .await;
 }
 
 fn error_policy(_service: Arc<Service>, error: &DiscoveryError, _ctx: Arc<Context>) -> Action {
@@ -205,7 +203,7 @@ pub async fn run(
     let ctx = Arc::new(Context {
         client,
         proxyconfigs: proxyconfig_store,
-        events,
+        events: events.with_action("Onboard"),
     });
     Controller::new(services, watcher::Config::default())
         .owns(

@@ -4,11 +4,10 @@
 
 use std::time::Duration;
 
-use authentik_client::ErrorCategory;
+use authentik_client::{ErrorCategory, OutpostSelector};
 use gitops_crd::Phase;
-use gitops_crd::names::{SKIP_AUTHENTIK_CLEANUP_ANNOTATION, condition_types as ct};
+use gitops_crd::names::{SKIP_AUTHENTIK_CLEANUP_ANNOTATION, condition_types};
 
-use crate::config::OutpostSelector;
 use crate::outpost::AssignError;
 use crate::ownership::RecordError;
 
@@ -69,14 +68,19 @@ impl Failure {
     }
 
     pub fn invalid(message: String) -> Self {
-        Self::new(Phase::Failed, "InvalidSpec", ct::READY, message)
+        Self::new(
+            Phase::Failed,
+            "InvalidSpec",
+            condition_types::READY,
+            message,
+        )
     }
 
     pub fn cross_namespace(from: &str, to: &str) -> Self {
         Self::new(
             Phase::Failed,
             "CrossNamespaceNotAllowed",
-            ct::SERVICE_RESOLVED,
+            condition_types::SERVICE_RESOLVED,
             format!(
                 "a ProxyConfig in namespace {from:?} may not publish a Service in {to:?}; add {from}:{to} to the controller's CROSS_NAMESPACE_ALLOWLIST, or move the ProxyConfig"
             ),
@@ -88,14 +92,15 @@ impl Failure {
         Self::new(
             Phase::Ready,
             "AuthenticationDisabled",
-            ct::READY,
+            condition_types::READY,
             "authentikConfig.enabled is false: nothing exists in authentik for this ProxyConfig"
                 .into(),
         )
     }
 
     pub fn conflict(message: String) -> Self {
-        Self::new(Phase::Failed, "Conflict", ct::READY, message).after(CONFLICT_RECHECK)
+        Self::new(Phase::Failed, "Conflict", condition_types::READY, message)
+            .after(CONFLICT_RECHECK)
     }
 
     pub fn ownership_conflict(condition: &'static str, message: String) -> Self {
@@ -106,7 +111,7 @@ impl Failure {
         Self::new(
             Phase::Failed,
             "FlowNotFound",
-            ct::PROVIDER_SYNCED,
+            condition_types::PROVIDER_SYNCED,
             format!(
                 "{designation} flow {key:?} does not exist in authentik (give a slug or UUID of an existing flow)"
             ),
@@ -117,7 +122,7 @@ impl Failure {
         Self::new(
             Phase::Failed,
             "GroupNotFound",
-            ct::APPLICATION_SYNCED,
+            condition_types::APPLICATION_SYNCED,
             format!("allowedGroups names {name:?}, which is not an authentik group"),
         )
     }
@@ -130,7 +135,7 @@ impl Failure {
         Self::new(
             Phase::Failed,
             "OutpostNotFound",
-            ct::OUTPOST_ASSIGNED,
+            condition_types::OUTPOST_ASSIGNED,
             format!("{which} does not exist in authentik"),
         )
     }

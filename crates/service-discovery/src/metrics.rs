@@ -25,7 +25,9 @@ pub mod names {
     pub const RESYNCS: &str = "gitops_authentik_resyncs_total";
     /// Counter: ProxyConfigs written by onboarding from Service annotations.
     pub const DISCOVERED: &str = "gitops_discovery_services_discovered_total";
-    /// Counter: labelled Services onboarding skipped, by `reason`.
+    /// Counter: Services onboarding skipped, by `reason` (`name_taken`: a ProxyConfig of that
+    /// name was not created from the Service, so it is neither written nor, once the label is
+    /// gone, removed).
     pub const DISCOVERY_SKIPPED: &str = "gitops_discovery_services_skipped_total";
 }
 

@@ -167,8 +167,7 @@ async fn apply(
     outpost: &str,
     changes: &[(i64, bool)],
 ) -> Result<(), AssignError> {
-    let client = authentik.client();
-    let mut current = authentik.call(client.get_outpost(outpost)).await?;
+    let mut current = authentik.call(|client| client.get_outpost(outpost)).await?;
     for _ in 0..MAX_ATTEMPTS {
         if satisfied(&current.providers, changes) {
             authentik.remember_outpost(&current).await;
@@ -176,12 +175,12 @@ async fn apply(
         }
         let list = merged(&current.providers, changes);
         authentik
-            .call(client.set_outpost_providers(outpost, &list))
+            .call(|client| client.set_outpost_providers(outpost, &list))
             .await?;
         metrics::counter!(names::OUTPOST_WRITES).increment(1);
         metrics::histogram!(names::OUTPOST_BATCH_SIZE).record(changes.len() as f64);
         // Read back: a concurrent writer may have replaced the list since our read.
-        current = authentik.call(client.get_outpost(outpost)).await?;
+        current = authentik.call(|client| client.get_outpost(outpost)).await?;
     }
     if satisfied(&current.providers, changes) {
         authentik.remember_outpost(&current).await;

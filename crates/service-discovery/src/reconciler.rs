@@ -3,14 +3,15 @@
 
 use std::sync::Arc;
 
-use authentik_client::{FlowDesignation, Outpost, PolicyBindingRequest};
+use authentik_client::{
+    FlowDesignation, Outpost, OutpostSelector, PolicyBindingRequest, not_found_as_none,
+};
 use gitops_crd::ProxyConfig;
 use gitops_crd::conditions::ConditionUpdate;
-use gitops_crd::names::{
-    ADOPT_ANNOTATION, FINALIZER, SKIP_AUTHENTIK_CLEANUP_ANNOTATION, condition_types as ct,
-};
+use gitops_crd::names::{FINALIZER, condition_types};
 use gitops_crd::ownership::{AuthentikKind, AuthentikObject, ProxyConfigRef};
 use gitops_crd::validate::{CheckedSpec, check_spec};
+use gitops_plan::ownership::adopt_requested;
 use gitops_plan::{
     Flows, application_changes, application_slug, binding_changes, desired_application,
     desired_provider, provider_changes,
@@ -22,31 +23,13 @@ use kube::runtime::controller::Action;
 use kube::runtime::finalizer::{Event as FinalizerEvent, finalizer};
 use kube::runtime::reflector::{ObjectRef, Store};
 
-use crate::authentik::{Authentik, not_found_as_none};
-use crate::backoff::Backoff;
-use crate::config::{OutpostSelector, Settings};
-use crate::conflicts::Claims;
+use crate::config::Settings;
+use crate::context::Context;
+use crate::deletion::{cleanup, remove_from_authentik};
 use crate::error::{Error, Failure};
 use crate::metrics::{self, ReconcileTimer};
-use crate::outpost::OutpostAssigner;
-use crate::ownership::{Claim, ClaimError, Claimed, ObjectAction, Records};
-use crate::status::{Report, StatusWriter};
-
-/// Everything a reconcile needs; shared by all of them.
-pub struct Context {
-    pub client: kube::Client,
-    pub authentik: Arc<Authentik>,
-    pub outposts: OutpostAssigner,
-    pub records: Records,
-    pub proxyconfigs: Store<ProxyConfig>,
-    pub claims: Claims,
-    pub services: Store<Service>,
-    pub status: StatusWriter,
-    pub settings: Arc<Settings>,
-    pub defaults: gitops_plan::Defaults,
-    pub backoff: Backoff,
-    pub caches: gitops_runtime::watches::Caches,
-}
+use crate::ownership::{Claim, ClaimError, Claimed, ObjectAction};
+use crate::status::Report;
 
 pub async fn reconcile(pc: Arc<ProxyConfig>, ctx: Arc<Context>) -> Result<Action, Error> {
     let _timer = ReconcileTimer::start();
@@ -72,14 +55,6 @@ pub fn error_policy(pc: Arc<ProxyConfig>, error: &Error, ctx: Arc<Context>) -> A
     Action::requeue(delay)
 }
 
-fn me(pc: &ProxyConfig) -> ProxyConfigRef {
-    ProxyConfigRef {
-        namespace: pc.namespace().unwrap_or_default(),
-        name: pc.name_any(),
-        uid: pc.uid().unwrap_or_default(),
-    }
-}
-
 async fn apply(pc: &ProxyConfig, ctx: &Context) -> Result<Action, Error> {
     // Conflicts and claims are judged from the caches: until they hold the whole cluster, an
     // older ProxyConfig or a live claimant could be missed.
@@ -95,7 +70,7 @@ async fn apply(pc: &ProxyConfig, ctx: &Context) -> Result<Action, Error> {
         Err(failure) if failure.wants_backoff() => Err(Error::Retry(failure)),
         _ => {
             ctx.backoff.reset(&ObjectRef::from_obj(pc));
-            metrics::reconcile_succeeded(&me(pc).namespace, &me(pc).name);
+            metrics::reconcile_succeeded(&pc.namespace().unwrap_or_default(), &pc.name_any());
             Ok(action)
         }
     }
@@ -105,14 +80,14 @@ async fn converge(pc: &ProxyConfig, ctx: &Context, report: &mut Report) -> Resul
     // Step 1: everything that needs no authentik call comes first, so bad input never
     // reaches authentik.
     let checked = check_spec(&pc.spec).map_err(|errors| Failure::invalid(errors.to_string()))?;
-    let me = me(pc);
+    let requester = ProxyConfigRef::of(pc);
     if !ctx
         .settings
         .cross_namespace
-        .allows(&me.namespace, &pc.spec.service_namespace)
+        .allows(&requester.namespace, &pc.spec.service_namespace)
     {
         return Err(Failure::cross_namespace(
-            &me.namespace,
+            &requester.namespace,
             &pc.spec.service_namespace,
         ));
     }
@@ -131,9 +106,9 @@ async fn converge(pc: &ProxyConfig, ctx: &Context, report: &mut Report) -> Resul
     let outpost = resolve_outpost(pc, ctx).await?;
     let groups = resolve_groups(pc, ctx).await?;
     // Step 3.
-    let provider_pk = converge_provider(pc, ctx, &checked, &flows, &me, report).await?;
+    let provider_pk = converge_provider(pc, ctx, &checked, &flows, &requester, report).await?;
     // Step 4.
-    converge_application(pc, ctx, provider_pk, groups.as_deref(), &me, report).await?;
+    converge_application(pc, ctx, provider_pk, groups.as_deref(), &requester, report).await?;
     // Step 5.
     assign_outpost(ctx, &outpost, provider_pk, report).await?;
     Ok(())
@@ -150,7 +125,7 @@ fn resolve_service(
     let key = ObjectRef::new(&spec.service_name).within(&spec.service_namespace);
     let Some(service) = services.get(&key) else {
         return ConditionUpdate::new(
-            ct::SERVICE_RESOLVED,
+            condition_types::SERVICE_RESOLVED,
             false,
             "ServiceNotFound",
             format!(
@@ -167,7 +142,7 @@ fn resolve_service(
         .unwrap_or_default();
     if !ports.contains(&spec.port) {
         return ConditionUpdate::new(
-            ct::SERVICE_RESOLVED,
+            condition_types::SERVICE_RESOLVED,
             false,
             "PortMismatch",
             format!(
@@ -178,7 +153,7 @@ fn resolve_service(
     }
     if i32::from(checked.internal.port) != spec.port {
         return ConditionUpdate::new(
-            ct::SERVICE_RESOLVED,
+            condition_types::SERVICE_RESOLVED,
             false,
             "PortMismatch",
             format!(
@@ -188,7 +163,7 @@ fn resolve_service(
         );
     }
     ConditionUpdate::new(
-        ct::SERVICE_RESOLVED,
+        condition_types::SERVICE_RESOLVED,
         true,
         "ServiceFound",
         format!(
@@ -206,7 +181,9 @@ async fn resolve_flows(pc: &ProxyConfig, ctx: &Context) -> Result<Flows, Failure
         ctx.authentik
             .flow(key, designation, given.is_none())
             .await
-            .map_err(|e| Failure::authentik(ct::PROVIDER_SYNCED, "resolving flows", e))?
+            .map_err(|e| {
+                Failure::authentik(condition_types::PROVIDER_SYNCED, "resolving flows", e)
+            })?
             .ok_or_else(|| Failure::flow_not_found(designation.as_str(), key))
     };
     Ok(Flows {
@@ -223,12 +200,6 @@ async fn resolve_flows(pc: &ProxyConfig, ctx: &Context) -> Result<Flows, Failure
         )
         .await?,
     })
-}
-
-fn adopt_requested(pc: &ProxyConfig) -> bool {
-    pc.annotations()
-        .get(ADOPT_ANNOTATION)
-        .is_some_and(|v| v == "true")
 }
 
 /// Decides ownership and stores the record the decision needs, before anything is written to
@@ -274,10 +245,10 @@ async fn converge_provider(
     ctx: &Context,
     checked: &CheckedSpec,
     flows: &Flows,
-    me: &ProxyConfigRef,
+    requester: &ProxyConfigRef,
     report: &mut Report,
 ) -> Result<i64, Failure> {
-    const STEP: &str = ct::PROVIDER_SYNCED;
+    const STEP: &str = condition_types::PROVIDER_SYNCED;
     let desired = desired_provider(&pc.spec, checked, flows, &ctx.defaults);
     let fail = |e| Failure::authentik(STEP, "syncing the proxy provider", e);
     let found = ctx.authentik.provider(&desired.name).await.map_err(fail)?;
@@ -287,7 +258,7 @@ async fn converge_provider(
             kind: AuthentikKind::Provider,
             authentik_name: &desired.name,
             found: found.as_ref().map(|p| p.pk.to_string()),
-            me,
+            requester,
             adopt: adopt_requested(pc),
         },
         STEP,
@@ -299,11 +270,7 @@ async fn converge_provider(
             Some((patch, diffs)) => {
                 let updated = ctx
                     .authentik
-                    .call(
-                        ctx.authentik
-                            .client()
-                            .patch_proxy_provider(observed.pk, &patch),
-                    )
+                    .patch_provider(observed.pk, &patch)
                     .await
                     .map_err(fail)?;
                 report.event_changes("ProviderUpdated", "proxy provider", &diffs);
@@ -311,10 +278,7 @@ async fn converge_provider(
             }
         },
         _ => {
-            let created = ctx
-                .authentik
-                .call(ctx.authentik.client().create_proxy_provider(&desired))
-                .await;
+            let created = ctx.authentik.create_provider(&desired).await;
             match created {
                 Ok(created) => {
                     report.event(
@@ -327,9 +291,6 @@ async fn converge_provider(
                     created
                 }
                 Err(error) => {
-                    // The create may have happened (lost response) or the snapshot was stale:
-                    // the next attempt reads authentik afresh instead of trusting it.
-                    ctx.authentik.forget_provider(&desired.name).await;
                     if error.is_field_conflict("name") {
                         return Err(taken_provider_name(ctx, &desired.name).await);
                     }
@@ -346,7 +307,6 @@ async fn converge_provider(
     )
     .await?;
     let pk = provider.pk;
-    ctx.authentik.remember_provider(provider).await;
     report.provider_id = Some(pk);
     report.step(ConditionUpdate::new(
         STEP,
@@ -363,10 +323,10 @@ async fn converge_provider(
 /// A create rejected because the name is taken: by a proxy provider the snapshot missed (the
 /// next attempt sees it and decides ownership), or by a provider of another type.
 async fn taken_provider_name(ctx: &Context, name: &str) -> Failure {
-    const STEP: &str = ct::PROVIDER_SYNCED;
+    const STEP: &str = condition_types::PROVIDER_SYNCED;
     match ctx
         .authentik
-        .call(ctx.authentik.client().find_provider_by_name(name))
+        .call(|client| client.find_provider_by_name(name))
         .await
     {
         Ok(Some(holder)) if !holder.is_proxy() => Failure::ownership_conflict(
@@ -393,12 +353,12 @@ async fn converge_application(
     ctx: &Context,
     provider_pk: i64,
     groups: Option<&[String]>,
-    me: &ProxyConfigRef,
+    requester: &ProxyConfigRef,
     report: &mut Report,
 ) -> Result<(), Failure> {
-    const STEP: &str = ct::APPLICATION_SYNCED;
+    const STEP: &str = condition_types::APPLICATION_SYNCED;
     let fail = |e| Failure::authentik(STEP, "syncing the application", e);
-    let slug = application_slug(&pc.spec, &me.namespace, &me.name);
+    let slug = application_slug(&pc.spec, &requester.namespace, &requester.name);
     let desired = desired_application(&pc.spec, slug.clone(), provider_pk);
     let found = ctx.authentik.application(&slug).await.map_err(fail)?;
     let Claimed { action, record } = claim(
@@ -407,7 +367,7 @@ async fn converge_application(
             kind: AuthentikKind::Application,
             authentik_name: &slug,
             found: found.as_ref().map(|a| a.pk.clone()),
-            me,
+            requester,
             adopt: adopt_requested(pc),
         },
         STEP,
@@ -421,7 +381,7 @@ async fn converge_application(
                 Some((patch, diffs)) => {
                     let updated = ctx
                         .authentik
-                        .call(ctx.authentik.client().patch_application(&slug, &patch))
+                        .patch_application(&slug, &patch)
                         .await
                         .map_err(fail)?;
                     report.event_changes("ApplicationUpdated", "application", &diffs);
@@ -429,11 +389,7 @@ async fn converge_application(
                 }
             }
         }
-        _ => match ctx
-            .authentik
-            .call(ctx.authentik.client().create_application(&desired))
-            .await
-        {
+        _ => match ctx.authentik.create_application(&desired).await {
             Ok(created) => {
                 report.event(
                     "ApplicationCreated",
@@ -443,7 +399,6 @@ async fn converge_application(
                 created
             }
             Err(error) => {
-                ctx.authentik.forget_application(&slug).await;
                 if error.is_field_conflict("slug") {
                     return Err(Failure::retry_soon(
                         STEP,
@@ -472,7 +427,6 @@ async fn converge_application(
     )
     .await?;
     let application_pk = application.pk.clone();
-    ctx.authentik.remember_application(application).await;
     if let Some(groups) = groups {
         sync_allowed_groups(ctx, &application_pk, groups, created_now).await?;
     }
@@ -503,12 +457,13 @@ async fn resolve_groups(pc: &ProxyConfig, ctx: &Context) -> Result<Option<Vec<St
     }
     let mut pks = Vec::with_capacity(names.len());
     for name in &names {
-        match ctx
-            .authentik
-            .group(name)
-            .await
-            .map_err(|e| Failure::authentik(ct::APPLICATION_SYNCED, "resolving allowedGroups", e))?
-        {
+        match ctx.authentik.group(name).await.map_err(|e| {
+            Failure::authentik(
+                condition_types::APPLICATION_SYNCED,
+                "resolving allowedGroups",
+                e,
+            )
+        })? {
             Some(pk) => pks.push(pk),
             None => return Err(Failure::group_not_found(name)),
         }
@@ -524,13 +479,18 @@ async fn sync_allowed_groups(
     groups: &[String],
     just_created: bool,
 ) -> Result<(), Failure> {
-    let fail = |e| Failure::authentik(ct::APPLICATION_SYNCED, "syncing allowedGroups bindings", e);
-    let client = ctx.authentik.client();
+    let fail = |e| {
+        Failure::authentik(
+            condition_types::APPLICATION_SYNCED,
+            "syncing allowedGroups bindings",
+            e,
+        )
+    };
     let existing = if just_created {
         Vec::new()
     } else {
         ctx.authentik
-            .call(client.list_policy_bindings(application_pk))
+            .call(|client| client.list_policy_bindings(application_pk))
             .await
             .map_err(fail)?
     };
@@ -538,14 +498,14 @@ async fn sync_allowed_groups(
     for (group, order) in changes.create {
         let request = PolicyBindingRequest::group(application_pk, group, order);
         ctx.authentik
-            .call(client.create_policy_binding(&request))
+            .call(|client| client.create_policy_binding(&request))
             .await
             .map_err(fail)?;
     }
     for binding in changes.delete {
         not_found_as_none(
             ctx.authentik
-                .call(client.delete_policy_binding(&binding))
+                .call(|client| client.delete_policy_binding(&binding))
                 .await,
         )
         .map_err(fail)?;
@@ -567,7 +527,9 @@ async fn resolve_outpost(pc: &ProxyConfig, ctx: &Context) -> Result<Outpost, Fai
     ctx.authentik
         .outpost(&selector)
         .await
-        .map_err(|e| Failure::authentik(ct::OUTPOST_ASSIGNED, "finding the outpost", e))?
+        .map_err(|e| {
+            Failure::authentik(condition_types::OUTPOST_ASSIGNED, "finding the outpost", e)
+        })?
         .ok_or_else(|| Failure::outpost_not_found(&selector))
 }
 
@@ -577,7 +539,7 @@ async fn assign_outpost(
     provider_pk: i64,
     report: &mut Report,
 ) -> Result<(), Failure> {
-    const STEP: &str = ct::OUTPOST_ASSIGNED;
+    const STEP: &str = condition_types::OUTPOST_ASSIGNED;
     if !outpost.providers.contains(&provider_pk) {
         ctx.outposts
             .ensure(&outpost.pk, provider_pk, true)
@@ -596,115 +558,4 @@ async fn assign_outpost(
         format!("served by outpost {:?}", outpost.name),
     ));
     Ok(())
-}
-
-/// Removes everything this ProxyConfig owns from authentik: the outpost assignment, the
-/// application, the provider, then their records. Only objects with a record claimed by this
-/// ProxyConfig are touched.
-async fn remove_from_authentik(
-    pc: &ProxyConfig,
-    ctx: &Context,
-    report: &mut Report,
-) -> Result<(), Failure> {
-    let me = me(pc);
-    let slug = application_slug(&pc.spec, &me.namespace, &me.name);
-    let owned = ctx
-        .records
-        .claimed_by(
-            &me,
-            &[
-                (
-                    AuthentikKind::Provider,
-                    &pc.spec.authentik_config.provider_name,
-                ),
-                (AuthentikKind::Application, &slug),
-            ],
-        )
-        .await
-        .map_err(|e| Failure::record(ct::READY, e))?;
-    let client = ctx.authentik.client();
-    let fail = |e| Failure::authentik(ct::READY, "removing objects from authentik", e);
-
-    let provider_pk = owned
-        .iter()
-        .filter(|r| r.spec.kind == AuthentikKind::Provider)
-        .find_map(|r| r.spec.authentik_id.as_deref()?.parse::<i64>().ok());
-    if let (Some(pk), Some(outpost)) = (
-        provider_pk,
-        pc.status.as_ref().and_then(|s| s.outpost_id.as_deref()),
-    ) {
-        match ctx.outposts.ensure(outpost, pk, false).await {
-            Ok(()) => {}
-            // The outpost is gone; so is the assignment.
-            Err(crate::outpost::AssignError::Authentik(e)) if e.is_not_found() => {}
-            Err(e) => return Err(Failure::outpost(ct::OUTPOST_ASSIGNED, e)),
-        }
-    }
-    for kind in [AuthentikKind::Application, AuthentikKind::Provider] {
-        for record in owned.iter().filter(|r| r.spec.kind == kind) {
-            if let Some(id) = &record.spec.authentik_id {
-                let name = &record.spec.authentik_name;
-                let deleted = match kind {
-                    AuthentikKind::Application => {
-                        ctx.authentik.forget_application(name).await;
-                        not_found_as_none(ctx.authentik.call(client.delete_application(name)).await)
-                    }
-                    AuthentikKind::Provider => {
-                        ctx.authentik.forget_provider(name).await;
-                        let pk = id.parse::<i64>().map_err(|_| {
-                            Failure::invalid(format!(
-                                "record {name} has a non-numeric provider id {id:?}"
-                            ))
-                        })?;
-                        not_found_as_none(
-                            ctx.authentik.call(client.delete_proxy_provider(pk)).await,
-                        )
-                    }
-                }
-                .map_err(fail)?;
-                if deleted.is_some() {
-                    report.event(
-                        "Deleted",
-                        format!("deleted authentik {kind:?} {name:?}").to_lowercase(),
-                    );
-                }
-            }
-            ctx.records
-                .delete(record)
-                .await
-                .map_err(|e| Failure::record(ct::READY, e))?;
-        }
-    }
-    Ok(())
-}
-
-async fn cleanup(pc: &ProxyConfig, ctx: &Context) -> Result<Action, Error> {
-    // An error, not Ok: Ok would let the finalizer go with authentik not cleaned up.
-    ctx.caches.wait().await?;
-    let me = me(pc);
-    if pc
-        .annotations()
-        .get(SKIP_AUTHENTIK_CLEANUP_ANNOTATION)
-        .is_some_and(|v| v == "true")
-    {
-        ctx.status
-            .event(pc, "CleanupSkipped", format!("{SKIP_AUTHENTIK_CLEANUP_ANNOTATION} is set: released without touching authentik; the cleanup controller removes the objects after its grace period unless their AuthentikObject records are deleted"), false)
-            .await;
-        metrics::set_phase(&me.namespace, &me.name, None);
-        return Ok(Action::await_change());
-    }
-    let mut report = Report::new(pc);
-    match remove_from_authentik(pc, ctx, &mut report).await {
-        Ok(()) => {
-            ctx.status.flush_events(pc, &report).await;
-            metrics::set_phase(&me.namespace, &me.name, None);
-            ctx.backoff.reset(&ObjectRef::from_obj(pc));
-            Ok(Action::await_change())
-        }
-        Err(failure) => {
-            let failure = failure.blocking_deletion();
-            ctx.status.write(pc, report, Some(&failure)).await?;
-            Err(Error::Retry(failure))
-        }
-    }
 }

@@ -2,17 +2,17 @@
 //! when something changed, so a converged system makes no API-server writes.
 
 use gitops_crd::conditions::{ConditionUpdate, merge_condition};
-use gitops_crd::names::{SERVICE_DISCOVERY_MANAGER, condition_types as ct};
+use gitops_crd::names::{SERVICE_DISCOVERY_MANAGER, condition_types};
 use gitops_crd::{Phase, ProxyConfig, ProxyConfigStatus};
 use gitops_plan::FieldDiff;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, Patch, PatchParams};
-use kube::runtime::events::{Event, EventType};
 use kube::{Resource, ResourceExt};
 
+use gitops_runtime::Events;
+
 use crate::error::{Error, Failure};
-use crate::events::Events;
 use crate::metrics;
 
 /// What one reconcile found, step by step.
@@ -68,10 +68,15 @@ pub fn next_status(
     let (phase, ready) = match failure {
         None => (
             Phase::Ready,
-            ConditionUpdate::new(ct::READY, true, "Ready", "authentik matches the spec"),
+            ConditionUpdate::new(
+                condition_types::READY,
+                true,
+                "Ready",
+                "authentik matches the spec",
+            ),
         ),
         Some(failure) => {
-            if failure.condition != ct::READY {
+            if failure.condition != condition_types::READY {
                 merge_condition(
                     &mut status.conditions,
                     ConditionUpdate::new(
@@ -87,7 +92,7 @@ pub fn next_status(
             (
                 failure.phase,
                 ConditionUpdate::new(
-                    ct::READY,
+                    condition_types::READY,
                     failure.phase == Phase::Ready,
                     failure.reason,
                     failure.message.clone(),
@@ -119,11 +124,11 @@ pub fn next_status(
 
 fn condition_order(type_: &str) -> usize {
     [
-        ct::READY,
-        ct::SERVICE_RESOLVED,
-        ct::PROVIDER_SYNCED,
-        ct::APPLICATION_SYNCED,
-        ct::OUTPOST_ASSIGNED,
+        condition_types::READY,
+        condition_types::SERVICE_RESOLVED,
+        condition_types::PROVIDER_SYNCED,
+        condition_types::APPLICATION_SYNCED,
+        condition_types::OUTPOST_ASSIGNED,
     ]
     .iter()
     .position(|t| *t == type_)
@@ -205,20 +210,9 @@ impl StatusWriter {
 
     /// Publishes an Event; a failure to do so is logged, never fatal.
     pub async fn event(&self, pc: &ProxyConfig, reason: &str, note: String, warning: bool) {
-        let event = Event {
-            type_: if warning {
-                EventType::Warning
-            } else {
-                EventType::Normal
-            },
-            reason: reason.to_owned(),
-            note: Some(truncate(note, 1000)),
-            action: "Reconcile".into(),
-            secondary: None,
-        };
-        if let Err(error) = self.events.publish(&event, &pc.object_ref(&())).await {
-            tracing::warn!(%error, proxyconfig = %pc.name_any(), "could not publish an Event");
-        }
+        self.events
+            .publish(&pc.object_ref(&()), reason, note, warning)
+            .await;
     }
 }
 
@@ -253,7 +247,7 @@ fn transition(
     let ready = |s: &ProxyConfigStatus| {
         s.conditions
             .iter()
-            .find(|c| c.type_ == ct::READY)
+            .find(|c| c.type_ == condition_types::READY)
             .map(|c| (c.reason.clone(), c.message.clone()))
     };
     let (old_reason, new_ready) = (ready(old).map(|r| r.0), ready(new)?);
@@ -266,17 +260,6 @@ fn transition(
         _ => ("Pending", true),
     };
     Some((reason, format!("{}: {}", new_ready.0, new_ready.1), warning))
-}
-
-fn truncate(mut text: String, max: usize) -> String {
-    if text.len() > max {
-        let mut cut = max;
-        while !text.is_char_boundary(cut) {
-            cut -= 1;
-        }
-        text.truncate(cut);
-    }
-    text
 }
 
 #[cfg(test)]
@@ -357,7 +340,7 @@ mod tests {
     fn converged_report() -> Report {
         let mut report = Report::new(&pc());
         report.step(ConditionUpdate::new(
-            ct::PROVIDER_SYNCED,
+            condition_types::PROVIDER_SYNCED,
             true,
             "ProviderSynced",
             "ok",
@@ -374,7 +357,11 @@ mod tests {
         assert_eq!(status.phase, Some(Phase::Ready));
         assert_eq!(status.observed_generation, Some(2));
         assert_eq!(status.authentik_provider_id, Some(7));
-        assert_eq!(status.conditions[0].type_, ct::READY, "Ready comes first");
+        assert_eq!(
+            status.conditions[0].type_,
+            condition_types::READY,
+            "Ready comes first"
+        );
         assert!(
             status
                 .conditions
@@ -403,7 +390,7 @@ mod tests {
         let provider = status
             .conditions
             .iter()
-            .find(|c| c.type_ == ct::PROVIDER_SYNCED)
+            .find(|c| c.type_ == condition_types::PROVIDER_SYNCED)
             .expect("step");
         assert_eq!(provider.status, "False");
         assert_eq!(provider.reason, "FlowNotFound");
@@ -429,17 +416,9 @@ mod tests {
         let ready = status
             .conditions
             .iter()
-            .find(|c| c.type_ == ct::READY)
+            .find(|c| c.type_ == condition_types::READY)
             .expect("ready");
         assert_eq!(ready.reason, "AuthenticationDisabled");
         assert_eq!(ready.status, "True");
-    }
-
-    #[test]
-    fn long_event_notes_are_cut_on_a_char_boundary() {
-        let text = "é".repeat(600);
-        let cut = truncate(text, 1000);
-        assert!(cut.len() <= 1000);
-        assert!(cut.chars().all(|c| c == 'é'));
     }
 }

@@ -5,7 +5,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{Harness, condition};
+use common::{FAILED_RECONCILES, Harness, RESYNCS, SUCCESSFUL_RECONCILES, condition};
 use gitops_crd::Phase;
 use gitops_crd::names::FINALIZER;
 use gitops_crd::ownership::AuthentikObject;
@@ -255,7 +255,7 @@ async fn delete_removes_everything_it_created() {
 #[tokio::test]
 async fn delete_while_authentik_is_down_waits_then_completes() {
     let mut h = common::harness("delete-down").await;
-    h.start_single();
+    let index = h.start_single();
     h.apply(h.proxyconfig("wait")).await;
     let pc = h.wait_phase("wait", Phase::Ready).await;
     let pk = pc.status.and_then(|s| s.authentik_provider_id).expect("pk");
@@ -280,7 +280,9 @@ async fn delete_while_authentik_is_down_waits_then_completes() {
         "{}",
         blocked.message
     );
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    // The controller tries the deletion again (and fails) while the finalizer holds.
+    let failed = h.metric(index, FAILED_RECONCILES).await.unwrap_or_default();
+    h.wait_metric(index, FAILED_RECONCILES, failed + 1.0).await;
     assert!(
         h.get("wait").await.is_some(),
         "the finalizer holds while authentik is down"
@@ -414,18 +416,20 @@ async fn restart_of_a_converged_system_writes_nothing() {
     for name in ["one", "two", "three"] {
         versions.push(h.wait_phase(name, Phase::Ready).await.resource_version());
     }
-    // Let the first resync pass so that nothing is still settling.
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    // Let a resync that began after all were Ready pass, so that nothing is still settling.
+    let resyncs = h.metric(first, RESYNCS).await.unwrap_or_default();
+    h.wait_metric(first, RESYNCS, resyncs + 2.0).await;
     h.kill_controller(first).await;
     h.double.clear_requests();
 
-    h.start_single();
-    // Two resyncs (2s each) re-verify every object.
+    let second = h.start_single();
+    // Two resyncs (2s each) re-verify every object, and every ProxyConfig is reconciled twice
+    // (at start and when its requeue after a resync interval comes due).
     h.wait_until("two full resyncs", || async {
         (h.double.count("GET", "/api/v3/providers/proxy/") >= 2).then_some(())
     })
     .await;
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    h.wait_metric(second, SUCCESSFUL_RECONCILES, 6.0).await;
     assert_eq!(
         h.double.write_count(),
         0,

@@ -10,6 +10,9 @@ use k8s_openapi::api::events::v1::Event;
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams};
 use serde_json::{Value, json};
 
+/// Services whose same-named ProxyConfig onboarding left alone.
+const NAME_TAKEN: &str = r#"gitops_discovery_services_skipped_total{reason="name_taken"}"#;
+
 /// The original system's labelled Home Assistant Service.
 fn home_assistant(h: &Harness) -> Value {
     json!({
@@ -130,7 +133,7 @@ async fn hand_written_proxyconfig_of_the_same_name_is_left_alone() {
     let mut hand = h.proxyconfig("home-assistant-proxy");
     hand["spec"]["serviceName"] = json!("home-assistant");
     let written = h.apply(hand).await;
-    h.start_single();
+    let index = h.start_single();
     apply_service(&h, &home_assistant(&h)).await;
 
     let warnings = h
@@ -147,11 +150,13 @@ async fn hand_written_proxyconfig_of_the_same_name_is_left_alone() {
     assert_eq!(now.spec, written.spec, "not modified");
     assert!(now.metadata.owner_references.is_none());
 
-    // Removing the label must not delete it either.
+    // Removing the label must not delete it either: onboarding looks at the Service again and
+    // skips the ProxyConfig as not its own.
+    let skipped = h.metric(index, NAME_TAKEN).await.unwrap_or_default();
     let mut unlabelled = home_assistant(&h);
     unlabelled["metadata"]["labels"] = json!({});
     apply_service(&h, &unlabelled).await;
-    tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+    h.wait_metric(index, NAME_TAKEN, skipped + 1.0).await;
     assert!(h.get("home-assistant-proxy").await.is_some());
 }
 

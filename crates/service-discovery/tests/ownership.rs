@@ -3,8 +3,6 @@
 
 mod common;
 
-use std::time::Duration;
-
 use authentik_double::Fault;
 use common::condition;
 use gitops_crd::Phase;
@@ -54,7 +52,7 @@ async fn foreign_provider_of_the_same_name_is_a_conflict_and_untouched_until_ado
         .create_proxy_provider(&h.provider_request(&name, "https://someone.example.com"))
         .await
         .expect("a person creates a provider");
-    h.start_single();
+    let index = h.start_single();
     h.apply(h.proxyconfig("taken")).await;
 
     let failed = h.wait_phase("taken", Phase::Failed).await;
@@ -65,7 +63,12 @@ async fn foreign_provider_of_the_same_name_is_a_conflict_and_untouched_until_ado
         "{}",
         ready.message
     );
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    // The controller looks again (at its next resync) and still leaves it alone.
+    let seen = common::reconciles(&h, index).await;
+    h.wait_until("another reconcile of the ProxyConfig", || async {
+        (common::reconciles(&h, index).await > seen).then_some(())
+    })
+    .await;
     let after = h.double.provider(foreign.pk).expect("still there");
     assert_eq!(
         after.proxy().expect("proxy").external_host,

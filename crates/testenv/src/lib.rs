@@ -29,4 +29,4 @@ pub use crds::{
 pub use error::{Error, Result};
 pub use harness::{TEST_NAMESPACE_LABEL, TestEnv, TestNamespace};
 pub use tools::{ensure_all_tools, ensure_tools};
-pub use wait::poll_until;
+pub use wait::{WAIT, eventually, metric_value, poll_until, wait_until};

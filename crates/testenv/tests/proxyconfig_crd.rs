@@ -71,7 +71,7 @@ async fn generated_crd_installs_and_is_served() {
     );
     assert_eq!(
         installed.spec.names.short_names,
-        Some(vec!["pc".to_owned()])
+        Some(vec!["pcfg".to_owned()])
     );
     let generated = ProxyConfig::crd();
     assert_eq!(

@@ -12,7 +12,7 @@ use std::time::{Duration, SystemTime};
 
 use authentik_double::{AuthentikDouble, DoubleConfig, DoubleHandle};
 use gitops_crd::ownership::{AuthentikKind, AuthentikObject, record_name};
-use gitops_testenv::{TestEnv, TestNamespace, poll_until};
+use gitops_testenv::{TestEnv, TestNamespace};
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::api::events::v1::Event;
@@ -22,7 +22,17 @@ use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use serde_json::{Value, json};
 use tokio::process::{Child, Command};
 
-pub const WAIT: Duration = Duration::from_secs(60);
+/// Full sweeps finished (the count of the cycle-duration histogram).
+const SWEEPS: &str = "gitops_cleanup_cycle_duration_seconds_count";
+/// Unix time the last full sweep ended.
+pub const LAST_SWEEP: &str = "gitops_cleanup_last_run_timestamp_seconds";
+
+/// Now, as Unix seconds (to compare with [`LAST_SWEEP`]).
+pub fn unix_now() -> f64 {
+    SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64())
+}
 
 pub struct Harness {
     pub env: &'static TestEnv,
@@ -171,15 +181,7 @@ impl Harness {
             .text()
             .await
             .ok()?;
-        body.lines()
-            .filter(|line| !line.starts_with('#'))
-            .find_map(|line| {
-                line.strip_prefix(series)?
-                    .strip_prefix(' ')?
-                    .trim()
-                    .parse()
-                    .ok()
-            })
+        gitops_testenv::metric_value(&body, series)
     }
 
     pub async fn wait_metric(&self, index: usize, series: &str, at_least: f64) -> f64 {
@@ -191,8 +193,19 @@ impl Harness {
 
     /// Waits until the controller finished its first full sweep.
     pub async fn wait_first_sweep(&self, index: usize) {
-        self.wait_metric(index, "gitops_cleanup_last_run_timestamp_seconds", 1.0)
-            .await;
+        self.wait_metric(index, LAST_SWEEP, 1.0).await;
+    }
+
+    /// Full sweeps finished so far.
+    pub async fn sweeps(&self, index: usize) -> f64 {
+        self.metric(index, SWEEPS).await.unwrap_or_default()
+    }
+
+    /// Waits until `more` full sweeps have finished after the ones already counted: proof that
+    /// the controller looked again, where a test checks that something did not happen.
+    pub async fn wait_more_sweeps(&self, index: usize, more: u32) {
+        let target = self.sweeps(index).await + f64::from(more);
+        self.wait_metric(index, SWEEPS, target).await;
     }
 
     pub async fn ready(&self, index: usize) -> bool {
@@ -205,7 +218,7 @@ impl Harness {
         F: FnMut() -> Fut,
         Fut: std::future::Future<Output = Option<T>>,
     {
-        eventually(what, check).await.expect("condition reached")
+        gitops_testenv::wait_until(what, check).await
     }
 
     // --- Jobs -------------------------------------------------------------------------
@@ -546,17 +559,4 @@ fn merge(target: &mut Value, extra: Value) {
 
 pub fn ago(seconds: i64) -> Timestamp {
     Timestamp::now() - SignedDuration::from_secs(seconds)
-}
-
-/// Polls `check` until it yields `Some`, for at most [`WAIT`].
-pub async fn eventually<T, F, Fut>(what: &str, mut check: F) -> gitops_testenv::Result<T>
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Option<T>>,
-{
-    poll_until(what, WAIT, || {
-        let next = check();
-        async move { Ok(next.await) }
-    })
-    .await
 }

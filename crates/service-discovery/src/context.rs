@@ -1,0 +1,32 @@
+//! What every reconcile shares (the reconciler and the deletion path both run on it).
+
+use std::sync::Arc;
+
+use gitops_crd::ProxyConfig;
+use k8s_openapi::api::core::v1::Service;
+use kube::runtime::reflector::Store;
+
+use crate::authentik::Authentik;
+use crate::backoff::Backoff;
+
+use crate::config::Settings;
+use crate::conflicts::Claims;
+use crate::outpost::OutpostAssigner;
+use crate::ownership::Records;
+use crate::status::StatusWriter;
+
+/// Everything a reconcile needs; shared by all of them.
+pub struct Context {
+    pub client: kube::Client,
+    pub authentik: Arc<Authentik>,
+    pub outposts: OutpostAssigner,
+    pub records: Records,
+    pub proxyconfigs: Store<ProxyConfig>,
+    pub claims: Claims,
+    pub services: Store<Service>,
+    pub status: StatusWriter,
+    pub settings: Arc<Settings>,
+    pub defaults: gitops_plan::Defaults,
+    pub backoff: Backoff,
+    pub caches: gitops_runtime::watches::Caches,
+}

@@ -1,0 +1,120 @@
+//! The deletion path: what a ProxyConfig owns in authentik is removed when it is deleted
+//! (through the finalizer) or disabled, touching only objects whose record it claims.
+
+use gitops_crd::ProxyConfig;
+use gitops_crd::names::{SKIP_AUTHENTIK_CLEANUP_ANNOTATION, condition_types};
+use gitops_crd::ownership::{AuthentikKind, ProxyConfigRef};
+use gitops_plan::application_slug;
+use kube::ResourceExt;
+use kube::runtime::controller::Action;
+use kube::runtime::reflector::ObjectRef;
+
+use crate::context::Context;
+use crate::error::{Error, Failure};
+use crate::metrics;
+use crate::outpost::AssignError;
+use crate::status::Report;
+
+/// Removes everything this ProxyConfig owns from authentik: the outpost assignment, the
+/// application, the provider, then their records. Only objects with a record claimed by this
+/// ProxyConfig are touched.
+pub async fn remove_from_authentik(
+    pc: &ProxyConfig,
+    ctx: &Context,
+    report: &mut Report,
+) -> Result<(), Failure> {
+    let claimant = ProxyConfigRef::of(pc);
+    let slug = application_slug(&pc.spec, &claimant.namespace, &claimant.name);
+    let owned = ctx
+        .records
+        .claimed_by(
+            &claimant,
+            &[
+                (
+                    AuthentikKind::Provider,
+                    &pc.spec.authentik_config.provider_name,
+                ),
+                (AuthentikKind::Application, &slug),
+            ],
+        )
+        .await
+        .map_err(|e| Failure::record(condition_types::READY, e))?;
+    let fail = |e| Failure::authentik(condition_types::READY, "removing objects from authentik", e);
+
+    let provider_pk = owned
+        .iter()
+        .filter(|r| r.spec.kind == AuthentikKind::Provider)
+        .find_map(|r| r.spec.authentik_id.as_deref()?.parse::<i64>().ok());
+    if let (Some(pk), Some(outpost)) = (
+        provider_pk,
+        pc.status.as_ref().and_then(|s| s.outpost_id.as_deref()),
+    ) {
+        match ctx.outposts.ensure(outpost, pk, false).await {
+            Ok(()) => {}
+            // The outpost is gone; so is the assignment.
+            Err(AssignError::Authentik(e)) if e.is_not_found() => {}
+            Err(e) => return Err(Failure::outpost(condition_types::OUTPOST_ASSIGNED, e)),
+        }
+    }
+    for kind in [AuthentikKind::Application, AuthentikKind::Provider] {
+        for record in owned.iter().filter(|r| r.spec.kind == kind) {
+            if let Some(id) = &record.spec.authentik_id {
+                let name = &record.spec.authentik_name;
+                let deleted = match kind {
+                    AuthentikKind::Application => ctx.authentik.delete_application(name).await,
+                    AuthentikKind::Provider => {
+                        let pk = id.parse::<i64>().map_err(|_| {
+                            Failure::invalid(format!(
+                                "record {name} has a non-numeric provider id {id:?}"
+                            ))
+                        })?;
+                        ctx.authentik.delete_provider(pk, name).await
+                    }
+                }
+                .map_err(fail)?;
+                if deleted.is_some() {
+                    report.event(
+                        "Deleted",
+                        format!("deleted authentik {kind:?} {name:?}").to_lowercase(),
+                    );
+                }
+            }
+            ctx.records
+                .delete(record)
+                .await
+                .map_err(|e| Failure::record(condition_types::READY, e))?;
+        }
+    }
+    Ok(())
+}
+
+pub async fn cleanup(pc: &ProxyConfig, ctx: &Context) -> Result<Action, Error> {
+    // An error, not Ok: Ok would let the finalizer go with authentik not cleaned up.
+    ctx.caches.wait().await?;
+    let (namespace, name) = (pc.namespace().unwrap_or_default(), pc.name_any());
+    if pc
+        .annotations()
+        .get(SKIP_AUTHENTIK_CLEANUP_ANNOTATION)
+        .is_some_and(|v| v == "true")
+    {
+        ctx.status
+            .event(pc, "CleanupSkipped", format!("{SKIP_AUTHENTIK_CLEANUP_ANNOTATION} is set: released without touching authentik; the cleanup controller removes the objects after its grace period unless their AuthentikObject records are deleted"), false)
+            .await;
+        metrics::set_phase(&namespace, &name, None);
+        return Ok(Action::await_change());
+    }
+    let mut report = Report::new(pc);
+    match remove_from_authentik(pc, ctx, &mut report).await {
+        Ok(()) => {
+            ctx.status.flush_events(pc, &report).await;
+            metrics::set_phase(&namespace, &name, None);
+            ctx.backoff.reset(&ObjectRef::from_obj(pc));
+            Ok(Action::await_change())
+        }
+        Err(failure) => {
+            let failure = failure.blocking_deletion();
+            ctx.status.write(pc, report, Some(&failure)).await?;
+            Err(Error::Retry(failure))
+        }
+    }
+}
