@@ -95,24 +95,46 @@ fn every_version_takes_the_bodies_the_client_sends() {
             ("ApplicationRequest", &application),
             ("PolicyBindingRequest", &binding),
         ] {
-            let unknown: Vec<_> = keys(body).difference(&all_fields(f, model)).cloned().collect();
+            let unknown: Vec<_> = keys(body)
+                .difference(&all_fields(f, model))
+                .cloned()
+                .collect();
             assert!(unknown.is_empty(), "{v}: {model} has no {unknown:?}");
             let missing: Vec<_> = fields(f, model, "required")
                 .difference(&keys(body))
                 .cloned()
                 .collect();
-            assert!(missing.is_empty(), "{v}: we never send required {missing:?} of {model}");
+            assert!(
+                missing.is_empty(),
+                "{v}: we never send required {missing:?} of {model}"
+            );
         }
         let patch = all_fields(f, "PatchedProxyProviderRequest");
-        assert!(patch.contains("mode") && patch.contains("invalidation_flow"), "{v}");
-        assert!(all_fields(f, "PatchedOutpostRequest").contains("providers"), "{v}");
-        for mode in [ProxyMode::Proxy, ProxyMode::ForwardSingle, ProxyMode::ForwardDomain] {
+        assert!(
+            patch.contains("mode") && patch.contains("invalidation_flow"),
+            "{v}"
+        );
+        assert!(
+            all_fields(f, "PatchedOutpostRequest").contains("providers"),
+            "{v}"
+        );
+        for mode in [
+            ProxyMode::Proxy,
+            ProxyMode::ForwardSingle,
+            ProxyMode::ForwardDomain,
+        ] {
             let wire = serde_json::to_value(mode).unwrap();
-            assert!(enum_values(f, "ProxyMode").contains(wire.as_str().unwrap()), "{v}: {wire}");
+            assert!(
+                enum_values(f, "ProxyMode").contains(wire.as_str().unwrap()),
+                "{v}: {wire}"
+            );
         }
         for mode in [PolicyEngineMode::All, PolicyEngineMode::Any] {
             let wire = serde_json::to_value(mode).unwrap();
-            assert!(enum_values(f, "PolicyEngineMode").contains(wire.as_str().unwrap()), "{v}");
+            assert!(
+                enum_values(f, "PolicyEngineMode").contains(wire.as_str().unwrap()),
+                "{v}"
+            );
         }
         // The patch type is what the client sends on PATCH: every field must be known.
         let sent = keys(&serde_json::to_value(ProxyProviderPatch::new(ProxyMode::Proxy)).unwrap());
@@ -126,13 +148,19 @@ fn every_version_takes_the_bodies_the_client_sends() {
 #[test]
 fn every_version_declares_the_filters_the_client_uses() {
     let used: &[(&str, &[&str])] = &[
-        ("GET /flows/instances/", &["designation", "ordering", "flow_uuid"]),
+        (
+            "GET /flows/instances/",
+            &["designation", "ordering", "flow_uuid"],
+        ),
         ("GET /providers/proxy/", &["name__iexact"]),
         ("GET /providers/all/", &["search"]),
         ("GET /core/applications/", &["superuser_full_list"]),
         ("GET /core/groups/", &["name"]),
         ("GET /policies/bindings/", &["target"]),
-        ("GET /outposts/instances/", &["managed__iexact", "name__iexact"]),
+        (
+            "GET /outposts/instances/",
+            &["managed__iexact", "name__iexact"],
+        ),
     ];
     for f in all_facts() {
         for (endpoint, filters) in used {
@@ -146,4 +174,322 @@ fn every_version_declares_the_filters_the_client_uses() {
             }
         }
     }
+}
+
+// ---------------------------------------------------------------- the double's shapes
+
+/// Fields real servers send as `null` (an unbound provider or application, a group binding's
+/// `policy_obj`, an outpost without service connection) although older schemas type them
+/// non-null (recorded on 2024.10.5 and 2025.12.4; the schemas caught up in 2025.8 and 2026.2).
+const REAL_SERVER_NULLS: &[&str] = &[
+    "policy_obj",
+    "user_obj",
+    "group_obj",
+    "service_connection_obj",
+    "assigned_application_slug",
+    "assigned_application_name",
+    "assigned_backchannel_application_slug",
+    "assigned_backchannel_application_name",
+    "provider_obj",
+];
+
+/// Checks `value` against the type `typ` of `facts`; problems go to `errors` with a path.
+fn check_shape(facts: &Value, typ: &str, value: &Value, path: &str, errors: &mut Vec<String>) {
+    let (typ, nullable) = match typ.strip_suffix(" | null") {
+        Some(t) => (t, true),
+        None => (typ, false),
+    };
+    let field = path.rsplit('.').next().unwrap_or("");
+    if value.is_null() {
+        if !nullable && !REAL_SERVER_NULLS.contains(&field) {
+            errors.push(format!("{path}: null, but {typ} is not nullable"));
+        }
+        return;
+    }
+    if let Some(item) = typ.strip_prefix("list[").and_then(|t| t.strip_suffix(']')) {
+        match value.as_array() {
+            Some(items) => items
+                .iter()
+                .enumerate()
+                .for_each(|(i, v)| check_shape(facts, item, v, &format!("{path}[{i}]"), errors)),
+            None => errors.push(format!("{path}: {value} is not a list")),
+        }
+        return;
+    }
+    if let Some(model) = facts["models"].get(typ) {
+        let Some(obj) = value.as_object() else {
+            return errors.push(format!("{path}: {value} is not a {typ} object"));
+        };
+        for (name, ftype) in model["required"].as_object().unwrap() {
+            match obj.get(name) {
+                Some(v) => check_shape(
+                    facts,
+                    ftype.as_str().unwrap(),
+                    v,
+                    &format!("{path}.{name}"),
+                    errors,
+                ),
+                None => errors.push(format!("{path}: required {typ}.{name} missing")),
+            }
+        }
+        for (name, v) in obj {
+            match model["optional"].get(name) {
+                Some(ftype) => check_shape(
+                    facts,
+                    ftype.as_str().unwrap(),
+                    v,
+                    &format!("{path}.{name}"),
+                    errors,
+                ),
+                None if model["required"].get(name).is_some() => {}
+                None => errors.push(format!("{path}: {typ} has no field {name}")),
+            }
+        }
+        return;
+    }
+    if let Some(values) = facts["enums"].get(typ).and_then(Value::as_array) {
+        if !values.contains(value) {
+            errors.push(format!("{path}: {value} is not a {typ}"));
+        }
+        return;
+    }
+    let ok = match typ {
+        "str" | "datetime" | "date" => value.is_string(),
+        "int" => value.is_i64(),
+        "number" => value.is_number(),
+        "bool" => value.is_boolean(),
+        // `object`, `any` and models outside the facts (a Group's members, …).
+        _ => true,
+    };
+    if !ok {
+        errors.push(format!("{path}: {value} is not {typ}"));
+    }
+}
+
+/// Drives every endpoint the facts cover against a double imitating `version` and checks each
+/// success body against that version's response model.
+async fn shape_errors(facts: &Value) -> Vec<String> {
+    use authentik_double::{AuthentikDouble, DoubleConfig};
+    let version = facts["minor"].as_str().unwrap().parse().unwrap();
+    let d = AuthentikDouble::start(DoubleConfig::default().with_api_version(version))
+        .await
+        .unwrap();
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let http = reqwest::Client::new();
+    let mut errors = Vec::new();
+    let mut seen = BTreeSet::new();
+    let call = async |method: &str, path: &str, template: &str, body: Option<Value>| {
+        let mut req = http
+            .request(method.parse().unwrap(), format!("{}{path}", d.api_url()))
+            .bearer_auth(d.token());
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        let resp = req.send().await.unwrap();
+        let status = resp.status().as_u16();
+        let text = resp.text().await.unwrap();
+        assert!(
+            (200..300).contains(&status),
+            "{method} {path}: {status} {text}"
+        );
+        let key = format!("{method} {template}");
+        (
+            key,
+            serde_json::from_str::<Value>(&text).unwrap_or(Value::Null),
+        )
+    };
+    let flow = |slug: &str| d.flow_pk(slug).unwrap().to_string();
+    let provider_body = serde_json::json!({
+        "name": "shape", "authorization_flow": flow("default-provider-authorization-implicit-consent"),
+        "invalidation_flow": flow("default-provider-invalidation-flow"),
+        "external_host": "https://shape.example.com", "mode": "forward_single",
+    });
+    let mut exchanges = Vec::new();
+    exchanges.push(call("GET", "/admin/version/", "/admin/version/", None).await);
+    exchanges.push(call("GET", "/core/users/me/", "/core/users/me/", None).await);
+    exchanges.push(
+        call(
+            "GET",
+            "/flows/instances/?designation=authorization",
+            "/flows/instances/",
+            None,
+        )
+        .await,
+    );
+    exchanges.push(
+        call(
+            "GET",
+            "/flows/instances/default-provider-invalidation-flow/",
+            "/flows/instances/{}/",
+            None,
+        )
+        .await,
+    );
+    let created = call(
+        "POST",
+        "/providers/proxy/",
+        "/providers/proxy/",
+        Some(provider_body.clone()),
+    )
+    .await;
+    let pk = created.1["pk"].as_i64().unwrap();
+    exchanges.push(created);
+    let one = format!("/providers/proxy/{pk}/");
+    exchanges.push(call("GET", "/providers/proxy/", "/providers/proxy/", None).await);
+    exchanges.push(call("PUT", &one, "/providers/proxy/{}/", Some(provider_body)).await);
+    exchanges.push(
+        call(
+            "PATCH",
+            &one,
+            "/providers/proxy/{}/",
+            Some(serde_json::json!({"mode": "forward_single"})),
+        )
+        .await,
+    );
+    let app = call(
+        "POST",
+        "/core/applications/",
+        "/core/applications/",
+        Some(serde_json::json!({"name": "Shape", "slug": "shape", "provider": pk})),
+    )
+    .await;
+    let app_pk = app.1["pk"].as_str().unwrap().to_owned();
+    exchanges.push(app);
+    exchanges.push(
+        call(
+            "POST",
+            "/core/applications/",
+            "/core/applications/",
+            Some(serde_json::json!({"name": "Unbound", "slug": "unbound"})),
+        )
+        .await,
+    );
+    exchanges.push(
+        call(
+            "GET",
+            "/core/applications/?superuser_full_list=true",
+            "/core/applications/",
+            None,
+        )
+        .await,
+    );
+    exchanges.push(
+        call(
+            "GET",
+            "/core/applications/shape/",
+            "/core/applications/{}/",
+            None,
+        )
+        .await,
+    );
+    exchanges.push(
+        call(
+            "PUT",
+            "/core/applications/shape/",
+            "/core/applications/{}/",
+            Some(serde_json::json!({"name": "Shape", "slug": "shape", "provider": pk})),
+        )
+        .await,
+    );
+    exchanges.push(
+        call(
+            "PATCH",
+            "/core/applications/shape/",
+            "/core/applications/{}/",
+            Some(serde_json::json!({"group": "g"})),
+        )
+        .await,
+    );
+    exchanges.push(call("GET", &one, "/providers/proxy/{}/", None).await);
+    exchanges.push(
+        call(
+            "GET",
+            "/providers/all/?search=shape",
+            "/providers/all/",
+            None,
+        )
+        .await,
+    );
+    let groups = call("GET", "/core/groups/", "/core/groups/", None).await;
+    let group = groups.1["results"][0]["pk"].as_str().unwrap().to_owned();
+    exchanges.push(groups);
+    exchanges.push(
+        call(
+            "POST",
+            "/policies/bindings/",
+            "/policies/bindings/",
+            Some(serde_json::json!({"target": app_pk, "group": group, "order": 0})),
+        )
+        .await,
+    );
+    exchanges.push(
+        call(
+            "GET",
+            &format!("/policies/bindings/?target={app_pk}"),
+            "/policies/bindings/",
+            None,
+        )
+        .await,
+    );
+    let outposts = call("GET", "/outposts/instances/", "/outposts/instances/", None).await;
+    let outpost = format!(
+        "/outposts/instances/{}/",
+        outposts.1["results"][0]["pk"].as_str().unwrap()
+    );
+    exchanges.push(outposts);
+    exchanges.push(
+        call(
+            "PATCH",
+            &outpost,
+            "/outposts/instances/{}/",
+            Some(serde_json::json!({"providers": [pk]})),
+        )
+        .await,
+    );
+    exchanges.push(call("GET", &outpost, "/outposts/instances/{}/", None).await);
+    for (key, body) in exchanges {
+        seen.insert(key.clone());
+        let Some(model) = facts["endpoints"][&key]["responses"]
+            .as_object()
+            .and_then(|r| r.iter().find(|(code, _)| code.starts_with('2')))
+            .and_then(|(_, m)| m.as_str())
+        else {
+            continue;
+        };
+        check_shape(facts, model, &body, &key, &mut errors);
+    }
+    let untested: Vec<_> = facts["endpoints"]
+        .as_object()
+        .unwrap()
+        .keys()
+        .filter(|k| !seen.contains(*k) && !k.starts_with("DELETE"))
+        .collect();
+    assert!(
+        untested.is_empty(),
+        "endpoints without a shape check: {untested:?}"
+    );
+    errors
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_double_answers_in_each_versions_shapes() {
+    let mut failures = Vec::new();
+    for facts in all_facts() {
+        for e in shape_errors(&facts).await {
+            failures.push(format!("{}: {e}", facts["minor"]));
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+#[test]
+fn the_double_embeds_every_facts_file() {
+    let embedded: Vec<String> = authentik_double::ApiVersion::all()
+        .map(|v| v.minor().to_owned())
+        .collect();
+    let files: Vec<String> = all_facts()
+        .iter()
+        .map(|f| f["minor"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(embedded, files, "src/version.rs FACT_FILES");
 }

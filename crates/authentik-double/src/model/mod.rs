@@ -302,6 +302,19 @@ impl Model {
     }
 }
 
+impl Model {
+    /// `body` without the fields this release's request `model` (its `Patched` twin on PATCH)
+    /// did not have: DRF ignores unknown input rather than rejecting it.
+    fn known_fields(&self, model: &str, partial: bool, body: &Value) -> Value {
+        let model = if partial {
+            format!("Patched{model}")
+        } else {
+            model.to_owned()
+        };
+        self.version.known_fields(&model, body)
+    }
+}
+
 /// Overwrite `slot` when the request carried a value.
 fn set<T>(slot: &mut T, value: Option<T>) {
     if let Some(v) = value {
