@@ -35,6 +35,7 @@ const FACT_FILES: [&str; 11] = [
 #[derive(Debug, Deserialize)]
 struct Facts {
     minor: String,
+    package_version: String,
     schema_version: String,
     endpoints: BTreeMap<String, Endpoint>,
     models: BTreeMap<String, ModelShape>,
@@ -102,6 +103,11 @@ impl ApiVersion {
     /// client package, e.g. `2025.12.6`).
     pub fn version_string(self) -> &'static str {
         &self.facts().schema_version
+    }
+
+    /// The release's official `authentik-client` package version the facts come from.
+    pub fn client_package_version(self) -> &'static str {
+        &self.facts().package_version
     }
 
     /// Whether paginated list envelopes carry `autocomplete` (2025.8+).
