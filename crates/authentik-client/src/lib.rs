@@ -97,6 +97,7 @@ pub mod fuzzing;
 mod metrics;
 mod models;
 mod retry;
+mod server_version;
 mod token;
 
 pub use client::AuthentikClient;
@@ -110,4 +111,5 @@ pub use models::{
     Version,
 };
 pub use retry::RetryPolicy;
+pub use server_version::{NEWEST_SUPPORTED_YEAR, OLDEST_SUPPORTED, ServerVersion};
 pub use token::{ApiToken, TokenSourceError};

@@ -72,10 +72,7 @@ fn ensure_venv(package_version: &str) -> PathBuf {
         "--disable-pip-version-check",
         &format!("authentik-client=={package_version}"),
     ]));
-    assert_eq!(
-        installed_version(&python).as_deref(),
-        Some(package_version)
-    );
+    assert_eq!(installed_version(&python).as_deref(), Some(package_version));
     python
 }
 
@@ -103,7 +100,9 @@ async fn scenario(version: ApiVersion) -> Result<(), String> {
     if d.count("POST", "/api/v3/providers/proxy/") < 3
         || d.count("PATCH", "/api/v3/outposts/instances/") != 3
     {
-        return Err(format!("{version}: the scenario's writes did not reach the double"));
+        return Err(format!(
+            "{version}: the scenario's writes did not reach the double"
+        ));
     }
     Ok(())
 }
