@@ -643,8 +643,9 @@ async fn flow_get(State(sh): St, Path(slug): Path<String>) -> ApiResult {
 }
 
 async fn version(State(sh): St) -> ApiResult {
+    let current = sh.model().reported_version.clone();
     ok(json!({
-        "version_current": sh.version.version_string(),
+        "version_current": current.as_deref().unwrap_or(sh.version.version_string()),
         "version_latest": "0.0.0",
         "version_latest_valid": false,
         "build_hash": "",

@@ -209,6 +209,9 @@ pub struct Model {
     pub bindings: Vec<Binding>,
     /// pk of the user the token belongs to.
     pub admin_pk: i64,
+    /// `version_current` to report instead of the imitated release's (tests of how clients
+    /// treat an unsupported or unparseable version).
+    pub reported_version: Option<String>,
 }
 
 impl Model {
@@ -263,6 +266,7 @@ impl Model {
             users,
             bindings: Vec::new(),
             admin_pk,
+            reported_version: None,
         };
         directory::seed_groups(&mut model);
         model
