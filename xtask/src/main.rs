@@ -39,8 +39,13 @@ enum Command {
         check: bool,
     },
     /// Run every check and test: formatting, clippy with warnings denied, the pinned tools,
-    /// one test environment for the run, all tests.
-    Test,
+    /// one test environment for the run, all tests (the controller's end-to-end tests against
+    /// the authentik double imitating the newest and the oldest supported release).
+    Test {
+        /// Run the controller's end-to-end tests against every supported authentik release.
+        #[arg(long)]
+        all_versions: bool,
+    },
     /// Build the pinned tools (tools.toml) from source into the cache, once per version.
     Tools,
     /// The shared test environment: etcd + kube-apiserver + kube-controller-manager.
@@ -74,7 +79,7 @@ fn main() -> ExitCode {
             }
         }),
         Command::Demo { exit_when_ready } => demo::run(&root, demo::Options { exit_when_ready }),
-        Command::Test => test::run(&root),
+        Command::Test { all_versions } => test::run(&root, all_versions),
         Command::Tools => testenv::tools(),
         Command::Testenv { action } => testenv::run(action),
         Command::Bench(args) => bench::run(&root, &args),

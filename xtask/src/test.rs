@@ -14,7 +14,14 @@ const FUZZ_SECONDS: u64 = 20;
 /// plus the Go caches when the tools are built for the first time.
 const DISK_NEEDED_GIB: u64 = 8;
 
-pub fn run(root: &Path) -> Result<()> {
+/// The release the harness's authentik double imitates (`gitops_harness::AUTHENTIK_VERSION_VARIABLE`;
+/// xtask does not link the harness).
+const AUTHENTIK_VERSION_VARIABLE: &str = "GITOPS_TEST_AUTHENTIK_VERSION";
+
+/// The service-discovery end-to-end tests that run once per extra authentik release.
+const PER_VERSION_TESTS: [&str; 2] = ["lifecycle", "ownership"];
+
+pub fn run(root: &Path, all_versions: bool) -> Result<()> {
     warn_when_disk_is_short(root);
     step(root, "formatting", &["fmt", "--all", "--", "--check"], &[])?;
     step(
@@ -42,6 +49,28 @@ pub fn run(root: &Path) -> Result<()> {
         &["test", "--workspace", "--locked"],
         &[environment.variable()?],
     )?;
+    // The workspace run used the newest release; then the oldest, or every other one.
+    let releases = authentik_releases(root)?;
+    let extra: Vec<&String> = if all_versions {
+        releases.iter().rev().skip(1).collect()
+    } else {
+        releases.first().into_iter().collect()
+    };
+    for release in extra {
+        let mut args = vec!["test", "--locked", "-p", "gitops-service-discovery"];
+        for test in PER_VERSION_TESTS {
+            args.extend(["--test", test]);
+        }
+        step(
+            root,
+            &format!("end-to-end tests against authentik {release}"),
+            &args,
+            &[
+                environment.variable()?,
+                (AUTHENTIK_VERSION_VARIABLE, release.as_str()),
+            ],
+        )?;
+    }
     drop(environment); // stops what this run started before the demo starts its own
 
     crate::reliability::fuzz(root, FUZZ_SECONDS)?;
@@ -57,6 +86,28 @@ pub fn run(root: &Path) -> Result<()> {
     )?;
     eprintln!("==> demo: passed in {}s", started.elapsed().as_secs());
     Ok(())
+}
+
+/// The supported authentik releases, oldest first: one facts file each in
+/// `crates/authentik-double/contract/versions/`.
+fn authentik_releases(root: &Path) -> Result<Vec<String>> {
+    let dir = root.join("crates/authentik-double/contract/versions");
+    let mut releases: Vec<((u32, u32), String)> = std::fs::read_dir(&dir)
+        .with_context(|| format!("reading {}", dir.display()))?
+        .filter_map(|entry| {
+            let name = entry.ok()?.file_name().into_string().ok()?;
+            let minor = name.strip_suffix(".json")?.to_owned();
+            let (year, month) = minor.split_once('.')?;
+            Some(((year.parse().ok()?, month.parse().ok()?), minor))
+        })
+        .collect();
+    releases.sort();
+    anyhow::ensure!(
+        !releases.is_empty(),
+        "no release facts in {}",
+        dir.display()
+    );
+    Ok(releases.into_iter().map(|(_, minor)| minor).collect())
 }
 
 /// A full disk shows up as linker bus errors deep in the build; say so up front instead.

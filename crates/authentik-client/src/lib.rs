@@ -101,6 +101,7 @@ mod lookup;
 mod metrics;
 mod models;
 mod retry;
+mod server_version;
 mod token;
 
 #[cfg(feature = "clap")]
@@ -118,4 +119,5 @@ pub use models::{
     Version,
 };
 pub use retry::RetryPolicy;
+pub use server_version::{NEWEST_SUPPORTED_YEAR, OLDEST_SUPPORTED, ServerVersion};
 pub use token::{ApiToken, TokenSourceError};

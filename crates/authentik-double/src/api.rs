@@ -4,14 +4,15 @@
 use std::sync::Arc;
 
 use axum::Router;
-use axum::body::Bytes;
-use axum::extract::{Path, RawQuery, Request, State};
+use axum::body::{Body, Bytes};
+use axum::extract::{MatchedPath, Path, RawQuery, Request, State};
 use axum::http::{Method, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use serde_json::{Value, json};
 
+use crate::config::ApiVersion;
 use crate::error::ApiError;
 use crate::list::{Filter, ListSpec, Op, Query};
 use crate::model::{Model, ProviderKind};
@@ -251,6 +252,10 @@ pub(crate) fn router(shared: Arc<Shared>) -> Router {
         .route("/flows/instances/{slug}/", get(flow_get))
         .route("/admin/version/", get(version))
         .route("/root/config/", get(root_config))
+        .route_layer(middleware::from_fn_with_state(
+            shared.clone(),
+            conform_response,
+        ))
         .route_layer(middleware::from_fn_with_state(shared.clone(), authenticate))
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(shared);
@@ -295,6 +300,34 @@ async fn authenticate(State(sh): St, req: Request, next: Next) -> Response {
         }
         Some(detail) => ApiError::Detail(StatusCode::FORBIDDEN, detail.to_owned()).into_response(),
     }
+}
+
+/// Answers in the imitated release's response shapes (the handlers render the newest).
+async fn conform_response(State(sh): St, route: MatchedPath, req: Request, next: Next) -> Response {
+    let method = req.method().as_str().to_owned();
+    let response = next.run(req).await;
+    let template = route.as_str();
+    let template = template.strip_prefix("/api/v3").unwrap_or(template);
+    let model = match sh.version.response_model(&method, template) {
+        Some(model) if response.status().is_success() && sh.version != ApiVersion::newest() => {
+            model
+        }
+        _ => return response,
+    };
+    let (mut parts, body) = response.into_parts();
+    let value = match axum::body::to_bytes(body, usize::MAX).await {
+        Ok(bytes) => match serde_json::from_slice::<Value>(&bytes) {
+            Ok(value) => value,
+            Err(_) => return Response::from_parts(parts, Body::from(bytes)),
+        },
+        Err(e) => {
+            return ApiError::Detail(StatusCode::INTERNAL_SERVER_ERROR, e.to_string())
+                .into_response();
+        }
+    };
+    let conformed = serde_json::to_vec(&sh.version.conform(model, value)).unwrap_or_default();
+    parts.headers.remove(header::CONTENT_LENGTH);
+    Response::from_parts(parts, Body::from(conformed))
 }
 
 // ---------------------------------------------------------------- providers
@@ -610,8 +643,9 @@ async fn flow_get(State(sh): St, Path(slug): Path<String>) -> ApiResult {
 }
 
 async fn version(State(sh): St) -> ApiResult {
+    let current = sh.model().reported_version.clone();
     ok(json!({
-        "version_current": sh.version.version_string(),
+        "version_current": current.as_deref().unwrap_or(sh.version.version_string()),
         "version_latest": "0.0.0",
         "version_latest_valid": false,
         "build_hash": "",

@@ -1,52 +1,14 @@
-//! Start-up configuration: token, API version switch and the latency model.
+//! Start-up configuration: token, imitated release and the latency model.
 
 use std::net::SocketAddr;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+pub use crate::version::ApiVersion;
+
 /// Default admin API token of a fresh double (any non-empty string works; tests usually keep it).
 pub const DEFAULT_TOKEN: &str = "authentik-double-admin-token";
-
-/// Which authentik release the double imitates where releases differ in ways clients see.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
-pub enum ApiVersion {
-    /// 2025.12.x: the release the recorded transcripts come from.
-    #[default]
-    #[serde(rename = "2025.12")]
-    V2025_12,
-    /// 2024.10.x: list envelopes have no `autocomplete` key (it arrived in 2025.8).
-    #[serde(rename = "2024.10")]
-    V2024_10,
-}
-
-impl ApiVersion {
-    /// `version_current` reported by `/admin/version/`.
-    pub fn version_string(self) -> &'static str {
-        match self {
-            ApiVersion::V2025_12 => "2025.12.4",
-            ApiVersion::V2024_10 => "2024.10.5",
-        }
-    }
-
-    /// Whether paginated list envelopes carry `autocomplete`.
-    pub fn has_autocomplete(self) -> bool {
-        matches!(self, ApiVersion::V2025_12)
-    }
-}
-
-impl std::str::FromStr for ApiVersion {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s {
-            "2025.12" | "2025.12.4" => Ok(ApiVersion::V2025_12),
-            "2024.10" | "2024.10.5" => Ok(ApiVersion::V2024_10),
-            other => Err(format!(
-                "unsupported api version {other:?} (use 2025.12 or 2024.10)"
-            )),
-        }
-    }
-}
 
 /// How long requests take. Off by default so unit tests stay fast.
 #[derive(Debug, Clone, Copy, PartialEq, Default, Serialize, Deserialize)]

@@ -16,7 +16,11 @@
 //! - Outposts: `providers` replaced wholesale, type check only when `type` is submitted,
 //!   unknown pk message, empty list rejected except for the embedded outpost.
 //! - Lists: page-number envelope (`next`/`previous` 0 at the ends), `Invalid page.` 404,
-//!   undeclared filters ignored, `search`, `ordering`; `autocomplete` except in 2024.10 mode.
+//!   undeclared filters ignored, `search`, `ordering`; `autocomplete` from 2025.8.
+//! - Releases: `--version 2024.10` … `2026.8` (default the newest) answers with that release's
+//!   response shapes, ignores request fields it did not know and reports it in
+//!   `/admin/version/`, all from the facts derived from its official client package (see
+//!   `docs/authentik-versions.md`).
 //! - Seed: default flows by slug, the embedded outpost, the admin user and default groups.
 //!
 //! # Simplified
@@ -45,9 +49,11 @@ mod list;
 mod log;
 pub mod model;
 mod server;
+mod version;
 
-pub use config::{ApiVersion, DEFAULT_TOKEN, DoubleConfig, LatencyModel};
+pub use config::{DEFAULT_TOKEN, DoubleConfig, LatencyModel};
 pub use fault::{DownMode, Fault, Matcher};
 pub use log::{Outcome, RequestRecord, Stats};
 pub use model::{EMBEDDED_OUTPOST_MANAGED, EMBEDDED_OUTPOST_NAME, Model};
 pub use server::{AuthentikDouble, DoubleHandle};
+pub use version::ApiVersion;

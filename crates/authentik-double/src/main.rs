@@ -20,9 +20,9 @@ struct Args {
     /// Latency model: off, realistic, or a fixed number of milliseconds.
     #[arg(long, default_value = "off")]
     latency: String,
-    /// Release to imitate: 2025.12 or 2024.10 (no `autocomplete` in lists).
-    #[arg(long, default_value = "2025.12")]
-    api_version: ApiVersion,
+    /// authentik release to imitate, by minor (2024.10 … 2026.8); default the newest.
+    #[arg(long = "version", alias = "api-version", default_value_t = ApiVersion::newest())]
+    version: ApiVersion,
     /// Seed for generated ids.
     #[arg(long)]
     seed: Option<u64>,
@@ -49,7 +49,7 @@ async fn main() -> anyhow::Result<()> {
     let mut config = DoubleConfig::default()
         .with_listen(args.listen)
         .with_token(args.token)
-        .with_api_version(args.api_version)
+        .with_api_version(args.version)
         .with_latency(parse_latency(&args.latency)?);
     if let Some(seed) = args.seed {
         config.seed = seed;

@@ -1,5 +1,6 @@
 //! Contract check with the project's Rust `authentik-client`: the same scenario as
-//! `contract/official_client_scenario.py`, plus the error categories a controller relies on.
+//! `contract/official_client_scenario.py` against the double in every supported release's mode,
+//! plus the error categories a controller relies on.
 #![allow(clippy::unwrap_used)]
 
 mod common;
@@ -8,8 +9,8 @@ use authentik_client::{
     ApiToken, ApplicationRequest, AuthentikClient, ClientConfig, ErrorCategory, FlowDesignation,
     ProxyMode, ProxyProviderPatch, ProxyProviderRequest,
 };
-use authentik_double::DoubleHandle;
-use common::start;
+use authentik_double::{ApiVersion, DoubleConfig, DoubleHandle};
+use common::{start, start_with};
 
 fn client(d: &DoubleHandle, token: &str) -> AuthentikClient {
     let _ = rustls::crypto::ring::default_provider().install_default();
@@ -17,13 +18,22 @@ fn client(d: &DoubleHandle, token: &str) -> AuthentikClient {
 }
 
 #[tokio::test]
-async fn rust_client_runs_the_scenario() {
-    let d = start().await;
+async fn rust_client_runs_the_scenario_against_every_release() {
+    for version in ApiVersion::all() {
+        scenario(version).await;
+    }
+}
+
+async fn scenario(version: ApiVersion) {
+    let d = start_with(DoubleConfig::default().with_api_version(version)).await;
     let c = client(&d, d.token());
 
     // Health, version, flows by slug.
     assert!(c.current_user().await.is_ok());
-    assert_eq!(c.version().await.unwrap().version_current, "2025.12.4");
+    assert_eq!(
+        c.version().await.unwrap().version_current,
+        version.version_string()
+    );
     let authz = c
         .get_flow("default-provider-authorization-implicit-consent")
         .await

@@ -10,7 +10,8 @@ mod common;
 
 use std::collections::HashMap;
 
-use common::{Api, start};
+use authentik_double::DoubleConfig;
+use common::{Api, start_with};
 use reqwest::Method;
 use serde_json::Value;
 
@@ -116,7 +117,8 @@ fn shape_diff(path: &str, recorded: &Value, actual: &Value, out: &mut Vec<String
 #[tokio::test]
 async fn double_answers_recorded_exchanges_like_authentik_2025_12_4() {
     let exchanges: Vec<Value> = serde_json::from_str(TRANSCRIPTS).unwrap();
-    let d = start().await;
+    let version = "2025.12".parse().expect("a supported release");
+    let d = start_with(DoubleConfig::default().with_api_version(version)).await;
     let mut ids = IdMap::default();
     // Seeded objects: recorded flow pks and the embedded outpost's uuid.
     let (_, flows) = Api::new(&d).get("/flows/instances/").await;

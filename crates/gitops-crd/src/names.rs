@@ -66,4 +66,7 @@ pub mod condition_types {
     pub const PROVIDER_SYNCED: &str = "ProviderSynced";
     pub const APPLICATION_SYNCED: &str = "ApplicationSynced";
     pub const OUTPOST_ASSIGNED: &str = "OutpostAssigned";
+    /// Whether the authentik server's version is in the supported range (False with reason
+    /// `UnsupportedAuthentikVersion` or `UnknownAuthentikVersion`; the controller keeps going).
+    pub const AUTHENTIK_VERSION_SUPPORTED: &str = "AuthentikVersionSupported";
 }

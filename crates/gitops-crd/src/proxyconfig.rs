@@ -249,6 +249,11 @@ pub struct ProxyConfigStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub outpost_id: Option<String>,
 
+    /// The authentik version the controller last talked to (`version_current` of
+    /// `/api/v3/admin/version/`), as the server reported it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub authentik_version: Option<String>,
+
     /// The spec generation this status describes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,

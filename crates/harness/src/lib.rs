@@ -18,6 +18,22 @@ use tokio::process::{Child, Command};
 
 pub use gitops_testenv::{WAIT, eventually};
 
+/// Environment variable naming the authentik release (`2024.10` … `2026.8`) the double imitates
+/// in [`Harness::new`]; `cargo xtask test` runs the lifecycle tests again with the oldest, and
+/// `--all-versions` with every release.
+pub const AUTHENTIK_VERSION_VARIABLE: &str = "GITOPS_TEST_AUTHENTIK_VERSION";
+
+/// The double's configuration for this run: the release [`AUTHENTIK_VERSION_VARIABLE`] names.
+pub fn double_config() -> DoubleConfig {
+    let version = match std::env::var(AUTHENTIK_VERSION_VARIABLE) {
+        Ok(v) if !v.trim().is_empty() => v
+            .parse()
+            .unwrap_or_else(|e| panic!("{AUTHENTIK_VERSION_VARIABLE}: {e}")),
+        _ => authentik_double::ApiVersion::newest(),
+    };
+    DoubleConfig::default().with_api_version(version)
+}
+
 pub struct Harness {
     binary: PathBuf,
     /// Controller output, one file per started process: kept out of the test output, shown
@@ -86,9 +102,10 @@ pub fn workspace_binary(name: &str) -> PathBuf {
 }
 
 impl Harness {
-    /// `binary`: the controller these tests run (usually `env!("CARGO_BIN_EXE_…")`).
+    /// `binary`: the controller these tests run (usually `env!("CARGO_BIN_EXE_…")`). The
+    /// double imitates the release [`AUTHENTIK_VERSION_VARIABLE`] names (default the newest).
     pub async fn new(purpose: &str, binary: impl Into<PathBuf>) -> Self {
-        Self::with_double(purpose, binary, DoubleConfig::default()).await
+        Self::with_double(purpose, binary, double_config()).await
     }
 
     /// Like [`Harness::new`], with a differently configured authentik double.
@@ -107,7 +124,7 @@ impl Harness {
         let env: &'static TestEnv = Box::leak(Box::new(
             TestEnv::private().expect("a private test environment"),
         ));
-        Self::build(purpose, binary.into(), env, DoubleConfig::default()).await
+        Self::build(purpose, binary.into(), env, double_config()).await
     }
 
     /// Like [`Harness::new`], on a given environment (e.g. one private environment that several

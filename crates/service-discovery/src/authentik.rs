@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 use authentik_client::{
     Application, ApplicationPatch, ApplicationRequest, AuthentikClient, Error, FlowDesignation,
     Outpost, OutpostSelector, ProxyProvider, ProxyProviderPatch, ProxyProviderRequest,
-    not_found_as_none,
+    ServerVersion, not_found_as_none,
 };
 use tokio::sync::{RwLock, Semaphore, watch};
 
@@ -172,6 +172,8 @@ pub struct Authentik {
     flows: Lookups<String, Option<String>>,
     groups: Lookups<String, Option<String>>,
     outposts: Lookups<OutpostSelector, Option<Outpost>>,
+    /// What `/admin/version/` last said; `None` until it answered once.
+    server_version: Mutex<Option<ServerVersion>>,
 }
 
 impl Authentik {
@@ -186,6 +188,48 @@ impl Authentik {
             flows: Lookups::default(),
             groups: Lookups::default(),
             outposts: Lookups::default(),
+            server_version: Mutex::new(None),
+        }
+    }
+
+    /// The server's version as last read (at each snapshot), if it was read at all.
+    pub fn server_version(&self) -> Option<ServerVersion> {
+        self.server_version
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Reads the server's version and says so in the log when it is new (start-up, or an
+    /// upgrade): a warning when it is outside the supported range or not a release number.
+    /// A failed read only keeps the last value: nothing depends on the version to work.
+    async fn read_server_version(&self) {
+        let reported = match self.call(|client| client.version()).await {
+            Ok(version) => ServerVersion::classify(&version.version_current),
+            Err(error) => {
+                tracing::debug!(%error, "could not read authentik's version");
+                return;
+            }
+        };
+        let previous = self
+            .server_version
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .replace(reported.clone());
+        if previous.as_ref() == Some(&reported) {
+            return;
+        }
+        let range = ServerVersion::supported_range();
+        match &reported {
+            ServerVersion::Supported(v) => tracing::info!(version = %v, "authentik version"),
+            ServerVersion::Unsupported(v) => tracing::warn!(
+                version = %v,
+                "authentik {v} is outside the supported range {range}; serving what it can (reported in each ProxyConfig's status as UnsupportedAuthentikVersion)"
+            ),
+            ServerVersion::Unknown(v) => tracing::warn!(
+                version = %v,
+                "authentik reported version {v:?}, which is not a release number; treated as unknown"
+            ),
         }
     }
 
@@ -208,6 +252,7 @@ impl Authentik {
     /// Re-reads every proxy provider and application, and forgets cached lookups, so that
     /// hand edits and deletions are seen.
     pub async fn refresh(&self) -> Result<(), Error> {
+        self.read_server_version().await;
         let result = self.take_snapshot().await;
         self.first_refresh.send_replace(true);
         result

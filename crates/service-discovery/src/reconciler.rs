@@ -61,6 +61,8 @@ async fn apply(pc: &ProxyConfig, ctx: &Context) -> Result<Action, Error> {
     ctx.caches.wait().await?;
     let mut report = Report::new(pc);
     let outcome = converge(pc, ctx, &mut report).await;
+    // Read after converging: the version is read before each snapshot, which converging waits for.
+    report.authentik_version = ctx.authentik.server_version();
     let action = match &outcome {
         Ok(()) => Action::requeue(ctx.settings.resync_interval),
         Err(failure) => failure.requeue(ctx.settings.resync_interval),

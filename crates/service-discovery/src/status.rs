@@ -1,6 +1,7 @@
 //! Step 6: status through the status subresource (server-side apply) and Events, written only
 //! when something changed, so a converged system makes no API-server writes.
 
+use authentik_client::ServerVersion;
 use gitops_crd::conditions::{ConditionUpdate, merge_condition};
 use gitops_crd::names::{SERVICE_DISCOVERY_MANAGER, condition_types};
 use gitops_crd::{Phase, ProxyConfig, ProxyConfigStatus};
@@ -22,6 +23,8 @@ pub struct Report {
     pub provider_id: Option<i64>,
     pub application_slug: Option<String>,
     pub outpost_id: Option<String>,
+    /// The authentik version this reconcile talked to, when known.
+    pub authentik_version: Option<ServerVersion>,
 }
 
 impl Report {
@@ -32,6 +35,7 @@ impl Report {
             provider_id: None,
             application_slug: None,
             outpost_id: None,
+            authentik_version: None,
         }
     }
 
@@ -64,6 +68,15 @@ pub fn next_status(
     let generation = pc.metadata.generation;
     for step in &report.steps {
         merge_condition(&mut status.conditions, step.clone(), generation, now);
+    }
+    if let Some(version) = &report.authentik_version {
+        status.authentik_version = Some(version.as_str().to_owned());
+        merge_condition(
+            &mut status.conditions,
+            version_condition(version),
+            generation,
+            now,
+        );
     }
     let (phase, ready) = match failure {
         None => (
@@ -122,6 +135,36 @@ pub fn next_status(
     status
 }
 
+/// Whether the server's version was proven to work; a False condition does not stop anything.
+fn version_condition(version: &ServerVersion) -> ConditionUpdate {
+    let range = ServerVersion::supported_range();
+    let (supported, reason, message) = match version {
+        ServerVersion::Supported(v) => (
+            true,
+            "SupportedAuthentikVersion",
+            format!("authentik {v} is in the supported range {range}"),
+        ),
+        ServerVersion::Unsupported(v) => (
+            false,
+            "UnsupportedAuthentikVersion",
+            format!("authentik {v} is outside the supported range {range}; serving what it can"),
+        ),
+        ServerVersion::Unknown(v) => (
+            false,
+            "UnknownAuthentikVersion",
+            format!(
+                "authentik reported version {v:?}, which is not a release number; treated as unknown"
+            ),
+        ),
+    };
+    ConditionUpdate::new(
+        condition_types::AUTHENTIK_VERSION_SUPPORTED,
+        supported,
+        reason,
+        message,
+    )
+}
+
 fn condition_order(type_: &str) -> usize {
     [
         condition_types::READY,
@@ -129,6 +172,7 @@ fn condition_order(type_: &str) -> usize {
         condition_types::PROVIDER_SYNCED,
         condition_types::APPLICATION_SYNCED,
         condition_types::OUTPOST_ASSIGNED,
+        condition_types::AUTHENTIK_VERSION_SUPPORTED,
     ]
     .iter()
     .position(|t| *t == type_)
@@ -349,6 +393,54 @@ mod tests {
         report.application_slug = Some("apps-web".into());
         report.outpost_id = Some("outpost".into());
         report
+    }
+
+    #[test]
+    fn the_authentik_version_is_named_and_judged_without_affecting_ready() {
+        let version_of = |reported: &str| {
+            let mut report = converged_report();
+            report.authentik_version = Some(ServerVersion::classify(reported));
+            next_status(&pc(), &report, None, &at(100))
+        };
+        let status = version_of("2025.12.4");
+        assert_eq!(status.authentik_version.as_deref(), Some("2025.12.4"));
+        let c = status
+            .conditions
+            .iter()
+            .find(|c| c.type_ == condition_types::AUTHENTIK_VERSION_SUPPORTED)
+            .expect("version condition");
+        assert_eq!(
+            (c.status.as_str(), c.reason.as_str()),
+            ("True", "SupportedAuthentikVersion")
+        );
+        for (reported, reason) in [
+            ("2023.10.7", "UnsupportedAuthentikVersion"),
+            ("not-a-version", "UnknownAuthentikVersion"),
+        ] {
+            let status = version_of(reported);
+            assert_eq!(
+                status.phase,
+                Some(Phase::Ready),
+                "{reported}: keeps serving"
+            );
+            assert_eq!(status.authentik_version.as_deref(), Some(reported));
+            let c = status
+                .conditions
+                .iter()
+                .find(|c| c.type_ == condition_types::AUTHENTIK_VERSION_SUPPORTED)
+                .expect("version condition");
+            assert_eq!((c.status.as_str(), c.reason.as_str()), ("False", reason));
+            assert!(c.message.contains(reported), "{}", c.message);
+        }
+        // Not read yet: nothing is claimed.
+        let status = next_status(&pc(), &converged_report(), None, &at(100));
+        assert_eq!(status.authentik_version, None);
+        assert!(
+            !status
+                .conditions
+                .iter()
+                .any(|c| c.type_ == condition_types::AUTHENTIK_VERSION_SUPPORTED)
+        );
     }
 
     #[test]

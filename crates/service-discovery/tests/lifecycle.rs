@@ -75,12 +75,18 @@ async fn create_reaches_ready_with_exactly_the_expected_objects() {
         Some(h.double.embedded_outpost_uuid().to_string())
     );
 
+    assert_eq!(
+        status.authentik_version.as_deref(),
+        Some(h.double.with_state(|m| m.version.version_string())),
+        "status names the authentik version it talked to"
+    );
     for type_ in [
         "Ready",
         "ServiceResolved",
         "ProviderSynced",
         "ApplicationSynced",
         "OutpostAssigned",
+        "AuthentikVersionSupported",
     ] {
         assert_eq!(condition(&pc, type_).status, "True", "{type_}");
     }
@@ -523,4 +529,100 @@ async fn not_ready_until_caches_synced_and_authentik_reached() {
         (response.status() == 200).then_some(())
     })
     .await;
+}
+
+/// A server outside 2024.10–2026.x, or one whose version is not a release number, is served
+/// anyway: Ready, the version named in status with the reason, and one log line however many
+/// resyncs read it.
+#[tokio::test]
+async fn an_unsupported_or_unparseable_authentik_version_is_reported_once_and_served() {
+    for (reported, reason, logged) in [
+        (
+            "2023.10.7",
+            "UnsupportedAuthentikVersion",
+            "is outside the supported range 2024.10–2026.x",
+        ),
+        (
+            "nightly-build",
+            "UnknownAuthentikVersion",
+            "which is not a release number",
+        ),
+    ] {
+        let mut h = common::harness("unsupported-version").await;
+        h.double
+            .with_state(|m| m.reported_version = Some(reported.to_owned()));
+        let index = h.start_single();
+        h.apply(h.proxyconfig("web")).await;
+        let pc = h.wait_phase("web", Phase::Ready).await;
+        let pc = if pc
+            .status
+            .as_ref()
+            .and_then(|s| s.authentik_version.as_deref())
+            == Some(reported)
+        {
+            pc
+        } else {
+            h.wait_until("the version in status", || async {
+                let pc = h.get("web").await?;
+                (pc.status.as_ref()?.authentik_version.as_deref() == Some(reported)).then_some(pc)
+            })
+            .await
+        };
+        let version = condition(&pc, "AuthentikVersionSupported");
+        assert_eq!(version.status, "False", "{reported}");
+        assert_eq!(version.reason, reason);
+        assert!(version.message.contains(reported), "{}", version.message);
+        assert_eq!(
+            condition(&pc, "Ready").status,
+            "True",
+            "{reported}: still served"
+        );
+        // Several resyncs (every 2 s here) read the version again; it is logged once.
+        h.wait_until("three version reads", || async {
+            (h.double.count("GET", "/api/v3/admin/version/") >= 3).then_some(())
+        })
+        .await;
+        assert_eq!(
+            h.logs().matches(logged).count(),
+            1,
+            "{reported}: logged once"
+        );
+        assert!(
+            h.controller_running(index),
+            "{reported}: the controller keeps running"
+        );
+    }
+}
+
+/// `allowedGroups` become the application's group bindings, and go when the list is emptied.
+#[tokio::test]
+async fn allowed_groups_become_bindings_and_are_removed_with_the_list() {
+    let mut h = common::harness("allowed-groups").await;
+    h.start_single();
+    let mut manifest = h.proxyconfig("app");
+    manifest["spec"]["authentikConfig"]["allowedGroups"] = json!(["authentik Admins"]);
+    h.apply(manifest.clone()).await;
+    h.wait_phase("app", Phase::Ready).await;
+    let bindings = |h: &Harness| {
+        h.double.with_state(|m| {
+            let slug = format!("{}-app", h.namespace());
+            let app = m.applications.iter().find(|a| a.slug == slug).map(|a| a.pk);
+            m.bindings
+                .iter()
+                .filter(|b| Some(b.target) == app)
+                .map(|b| {
+                    m.groups
+                        .iter()
+                        .find(|g| Some(g.pk) == b.group)
+                        .map(|g| g.name.clone())
+                })
+                .collect::<Vec<_>>()
+        })
+    };
+    assert_eq!(bindings(&h), vec![Some("authentik Admins".to_owned())]);
+
+    manifest["spec"]["authentikConfig"]["allowedGroups"] = json!([]);
+    h.apply(manifest).await;
+    h.wait_phase("app", Phase::Ready).await;
+    assert_eq!(bindings(&h), Vec::<Option<String>>::new());
 }

@@ -31,7 +31,8 @@ impl Model {
     ) -> Result<String, ApiError> {
         let index = slug.map(|s| self.application_index(s)).transpose()?;
         let current_pk = index.map(|i| self.applications[i].pk);
-        let mut f = Form::new(body, partial)?;
+        let body = self.known_fields("ApplicationRequest", partial, body);
+        let mut f = Form::new(&body, partial)?;
         let name = f.string("name", Need::Required, false);
         let new_slug = f.string("slug", Need::Required, false);
         if let Some(s) = &new_slug {
@@ -129,6 +130,8 @@ impl Model {
         };
         json!({
             "pk": a.pk,
+            // 2026.8+: the policy-binding-model uuid, the same value as `pk`.
+            "pbm_uuid": a.pk,
             "name": a.name,
             "slug": a.slug,
             "provider": a.provider,

@@ -278,13 +278,17 @@ impl Model {
             "order": b.order,
             "timeout": b.timeout,
             "failure_result": b.failure_result,
+            // 2026.8+: bindings may expire; the double's never do.
+            "expires": null,
+            "expiring": false,
         })
     }
 
     /// POST `/policies/bindings/`. Identical bindings are accepted (the server does not
     /// de-duplicate), as recorded.
     pub(crate) fn write_binding(&mut self, body: &Value) -> Result<Uuid, ApiError> {
-        let mut f = Form::new(body, false)?;
+        let body = self.known_fields("PolicyBindingRequest", false, body);
+        let mut f = Form::new(&body, false)?;
         // No policies are modelled: any policy uuid is unknown.
         let policy = f
             .uuid_ref("policy", Need::Optional, true, |_| false)
@@ -361,7 +365,7 @@ impl Model {
             .filter(|g| g.users.contains(&self.admin_pk))
             .map(|g| json!({"name": g.name, "pk": g.pk.to_string()}))
             .collect();
-        json!({"user": {
+        let user = json!({
             "pk": self.admin_pk,
             "username": me.map_or("akadmin", |u| u.username.as_str()),
             "name": me.map_or("", |u| u.name.as_str()),
@@ -375,6 +379,9 @@ impl Model {
             "settings": {},
             "type": "internal",
             "system_permissions": [],
-        }})
+            "is_current": true,
+        });
+        // 2026.8+: `users` lists the session's accounts (here only the token's user).
+        json!({"user": user, "users": [user]})
     }
 }

@@ -209,6 +209,9 @@ pub struct Model {
     pub bindings: Vec<Binding>,
     /// pk of the user the token belongs to.
     pub admin_pk: i64,
+    /// `version_current` to report instead of the imitated release's (tests of how clients
+    /// treat an unsupported or unparseable version).
+    pub reported_version: Option<String>,
 }
 
 impl Model {
@@ -263,6 +266,7 @@ impl Model {
             users,
             bindings: Vec::new(),
             admin_pk,
+            reported_version: None,
         };
         directory::seed_groups(&mut model);
         model
@@ -299,6 +303,19 @@ impl Model {
             "groups": self.groups.iter().map(|g| self.render_group(g)).collect::<Vec<_>>(),
             "bindings": self.bindings.iter().map(|b| self.render_binding(b)).collect::<Vec<_>>(),
         })
+    }
+}
+
+impl Model {
+    /// `body` without the fields this release's request `model` (its `Patched` twin on PATCH)
+    /// did not have: DRF ignores unknown input rather than rejecting it.
+    fn known_fields(&self, model: &str, partial: bool, body: &Value) -> Value {
+        let model = if partial {
+            format!("Patched{model}")
+        } else {
+            model.to_owned()
+        };
+        self.version.known_fields(&model, body)
     }
 }
 

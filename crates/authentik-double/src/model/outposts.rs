@@ -64,7 +64,8 @@ impl Model {
         let embedded = current
             .as_ref()
             .is_some_and(|o| o.managed.as_deref() == Some(EMBEDDED_OUTPOST_MANAGED));
-        let mut f = Form::new(body, partial)?;
+        let body = self.known_fields("OutpostRequest", partial, body);
+        let mut f = Form::new(&body, partial)?;
         let name = f.string("name", Need::Required, false);
         if let Some(n) = &name {
             if embedded && current.as_ref().is_some_and(|o| o.name != *n) {

@@ -95,7 +95,8 @@ impl Model {
             ),
             None => None,
         };
-        let mut f = Form::new(body, partial)?;
+        let body = self.known_fields("ProxyProviderRequest", partial, body);
+        let mut f = Form::new(&body, partial)?;
         let base = self.read_base(&mut f, pk);
         let external_host = f.url("external_host", Need::Required, false);
         let internal_host = f.url("internal_host", Need::Optional, true);
