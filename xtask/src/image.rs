@@ -402,10 +402,13 @@ impl Registry {
             .take()
             .context("crane registry serve's stderr")?;
         let mut seen = Vec::new();
-        for line in BufReader::new(stderr).lines() {
+        let mut lines = BufReader::new(stderr).lines();
+        while let Some(line) = lines.next() {
             let line = line.context("reading crane registry serve's output")?;
             if let Some(port) = line.split("serving on port ").nth(1) {
                 let host = format!("127.0.0.1:{}", port.trim());
+                // Keep reading its request log: a closed pipe would kill it (SIGPIPE).
+                std::thread::spawn(move || lines.for_each(drop));
                 return Ok(Self { child, host });
             }
             seen.push(line);
