@@ -14,6 +14,7 @@ mod control_plane;
 mod crds;
 mod error;
 mod harness;
+pub mod images;
 pub mod pins;
 mod pki;
 pub mod shared;
