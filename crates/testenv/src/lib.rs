@@ -15,7 +15,7 @@ mod control_plane;
 mod crds;
 mod error;
 mod harness;
-mod images;
+mod pause;
 mod node;
 pub mod pins;
 mod pki;

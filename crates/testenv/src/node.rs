@@ -162,7 +162,7 @@ pub(crate) async fn start(dir: &Path, pki: &Pki, server: &str, client: &Client) 
     }
 
     start_containerd(&layout).await?;
-    import_image(dir, &crate::images::pause_image()?)?;
+    import_image(dir, &crate::pause::pause_image()?)?;
     write_node_kubeconfigs(&layout, pki, server)?;
     start_kubelet(&layout, pki, client).await?;
     start_kube_proxy(&layout).await?;
@@ -216,6 +216,9 @@ disabled_plugins = ["io.containerd.internal.v1.opt", "io.containerd.grpc.v1.cri.
 
 [plugins.'io.containerd.cri.v1.runtime']
   netns_mounts_under_state_dir = true
+  # The kubelet asks for negative OOM scores (-998 for sandboxes), which needs CAP_SYS_RESOURCE;
+  # where that is missing (this machine's sandbox), runc fails. Clamp at containerd's own score.
+  restrict_oom_score_adj = true
   [plugins.'io.containerd.cri.v1.runtime'.cni]
     bin_dirs = ["{cni_bin}"]
     conf_dir = "{cni_conf}"

@@ -69,12 +69,14 @@ pub(crate) fn pause_image() -> Result<PathBuf> {
 fn with_local_registry<T>(work: &Path, body: impl FnOnce(&str) -> Result<T>) -> Result<T> {
     let port = crate::control_plane::free_port()?;
     let address = format!("127.0.0.1:{port}");
+    let blobs = work.join("blobs");
+    std::fs::create_dir_all(&blobs).context(|| format!("creating {}", blobs.display()))?;
     let log = work.join("registry.log");
     let out = std::fs::File::create(&log).context(|| format!("creating {}", log.display()))?;
     let mut registry = KillOnDrop(
         Command::new(pins::binary("crane", "crane")?)
             .args(["registry", "serve", "--address", &address, "--disk"])
-            .arg(work.join("blobs"))
+            .arg(&blobs)
             .stdin(Stdio::null())
             .stdout(
                 out.try_clone()
