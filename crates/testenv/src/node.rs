@@ -575,23 +575,36 @@ fn layout_needle(dir: &Path) -> String {
 }
 
 /// Lazily unmounts everything mounted below `dir` (Pod volumes, overlay root filesystems,
-/// network namespaces), deepest first.
+/// network namespaces, the kubelet's shared bind mount of its root), deepest first. Mounts
+/// propagate between shared mounts, so one unmount may remove others: re-read after each.
 fn unmount_below(dir: &Path) -> Result<()> {
-    let mounts = std::fs::read_to_string("/proc/self/mountinfo")
-        .context(|| "reading /proc/self/mountinfo".to_owned())?;
     let prefix = format!("{}/", dir.display());
-    let mut targets: Vec<String> = mounts
-        .lines()
-        .filter_map(|line| line.split(' ').nth(4))
-        .map(unescape_mount_path)
-        .filter(|target| target.starts_with(&prefix))
-        .collect();
-    targets.sort_by_key(|target| std::cmp::Reverse(target.len()));
-    targets.dedup();
-    for target in targets {
-        run("umount", &["--lazy", &target])?;
+    let mounted = || -> Result<Vec<String>> {
+        let mounts = std::fs::read_to_string("/proc/self/mountinfo")
+            .context(|| "reading /proc/self/mountinfo".to_owned())?;
+        let mut targets: Vec<String> = mounts
+            .lines()
+            .filter_map(|line| line.split(' ').nth(4))
+            .map(unescape_mount_path)
+            .filter(|target| target.starts_with(&prefix))
+            .collect();
+        targets.sort_by_key(|target| std::cmp::Reverse(target.len()));
+        Ok(targets)
+    };
+    // Bounded: each round removes at least the deepest mount, or gives up.
+    for _ in 0..1000 {
+        let Some(deepest) = mounted()?.into_iter().next() else {
+            return Ok(());
+        };
+        let result = run("umount", &["--lazy", &deepest]);
+        if result.is_err() && mounted()?.contains(&deepest) {
+            return result;
+        }
     }
-    Ok(())
+    Err(Error::CommandOutput {
+        command: format!("umount --lazy {prefix}…"),
+        detail: "mounts keep reappearing".into(),
+    })
 }
 
 /// mountinfo escapes space, tab, newline and backslash as octal.

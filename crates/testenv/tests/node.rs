@@ -62,7 +62,9 @@ async fn pods_run_on_the_node_and_stopping_leaves_nothing_behind() {
 
     let second = ControlPlane::start_with_node().expect_err("a second node on one machine");
     assert!(
-        second.to_string().contains("another test node runs on this machine"),
+        second
+            .to_string()
+            .contains("another test node runs on this machine"),
         "{second}"
     );
 
