@@ -43,8 +43,9 @@ pub fn tool(tool: &str, binary: &str) -> PathBuf {
     gitops_testenv::pins::binary(tool, binary).expect("pinned binary")
 }
 
-/// The Kubernetes version the test environment runs (helm's built-in default is older than
-/// the chart's kubeVersion, so offline rendering and linting name it explicitly).
+/// The Kubernetes version the test environment runs, which offline rendering and linting name
+/// explicitly (helm's default is the version of its client-go; see
+/// `helm_template_and_lint_work_as_users_type_them` for the command without it).
 pub fn kube_version() -> String {
     gitops_testenv::pins::tool("kubernetes")
         .expect("kubernetes pinned")

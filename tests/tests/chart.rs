@@ -37,6 +37,24 @@ fn helm_lint_passes_with_default_and_all_features_values() {
     }
 }
 
+/// What a user types, with helm built as its releases are (the Kubernetes version of its
+/// client-go stamped in at link time): no --kube-version, and the chart's kubeVersion
+/// (>=1.33.0-0) is met. A helm built without the stamp assumes v1.20.0 and refuses the chart.
+#[test]
+fn helm_template_and_lint_work_as_users_type_them() {
+    let chart = chart_dir();
+    let chart = chart.to_str().expect("utf-8");
+    let rendered =
+        helm(&["template", RELEASE, chart], None).ok("helm template without --kube-version");
+    assert!(
+        rendered.stdout.contains("kind: Deployment"),
+        "{}",
+        rendered.stdout
+    );
+    let lint = helm(&["lint", chart], None).ok("helm lint without --kube-version");
+    assert!(lint.stdout.contains("0 chart(s) failed"), "{}", lint.stdout);
+}
+
 /// Each bad value is rejected before anything reaches a cluster, with a message naming it.
 #[test]
 fn values_schema_rejects_bad_values_with_clear_messages() {

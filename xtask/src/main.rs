@@ -8,6 +8,7 @@ use clap::{Parser, Subcommand};
 mod bench;
 mod crd;
 mod demo;
+mod image;
 mod reliability;
 mod run;
 mod test;
@@ -41,8 +42,15 @@ enum Command {
     /// Run every check and test: formatting, clippy with warnings denied, the pinned tools,
     /// one test environment for the run, all tests.
     Test,
-    /// Build the pinned tools (tools.toml) from source into the cache, once per version.
-    Tools,
+    /// Build OCI images of both controllers and the authentik double (static binaries, crane)
+    /// into target/images/: an OCI layout and an archive for `ctr images import` each.
+    Image(image::Args),
+    /// Build the pinned tools (tools.toml) from source into the cache, once per version, and
+    /// print the paths of their binaries.
+    Tools {
+        /// Only these tools (tools.toml names, e.g. `crane helm`); default: all.
+        names: Vec<String>,
+    },
     /// The shared test environment: etcd + kube-apiserver + kube-controller-manager.
     Testenv {
         #[command(subcommand)]
@@ -75,7 +83,8 @@ fn main() -> ExitCode {
         }),
         Command::Demo { exit_when_ready } => demo::run(&root, demo::Options { exit_when_ready }),
         Command::Test => test::run(&root),
-        Command::Tools => testenv::tools(),
+        Command::Image(args) => image::run(&root, &args),
+        Command::Tools { names } => testenv::tools(&names),
         Command::Testenv { action } => testenv::run(action),
         Command::Bench(args) => bench::run(&root, &args),
         Command::Chaos(args) => reliability::chaos(&root, &args),

@@ -23,10 +23,18 @@ pub enum Action {
     Env,
 }
 
-/// Builds every pinned tool that is not cached yet and lists where they are.
-pub fn tools() -> Result<()> {
-    gitops_testenv::ensure_all_tools()?;
-    for (name, tool) in &pins::pins()?.tools {
+/// Builds the named pinned tools (all when none are named) that are not cached yet and lists
+/// where their binaries are.
+pub fn tools(names: &[String]) -> Result<()> {
+    let pinned = &pins::pins()?.tools;
+    let names: Vec<&str> = if names.is_empty() {
+        pinned.keys().map(String::as_str).collect()
+    } else {
+        names.iter().map(String::as_str).collect()
+    };
+    gitops_testenv::ensure_tools(&names)?;
+    for name in names {
+        let tool = pins::tool(name)?;
         let bin_dir = tool.bin_dir(name);
         for binary in tool.binaries.keys() {
             println!("{}", bin_dir.join(binary).display());

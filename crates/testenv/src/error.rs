@@ -11,6 +11,9 @@ pub enum Error {
         source: std::io::Error,
     },
 
+    #[error("image archive {}: {reason}", path.display())]
+    ImageArchive { path: PathBuf, reason: String },
+
     #[error("tools.toml: {0}")]
     Pins(String),
 

@@ -15,6 +15,7 @@ mod control_plane;
 mod crds;
 mod error;
 mod harness;
+pub mod images;
 mod node;
 mod pause;
 pub mod pins;
