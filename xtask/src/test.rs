@@ -4,6 +4,7 @@ use std::path::Path;
 use std::time::Instant;
 
 use anyhow::{Context, Result};
+use clap::Parser;
 
 use crate::run::{RunEnvironment, cargo};
 
@@ -13,6 +14,13 @@ const FUZZ_SECONDS: u64 = 20;
 /// What a clean run needs on disk: ~7 GiB measured for target/ (debug, release, fuzz builds),
 /// plus the Go caches when the tools are built for the first time.
 const DISK_NEEDED_GIB: u64 = 8;
+
+/// `cargo xtask image` with its defaults (release binaries, target/images).
+#[derive(Parser)]
+struct ImageDefaults {
+    #[command(flatten)]
+    args: crate::image::Args,
+}
 
 pub fn run(root: &Path) -> Result<()> {
     warn_when_disk_is_short(root);
@@ -34,6 +42,11 @@ pub fn run(root: &Path) -> Result<()> {
 
     eprintln!("==> tools: the pinned tools (built from source on the first run, then cached)");
     gitops_testenv::ensure_all_tools()?;
+
+    // The end-to-end tests on the test node install the chart with these images.
+    let started = Instant::now();
+    crate::image::run(root, &ImageDefaults::parse_from(["image"]).args)?;
+    eprintln!("==> images: built in {}s", started.elapsed().as_secs());
 
     let environment = RunEnvironment::acquire("test environment")?;
     step(
