@@ -32,6 +32,10 @@ enum Command {
         /// End after the report: exit 0 when everything converged, non-zero otherwise.
         #[arg(long)]
         exit_when_ready: bool,
+        /// Run the controllers as Pods of the Helm chart on a test node (root; builds the
+        /// images and the node's tools first).
+        #[arg(long)]
+        in_cluster: bool,
     },
     /// Generate the ProxyConfig CRD files from the Rust types (or check them with --check).
     Crd {
@@ -81,7 +85,16 @@ fn main() -> ExitCode {
                 anyhow::bail!("out of date: {drifted:?}; run `cargo xtask crd`")
             }
         }),
-        Command::Demo { exit_when_ready } => demo::run(&root, demo::Options { exit_when_ready }),
+        Command::Demo {
+            exit_when_ready,
+            in_cluster,
+        } => demo::run(
+            &root,
+            demo::Options {
+                exit_when_ready,
+                in_cluster,
+            },
+        ),
         Command::Test => test::run(&root),
         Command::Image(args) => image::run(&root, &args),
         Command::Tools { names } => testenv::tools(&names),
@@ -106,4 +119,15 @@ pub(crate) fn workspace_root() -> PathBuf {
         .parent()
         .map(PathBuf::from)
         .unwrap_or(manifest_dir)
+}
+
+/// `cargo xtask image` with its defaults (release binaries, target/images): what `test` and
+/// `demo --in-cluster` build first.
+pub(crate) fn default_image_args() -> image::Args {
+    #[derive(Parser)]
+    struct ImageDefaults {
+        #[command(flatten)]
+        args: image::Args,
+    }
+    ImageDefaults::parse_from(["image"]).args
 }

@@ -4,7 +4,6 @@ use std::path::Path;
 use std::time::Instant;
 
 use anyhow::{Context, Result};
-use clap::Parser;
 
 use crate::run::{RunEnvironment, cargo};
 
@@ -14,13 +13,6 @@ const FUZZ_SECONDS: u64 = 20;
 /// What a clean run needs on disk: ~7 GiB measured for target/ (debug, release, fuzz builds),
 /// plus the Go caches when the tools are built for the first time.
 const DISK_NEEDED_GIB: u64 = 8;
-
-/// `cargo xtask image` with its defaults (release binaries, target/images).
-#[derive(Parser)]
-struct ImageDefaults {
-    #[command(flatten)]
-    args: crate::image::Args,
-}
 
 pub fn run(root: &Path) -> Result<()> {
     warn_when_disk_is_short(root);
@@ -45,7 +37,7 @@ pub fn run(root: &Path) -> Result<()> {
 
     // The end-to-end tests on the test node install the chart with these images.
     let started = Instant::now();
-    crate::image::run(root, &ImageDefaults::parse_from(["image"]).args)?;
+    crate::image::run(root, &crate::default_image_args())?;
     eprintln!("==> images: built in {}s", started.elapsed().as_secs());
 
     let environment = RunEnvironment::acquire("test environment")?;
@@ -66,6 +58,7 @@ pub fn run(root: &Path) -> Result<()> {
         root,
         crate::demo::Options {
             exit_when_ready: true,
+            in_cluster: false,
         },
     )?;
     eprintln!("==> demo: passed in {}s", started.elapsed().as_secs());
