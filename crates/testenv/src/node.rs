@@ -533,13 +533,18 @@ fn kill_cgroup_processes(root: &str) -> Result<()> {
             .lines()
             .filter_map(|line| line.trim().parse::<i32>().ok())
         {
-            let _ = nix::sys::signal::kill(
-                nix::unistd::Pid::from_raw(pid),
-                nix::sys::signal::Signal::SIGKILL,
-            );
+            kill_now(pid);
         }
     }
     Ok(())
+}
+
+/// SIGKILL (the process may be gone already).
+fn kill_now(pid: i32) {
+    let _ = nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid),
+        nix::sys::signal::Signal::SIGKILL,
+    );
 }
 
 /// containerd and its shims (their command lines name the node's containerd socket).
@@ -556,10 +561,7 @@ fn kill_processes_naming(dir: &Path) -> Result<()> {
         };
         let cmdline = std::fs::read(entry.path().join("cmdline")).unwrap_or_default();
         if String::from_utf8_lossy(&cmdline).contains(&needle) {
-            let _ = nix::sys::signal::kill(
-                nix::unistd::Pid::from_raw(pid),
-                nix::sys::signal::Signal::SIGKILL,
-            );
+            kill_now(pid);
         }
     }
     Ok(())
