@@ -210,7 +210,9 @@ fn archives_hold_valid_oci_images_as_the_chart_runs_them() {
         );
 
         // The users and the binary, as the runtime sees them.
-        let root = tempfile::tempdir().expect("tempdir");
+        let bundle = tempfile::tempdir().expect("tempdir");
+        let root = bundle.path().join("rootfs");
+        std::fs::create_dir(&root).expect("rootfs");
         for layer in layers {
             let file = layout.join("blobs/sha256").join(
                 layer["digest"]
@@ -226,13 +228,13 @@ fn archives_hold_valid_oci_images_as_the_chart_runs_them() {
                     "--file",
                     path(&file),
                     "--directory",
-                    path(root.path()),
+                    path(&root),
                 ],
             );
         }
-        let passwd = std::fs::read_to_string(root.path().join("etc/passwd")).expect("passwd");
+        let passwd = std::fs::read_to_string(root.join("etc/passwd")).expect("passwd");
         assert!(passwd.starts_with("nonroot:x:65532:65532:"), "{passwd}");
-        let binary = root.path().join("usr/local/bin").join(name);
+        let binary = root.join("usr/local/bin").join(name);
         let headers = String::from_utf8(command(
             "readelf",
             &["--program-headers", "--wide", path(&binary)],
@@ -242,7 +244,44 @@ fn archives_hold_valid_oci_images_as_the_chart_runs_them() {
             headers.contains("LOAD") && !headers.contains("INTERP"),
             "{name}: a static executable has no program interpreter:\n{headers}"
         );
+        let help = run_with_runc(bundle.path(), name, &settings["Entrypoint"]);
+        assert!(help.contains("Usage"), "{name} --help printed:\n{help}");
     }
+}
+
+/// Runs the entrypoint with `--help` under runc (Debian's; `cargo xtask test` installs it) as
+/// the chart's securityContext runs it: UID/GID 65532, read-only root filesystem, no
+/// capabilities, no new privileges. Returns what it printed.
+fn run_with_runc(bundle: &Path, name: &str, entrypoint: &Value) -> String {
+    command("runc", &["spec", "--bundle", path(bundle)]);
+    let config_path = bundle.join("config.json");
+    let mut config: Value =
+        serde_json::from_slice(&std::fs::read(&config_path).expect("config.json"))
+            .expect("runc spec");
+    let mut args = entrypoint.as_array().expect("entrypoint").clone();
+    args.push("--help".into());
+    let process = &mut config["process"];
+    process["terminal"] = false.into();
+    process["user"] = serde_json::json!({"uid": 65532, "gid": 65532});
+    process["args"] = Value::Array(args);
+    process["noNewPrivileges"] = true.into();
+    process["capabilities"] = serde_json::json!({});
+    config["root"]["readonly"] = true.into();
+    std::fs::write(&config_path, config.to_string()).expect("writing config.json");
+    let state = tempfile::tempdir().expect("tempdir");
+    let id = format!("image-test-{name}-{}", std::process::id());
+    String::from_utf8(command(
+        "runc",
+        &[
+            "--root",
+            path(state.path()),
+            "run",
+            "--bundle",
+            path(bundle),
+            &id,
+        ],
+    ))
+    .expect("utf-8")
 }
 
 /// Two builds of one commit give the same digests (the second reuses cargo's build and

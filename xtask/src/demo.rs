@@ -95,7 +95,7 @@ pub fn run(root: &Path, options: Options) -> Result<()> {
     let bin = target_dir(root).join("debug");
     if options.in_cluster {
         step("building the controller images (cargo xtask image)");
-        crate::image::run(root, &crate::default_image_args())?;
+        crate::image::run(root, &crate::image::Args::default())?;
     }
 
     let plane = if options.in_cluster {

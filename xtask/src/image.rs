@@ -62,17 +62,30 @@ const IMAGES: [ImageSpec; 3] = [
     },
 ];
 
+const DEFAULT_PROFILE: &str = "release";
+const DEFAULT_REGISTRY: &str = "ghcr.io";
+
 #[derive(Debug, clap::Args)]
 pub struct Args {
     /// Cargo profile of the binaries: release (what users run) or dev (builds faster).
-    #[arg(long, default_value = "release", value_parser = ["release", "dev"])]
+    #[arg(long, default_value = DEFAULT_PROFILE, value_parser = ["release", "dev"])]
     profile: String,
     /// Registry named in the image references (the chart's `image.registry`).
-    #[arg(long, default_value = "ghcr.io")]
+    #[arg(long, default_value = DEFAULT_REGISTRY)]
     registry: String,
     /// Directory for the archives and layouts [default: target/images].
     #[arg(long)]
     out: Option<PathBuf>,
+}
+
+impl Default for Args {
+    fn default() -> Self {
+        Self {
+            profile: DEFAULT_PROFILE.to_owned(),
+            registry: DEFAULT_REGISTRY.to_owned(),
+            out: None,
+        }
+    }
 }
 
 /// The commit the images are built from.
@@ -215,21 +228,27 @@ fn host_target() -> Result<(&'static str, &'static str)> {
 
 /// Debian's bundle is what goes into the base layer; install it when this machine lacks it.
 fn ensure_ca_bundle() -> Result<()> {
-    if Path::new(CA_BUNDLE).is_file() {
+    ensure_debian_package(Path::new(CA_BUNDLE), "ca-certificates")
+}
+
+/// Installs a Debian package unless `file` (which it provides) is there already.
+pub fn ensure_debian_package(file: &Path, package: &str) -> Result<()> {
+    if file.is_file() {
         return Ok(());
     }
-    eprintln!("==> image: {CA_BUNDLE} is missing; apt-get install ca-certificates");
+    eprintln!(
+        "==> {} is missing; apt-get install {package}",
+        file.display()
+    );
     let status = Command::new("apt-get")
-        .args([
-            "install",
-            "-y",
-            "--no-install-recommends",
-            "ca-certificates",
-        ])
+        .args(["install", "-y", "--no-install-recommends", package])
         .status()
-        .context("running apt-get install ca-certificates")?;
-    if !status.success() || !Path::new(CA_BUNDLE).is_file() {
-        bail!("{CA_BUNDLE} is missing and `apt-get install ca-certificates` failed ({status})");
+        .with_context(|| format!("running apt-get install {package}"))?;
+    if !status.success() || !file.is_file() {
+        bail!(
+            "{} is missing and `apt-get install {package}` failed ({status})",
+            file.display()
+        );
     }
     Ok(())
 }

@@ -120,14 +120,3 @@ pub(crate) fn workspace_root() -> PathBuf {
         .map(PathBuf::from)
         .unwrap_or(manifest_dir)
 }
-
-/// `cargo xtask image` with its defaults (release binaries, target/images): what `test` and
-/// `demo --in-cluster` build first.
-pub(crate) fn default_image_args() -> image::Args {
-    #[derive(Parser)]
-    struct ImageDefaults {
-        #[command(flatten)]
-        args: image::Args,
-    }
-    ImageDefaults::parse_from(["image"]).args
-}

@@ -171,6 +171,8 @@ mod tests {
             ("etcd", "etcd"),
             ("helm", "helm"),
             ("prometheus", "promtool"),
+            ("crane", "crane"),
+            ("actionlint", "actionlint"),
         ] {
             binary_path_ends_with(tool, binary);
         }
@@ -192,6 +194,26 @@ mod tests {
         assert!(ldflags.contains("-X k8s.io/component-base/version.gitVersion=v1.37.2"));
         assert!(ldflags.contains("-X k8s.io/component-base/version.gitMinor=37"));
         assert!(!ldflags.contains('{'), "{ldflags}");
+    }
+
+    /// helm's default Kubernetes version (no --kube-version) must satisfy the chart's
+    /// `kubeVersion: >=1.33.0-0`, as it does in helm's release builds.
+    #[test]
+    fn helm_is_stamped_with_a_kubernetes_version_the_chart_accepts() {
+        let ldflags = tool("helm").expect("pinned").ldflags();
+        for package in ["pkg/chartutil", "pkg/lint/rules"] {
+            assert!(
+                ldflags.contains(&format!("-X helm.sh/helm/v3/{package}.k8sVersionMajor=1")),
+                "{ldflags}"
+            );
+            let minor = ldflags
+                .split(&format!("helm.sh/helm/v3/{package}.k8sVersionMinor="))
+                .nth(1)
+                .and_then(|rest| rest.split_whitespace().next())
+                .and_then(|minor| minor.parse::<u32>().ok())
+                .expect("k8sVersionMinor set");
+            assert!(minor >= 33, "{package}: 1.{minor}");
+        }
     }
 
     // Exactly one of these expands: the Kubernetes version k8s-openapi was built for.
