@@ -430,13 +430,15 @@ impl Drop for Installed {
             ],
             Some(&self.kubeconfig),
         );
+        // Waits, so that the next run on a node kept up finds the names free.
         let _ = kubectl(
             &[
                 "delete",
                 "namespace",
                 NAMESPACE,
                 "monitoring",
-                "--wait=false",
+                "--ignore-not-found",
+                "--timeout=120s",
             ],
             &self.kubeconfig,
             None,

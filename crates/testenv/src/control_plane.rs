@@ -34,9 +34,9 @@ pub const COMPONENTS: [&str; 3] = ["etcd", "kube-apiserver", "kube-controller-ma
 /// The watchdog's pid-file name.
 pub(crate) const WATCHDOG: &str = "watchdog";
 
-/// Service IPs are allocated from here; nothing ever dials them (there are no nodes or
-/// proxies), but Services need a range.
-const SERVICE_CIDR: &str = "10.0.0.0/24";
+/// Service IPs are allocated from here; only the Pods of an environment with a node dial them
+/// (kube-proxy), but Services need a range.
+pub(crate) const SERVICE_CIDR: &str = "10.0.0.0/24";
 const FIRST_SERVICE_IP: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 1);
 
 const START_TIMEOUT: Duration = Duration::from_secs(90);

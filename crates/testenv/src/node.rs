@@ -20,7 +20,7 @@ use kube::Client;
 use kube::api::Api;
 use serde::{Deserialize, Serialize};
 
-use crate::control_plane::{free_port, spawn, stop_process, wait_for};
+use crate::control_plane::{SERVICE_CIDR, free_port, spawn, stop_process, wait_for};
 use crate::error::{Error, IoContext, Result};
 use crate::pins;
 use crate::pki::Pki;
@@ -184,6 +184,9 @@ fn write_cni_config(layout: &Layout) -> Result<()> {
                 "ipam": {
                     "type": "host-local",
                     "ranges": [[{"subnet": POD_CIDR, "gateway": NODE_IP.to_string()}]],
+                    // Only the Services (the `kubernetes` one leads to the API server) are
+                    // routed, via the node: Pods have no default route.
+                    "routes": [{"dst": SERVICE_CIDR}],
                     "dataDir": layout.string("cni/networks"),
                 },
             },
