@@ -7,10 +7,15 @@
 //! created in authentik. It stays up until Ctrl-C (or ends with `--exit-when-ready`) and always
 //! stops what it started.
 //!
+//! `--in-cluster` tells the same story with the controllers as Pods of the Helm chart: the
+//! environment gets a node (see the README's test-environment section), the images from
+//! `cargo xtask image` are imported into it, the double listens on the node's address and
+//! `helm install` deploys release `gitops-lifecycle-management` into `flux-system`.
+//!
 //! Plain processes and kubectl only: no async runtime, so every step is easy to follow.
 
 use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -32,7 +37,13 @@ const JOB_NAME: &str = "demo-finished-job";
 pub struct Options {
     /// End after the report (exit 0), instead of waiting for Ctrl-C.
     pub exit_when_ready: bool,
+    /// The controllers as Pods of the chart on a test node, instead of local processes.
+    pub in_cluster: bool,
 }
+
+/// The chart's release, as users install it.
+const RELEASE: &str = "gitops-lifecycle-management";
+const RELEASE_NAMESPACE: &str = "flux-system";
 
 /// What the demo started; dropping it stops everything, in reverse order.
 struct Running {
@@ -82,11 +93,22 @@ pub fn run(root: &Path, options: Options) -> Result<()> {
         bail!("cargo build failed ({status})");
     }
     let bin = target_dir(root).join("debug");
+    if options.in_cluster {
+        step("building the controller images (cargo xtask image)");
+        crate::image::run(root, &crate::image::Args::default())?;
+    }
 
-    step(
-        "starting a private test environment (builds the pinned Kubernetes and etcd on first use)",
-    );
-    let plane = shared::start_private(std::process::id())?;
+    let plane = if options.in_cluster {
+        step(
+            "starting a private test environment with a node (builds the pinned tools on first use)",
+        );
+        ControlPlane::start_with_node()?
+    } else {
+        step(
+            "starting a private test environment (builds the pinned Kubernetes and etcd on first use)",
+        );
+        shared::start_private(std::process::id())?
+    };
     let mut running = Running {
         plane,
         children: Vec::new(),
@@ -119,7 +141,13 @@ pub fn run(root: &Path, options: Options) -> Result<()> {
     )?;
 
     step("starting the authentik double");
-    let double_addr = free_addr()?;
+    // Pods reach the node's address, not the host's loopback.
+    let double_ip = if options.in_cluster {
+        IpAddr::V4(gitops_testenv::NODE_IP)
+    } else {
+        IpAddr::V4(Ipv4Addr::LOCALHOST)
+    };
+    let double_addr = free_addr_on(double_ip)?;
     let double_url = format!("http://{double_addr}");
     running.children.push((
         "authentik-double",
@@ -136,35 +164,11 @@ pub fn run(root: &Path, options: Options) -> Result<()> {
     ));
     wait_for_port(double_addr)?;
 
-    step("starting both controllers (leader election off)");
-    let common = |command: &mut Command| -> Result<()> {
-        command
-            .env("KUBECONFIG", &kubeconfig)
-            .env("AUTHENTIK_HOST", &double_url)
-            .env("AUTHENTIK_TOKEN", TOKEN)
-            .env("LEADER_ELECTION", "false")
-            .env("LOG_FORMAT", "json")
-            .env("METRICS_ADDR", free_addr()?.to_string())
-            .env("HEALTH_ADDR", free_addr()?.to_string());
-        Ok(())
-    };
-    let mut discovery = Command::new(bin.join("gitops-service-discovery"));
-    common(&mut discovery)?;
-    discovery.env("RESYNC_INTERVAL", "30s");
-    running.children.push((
-        "gitops-service-discovery",
-        spawn(&mut discovery, &logs, "gitops-service-discovery")?,
-    ));
-    let mut cleanup = Command::new(bin.join("gitops-cleanup"));
-    common(&mut cleanup)?;
-    cleanup
-        .env("COMPLETED_JOBS_TTL", "5s")
-        .env("FAILED_JOBS_TTL", "5s")
-        .env("CLEANUP_INTERVAL", "30s");
-    running.children.push((
-        "gitops-cleanup",
-        spawn(&mut cleanup, &logs, "gitops-cleanup")?,
-    ));
+    if options.in_cluster {
+        install_chart(root, &running.plane, &kubectl, &double_url)?;
+    } else {
+        start_controllers(&bin, &kubeconfig, &double_url, &logs, &mut running)?;
+    }
 
     step("applying deploy/examples/");
     let examples = root.join("deploy/examples");
@@ -245,7 +249,123 @@ fn target_dir(root: &Path) -> PathBuf {
 }
 
 fn free_addr() -> Result<SocketAddr> {
-    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?)
+    free_addr_on(IpAddr::V4(Ipv4Addr::LOCALHOST))
+}
+
+fn free_addr_on(ip: IpAddr) -> Result<SocketAddr> {
+    Ok(TcpListener::bind((ip, 0))?.local_addr()?)
+}
+
+/// Both controllers as local processes (leader election off).
+fn start_controllers(
+    bin: &Path,
+    kubeconfig: &Path,
+    double_url: &str,
+    logs: &Path,
+    running: &mut Running,
+) -> Result<()> {
+    step("starting both controllers (leader election off)");
+    let common = |command: &mut Command| -> Result<()> {
+        command
+            .env("KUBECONFIG", kubeconfig)
+            .env("AUTHENTIK_HOST", double_url)
+            .env("AUTHENTIK_TOKEN", TOKEN)
+            .env("LEADER_ELECTION", "false")
+            .env("LOG_FORMAT", "json")
+            .env("METRICS_ADDR", free_addr()?.to_string())
+            .env("HEALTH_ADDR", free_addr()?.to_string());
+        Ok(())
+    };
+    let mut discovery = Command::new(bin.join("gitops-service-discovery"));
+    common(&mut discovery)?;
+    discovery.env("RESYNC_INTERVAL", "30s");
+    running.children.push((
+        "gitops-service-discovery",
+        spawn(&mut discovery, logs, "gitops-service-discovery")?,
+    ));
+    let mut cleanup = Command::new(bin.join("gitops-cleanup"));
+    common(&mut cleanup)?;
+    cleanup
+        .env("COMPLETED_JOBS_TTL", "5s")
+        .env("FAILED_JOBS_TTL", "5s")
+        .env("CLEANUP_INTERVAL", "30s");
+    running.children.push((
+        "gitops-cleanup",
+        spawn(&mut cleanup, logs, "gitops-cleanup")?,
+    ));
+    Ok(())
+}
+
+/// Both controllers as Pods: the images imported into the node, the token Secret, and
+/// `helm install` of the chart (as the README's "Installing" says) with the same short
+/// retention and resync as the local processes.
+fn install_chart(
+    root: &Path,
+    plane: &ControlPlane,
+    kubectl: &Kubectl,
+    double_url: &str,
+) -> Result<()> {
+    step("importing the images into the node and installing the chart (helm install --wait)");
+    let mut sets = vec![
+        format!("authentik.host={double_url}"),
+        "authentik.existingSecret=authentik-token".to_owned(),
+        // The CRDs are applied above, like `kubectl apply -f deploy/crds`.
+        "crds.install=false".to_owned(),
+        // No Prometheus operator in the demo cluster.
+        "serviceMonitor.enabled=false".to_owned(),
+        "prometheusRule.enabled=false".to_owned(),
+        "serviceDiscovery.resyncInterval=30s".to_owned(),
+        "cleanup.completedJobsTTL=5s".to_owned(),
+        "cleanup.failedJobsTTL=5s".to_owned(),
+        "cleanup.interval=30s".to_owned(),
+    ];
+    for (name, key) in [
+        ("gitops-service-discovery", "serviceDiscovery"),
+        ("gitops-cleanup", "cleanup"),
+    ] {
+        let archive = gitops_testenv::images::archive_path(root, name);
+        let image = gitops_testenv::images::read_archive(&archive)?;
+        plane.import_image(&archive)?;
+        let (registry, rest) = image
+            .reference
+            .split_once('/')
+            .with_context(|| format!("image reference {} has no registry", image.reference))?;
+        let (repository, tag) = rest
+            .rsplit_once(':')
+            .with_context(|| format!("image reference {} has no tag", image.reference))?;
+        sets.extend([
+            format!("image.registry={registry}"),
+            format!("{key}.image.repository={repository}"),
+            format!("{key}.image.tag={tag}"),
+        ]);
+    }
+    let namespace =
+        json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": RELEASE_NAMESPACE}});
+    kubectl.run(&["apply", "-f", "-"], Some(&namespace.to_string()))?;
+    let secret = json!({
+        "apiVersion": "v1", "kind": "Secret",
+        "metadata": {"name": "authentik-token", "namespace": RELEASE_NAMESPACE},
+        "stringData": {"token": TOKEN},
+    });
+    kubectl.run(&["apply", "-f", "-"], Some(&secret.to_string()))?;
+    let chart = root.join("charts").join(RELEASE);
+    let mut helm = Command::new(pins::binary("helm", "helm")?);
+    helm.env("KUBECONFIG", &kubectl.kubeconfig)
+        .arg("install")
+        .arg(RELEASE)
+        .arg(&chart)
+        .args(["--namespace", RELEASE_NAMESPACE, "--wait", "--timeout=3m"]);
+    for set in &sets {
+        helm.arg(format!("--set={set}"));
+    }
+    let output = helm.output().context("running helm")?;
+    if !output.status.success() {
+        bail!(
+            "helm install: {}",
+            String::from_utf8_lossy(&output.stderr).trim()
+        );
+    }
+    Ok(())
 }
 
 fn spawn(command: &mut Command, logs: &Path, name: &str) -> Result<Child> {

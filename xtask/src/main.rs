@@ -32,6 +32,10 @@ enum Command {
         /// End after the report: exit 0 when everything converged, non-zero otherwise.
         #[arg(long)]
         exit_when_ready: bool,
+        /// Run the controllers as Pods of the Helm chart on a test node (root; builds the
+        /// images and the node's tools first).
+        #[arg(long)]
+        in_cluster: bool,
     },
     /// Generate the ProxyConfig CRD files from the Rust types (or check them with --check).
     Crd {
@@ -86,7 +90,16 @@ fn main() -> ExitCode {
                 anyhow::bail!("out of date: {drifted:?}; run `cargo xtask crd`")
             }
         }),
-        Command::Demo { exit_when_ready } => demo::run(&root, demo::Options { exit_when_ready }),
+        Command::Demo {
+            exit_when_ready,
+            in_cluster,
+        } => demo::run(
+            &root,
+            demo::Options {
+                exit_when_ready,
+                in_cluster,
+            },
+        ),
         Command::Test { all_versions } => test::run(&root, all_versions),
         Command::Image(args) => image::run(&root, &args),
         Command::Tools { names } => testenv::tools(&names),

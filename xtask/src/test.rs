@@ -45,7 +45,8 @@ pub fn run(root: &Path, all_versions: bool) -> Result<()> {
     eprintln!("==> tools: the pinned tools (built from source on the first run, then cached)");
     gitops_testenv::ensure_all_tools()?;
 
-    // The image tests check these archives and run them with Debian's runc.
+    // The image tests check these archives and run them with Debian's runc; the end-to-end
+    // tests on the test node install the chart with them.
     eprintln!("==> images: cargo xtask image (static release binaries, as users get them)");
     let started = Instant::now();
     crate::image::run(root, &crate::image::Args::default())?;
@@ -92,6 +93,7 @@ pub fn run(root: &Path, all_versions: bool) -> Result<()> {
         root,
         crate::demo::Options {
             exit_when_ready: true,
+            in_cluster: false,
         },
     )?;
     eprintln!("==> demo: passed in {}s", started.elapsed().as_secs());

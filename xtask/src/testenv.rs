@@ -9,7 +9,12 @@ use gitops_testenv::{ControlPlane, pins, shared};
 pub enum Action {
     /// Start the shared test environment (etcd, kube-apiserver, kube-controller-manager) and
     /// keep it running until `down`; tests and `cargo test` use it while it runs.
-    Up,
+    Up {
+        /// Add a node (containerd, runc, CNI bridge, kubelet, kube-proxy, kube-scheduler) so
+        /// that Pods run; needs root, one per machine.
+        #[arg(long)]
+        node: bool,
+    },
     /// Stop the shared test environment's processes and delete its directory.
     Down {
         /// Stop every test environment on this machine (leased, private, leftovers), not
@@ -46,8 +51,8 @@ pub fn tools(names: &[String]) -> Result<()> {
 
 pub fn run(action: Action) -> Result<()> {
     match action {
-        Action::Up => {
-            let (plane, started) = shared::up()?;
+        Action::Up { node } => {
+            let (plane, started) = shared::up(node)?;
             let verb = if started {
                 "started"
             } else {
@@ -83,6 +88,12 @@ pub fn run(action: Action) -> Result<()> {
             if !plane.is_ready() {
                 bail!("the API server at {} is not ready", plane.info().server);
             }
+            if plane.has_node() && !plane.is_node_ready() {
+                bail!(
+                    "the node is not Ready; its logs are in {}/logs",
+                    plane.dir().display()
+                );
+            }
             Ok(())
         }
         Action::Env => {
@@ -112,6 +123,14 @@ fn print_status(plane: &ControlPlane) {
     println!("etcd        {}", info.etcd);
     println!("directory   {}", plane.dir().display());
     println!("kubeconfig  {}", plane.kubeconfig().display());
+    if let Some(node) = &info.node {
+        let ready = if plane.is_node_ready() {
+            "Ready"
+        } else {
+            "NotReady"
+        };
+        println!("node        {node} {ready}");
+    }
     for process in plane.processes() {
         let pid = process
             .pid

@@ -22,6 +22,7 @@ use nix::unistd::Pid;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, IoContext, Result};
+use crate::node::NODE_COMPONENTS;
 use crate::pins;
 use crate::pki::{self, ADMIN_USER, Pki, TOKEN_USER};
 use crate::util::{block_on, tail};
@@ -33,9 +34,9 @@ pub const COMPONENTS: [&str; 3] = ["etcd", "kube-apiserver", "kube-controller-ma
 /// The watchdog's pid-file name.
 pub(crate) const WATCHDOG: &str = "watchdog";
 
-/// Service IPs are allocated from here; nothing ever dials them (there are no nodes or
-/// proxies), but Services need a range.
-const SERVICE_CIDR: &str = "10.0.0.0/24";
+/// Service IPs are allocated from here; only the Pods of an environment with a node dial them
+/// (kube-proxy), but Services need a range.
+pub(crate) const SERVICE_CIDR: &str = "10.0.0.0/24";
 const FIRST_SERVICE_IP: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 1);
 
 const START_TIMEOUT: Duration = Duration::from_secs(90);
@@ -53,6 +54,9 @@ pub struct EnvironmentInfo {
     pub kubernetes_version: String,
     /// Seconds since the Unix epoch when it became ready.
     pub started_unix: u64,
+    /// The Node's name when the environment has one (see [`ControlPlane::start_with_node`]).
+    #[serde(default)]
+    pub node: Option<String>,
 }
 
 /// A started (or found) environment.
@@ -75,7 +79,24 @@ impl ControlPlane {
     /// kube-controller-manager in a new temporary directory and waits until they work.
     /// On failure everything started so far is stopped and removed again.
     pub fn start() -> Result<Self> {
-        crate::tools::ensure_tools(&["kubernetes", "etcd"])?;
+        Self::start_in_new_dir(false)
+    }
+
+    /// Like [`ControlPlane::start`], plus a node (containerd, kubelet, kube-proxy,
+    /// kube-scheduler; see the `node` module): Pods run. kube-apiserver then listens on
+    /// [`crate::NODE_IP`] instead of loopback, and the `kubernetes` Service leads to it. One
+    /// node runs per machine at a time.
+    pub fn start_with_node() -> Result<Self> {
+        Self::start_in_new_dir(true)
+    }
+
+    fn start_in_new_dir(with_node: bool) -> Result<Self> {
+        let mut tools = vec!["kubernetes", "etcd"];
+        if with_node {
+            crate::node::check_machine_is_free()?;
+            tools.extend(["containerd", "runc", "cni-plugins", "crane"]);
+        }
+        crate::tools::ensure_tools(&tools)?;
         let dir = tempfile::Builder::new()
             .prefix("gitops-testenv-")
             .tempdir()
@@ -83,7 +104,7 @@ impl ControlPlane {
             .keep();
         let started = Instant::now();
         eprintln!("testenv: starting in {}", dir.display());
-        let result = block_on(start_in(dir.clone())).and_then(|result| result);
+        let result = block_on(start_in(dir.clone(), with_node)).and_then(|result| result);
         match result {
             Ok(plane) => {
                 eprintln!(
@@ -129,10 +150,33 @@ impl ControlPlane {
         &self.info
     }
 
+    /// Whether Pods run here (started with [`ControlPlane::start_with_node`]).
+    pub fn has_node(&self) -> bool {
+        self.info.node.is_some()
+    }
+
+    /// Imports an image archive (OCI layout tarball or `docker save` format) into the node's
+    /// containerd, so Pods can use it without a registry (`imagePullPolicy: IfNotPresent`).
+    pub fn import_image(&self, archive: &Path) -> Result<()> {
+        if !self.has_node() {
+            return Err(Error::NotRunning {
+                dir: self.dir.clone(),
+                reason: "this environment has no node to import images into".into(),
+            });
+        }
+        crate::node::import_image(&self.dir, archive)
+    }
+
     /// The component processes and whether each runs.
     pub fn processes(&self) -> Vec<ProcessStatus> {
+        let node: &[&'static str] = if self.has_node() {
+            &NODE_COMPONENTS
+        } else {
+            &[]
+        };
         COMPONENTS
             .iter()
+            .chain(node)
             .map(|name| {
                 let pid = read_pid(&self.dir, name);
                 ProcessStatus {
@@ -164,6 +208,7 @@ impl ControlPlane {
         let (binary, args): (PathBuf, Vec<String>) = serde_json::from_slice(&text)?;
         let component = COMPONENTS
             .iter()
+            .chain(&NODE_COMPONENTS)
             .copied()
             .find(|c| *c == name)
             .ok_or_else(|| Error::NotRunning {
@@ -216,6 +261,19 @@ impl ControlPlane {
         client_for(&self.kubeconfig(), None).await
     }
 
+    /// Whether the environment's node reports Ready (false without a node).
+    pub fn is_node_ready(&self) -> bool {
+        if !self.has_node() {
+            return false;
+        }
+        let kubeconfig = self.kubeconfig();
+        let answer = block_on(async move {
+            let client = client_for(&kubeconfig, None).await?;
+            crate::node::is_ready(&client).await
+        });
+        matches!(answer, Ok(Ok(true)))
+    }
+
     /// Whether the API server answers `/readyz` with `ok` within 5 seconds.
     pub fn is_ready(&self) -> bool {
         let kubeconfig = self.kubeconfig();
@@ -257,7 +315,7 @@ pub(crate) async fn client_for(kubeconfig: &Path, impersonate: Option<String>) -
     Ok(Client::try_from(config)?)
 }
 
-async fn start_in(dir: PathBuf) -> Result<ControlPlane> {
+async fn start_in(dir: PathBuf, with_node: bool) -> Result<ControlPlane> {
     for sub in ["pids", "logs", "users"] {
         let path = dir.join(sub);
         std::fs::create_dir_all(&path).context(|| format!("creating {}", path.display()))?;
@@ -266,11 +324,20 @@ async fn start_in(dir: PathBuf) -> Result<ControlPlane> {
     let etcd_client = free_port()?;
     let etcd_peer = free_port()?;
     let apiserver_port = free_port()?;
+    // Pods cannot reach the host's loopback: with a node, the API server listens on the
+    // bridge's address.
+    let apiserver_ip = if with_node {
+        crate::node::prepare_network(&dir)?;
+        IpAddr::V4(crate::node::NODE_IP)
+    } else {
+        IpAddr::V4(Ipv4Addr::LOCALHOST)
+    };
     let info = EnvironmentInfo {
-        server: format!("https://127.0.0.1:{apiserver_port}"),
+        server: format!("https://{apiserver_ip}:{apiserver_port}"),
         etcd: format!("http://127.0.0.1:{etcd_client}"),
         kubernetes_version: kubernetes.version.clone(),
         started_unix: 0,
+        node: with_node.then(|| crate::node::NODE_NAME.to_owned()),
     };
 
     let pki = pki::generate(&dir.join("pki"), IpAddr::V4(FIRST_SERVICE_IP))?;
@@ -304,37 +371,52 @@ async fn start_in(dir: PathBuf) -> Result<ControlPlane> {
     .await?;
 
     let pki_path = |file: &str| path(pki.path(file));
+    let mut apiserver_args = vec![
+        format!("--etcd-servers={}", info.etcd),
+        format!("--bind-address={apiserver_ip}"),
+        format!("--advertise-address={apiserver_ip}"),
+        format!("--secure-port={apiserver_port}"),
+        format!("--tls-cert-file={}", pki_path("apiserver.crt")),
+        format!("--tls-private-key-file={}", pki_path("apiserver.key")),
+        format!("--client-ca-file={}", pki_path("ca.crt")),
+        format!("--token-auth-file={}", pki_path("tokens.csv")),
+        "--authorization-mode=Node,RBAC".into(),
+        // As in real clusters: whether privileged Pods may run is PodSecurity's decision.
+        "--allow-privileged=true".into(),
+        // Added to the default plugins (which already include PodSecurity in 1.37): named so
+        // the environment keeps them whatever the defaults become.
+        "--enable-admission-plugins=NamespaceLifecycle,ServiceAccount,PodSecurity,NodeRestriction"
+            .into(),
+        "--service-account-issuer=https://kubernetes.default.svc.cluster.local".into(),
+        format!(
+            "--service-account-key-file={}",
+            pki_path("service-accounts.pub")
+        ),
+        format!(
+            "--service-account-signing-key-file={}",
+            pki_path("service-accounts.key")
+        ),
+        format!("--service-cluster-ip-range={SERVICE_CIDR}"),
+        format!("--cert-dir={}", path(dir.join("apiserver-certs"))),
+        "--profiling=false".into(),
+    ];
+    if with_node {
+        // `kubectl logs`/`exec` go through the kubelet, which trusts the environment's CA.
+        apiserver_args.extend([
+            format!("--kubelet-client-certificate={}", pki_path("admin.crt")),
+            format!("--kubelet-client-key={}", pki_path("admin.key")),
+            format!("--kubelet-certificate-authority={}", pki_path("ca.crt")),
+            "--kubelet-preferred-address-types=InternalIP".into(),
+        ]);
+    } else {
+        // No kube-apiserver endpoints to publish: nothing in the cluster dials the API.
+        apiserver_args.push("--endpoint-reconciler-type=none".into());
+    }
     let mut apiserver = spawn(
         &dir,
         "kube-apiserver",
         &pins::binary("kubernetes", "kube-apiserver")?,
-        &[
-            format!("--etcd-servers={}", info.etcd),
-            "--bind-address=127.0.0.1".into(),
-            "--advertise-address=127.0.0.1".into(),
-            format!("--secure-port={apiserver_port}"),
-            format!("--tls-cert-file={}", pki_path("apiserver.crt")),
-            format!("--tls-private-key-file={}", pki_path("apiserver.key")),
-            format!("--client-ca-file={}", pki_path("ca.crt")),
-            format!("--token-auth-file={}", pki_path("tokens.csv")),
-            "--authorization-mode=Node,RBAC".into(),
-            // As in real clusters: whether privileged Pods may run is PodSecurity's decision.
-            "--allow-privileged=true".into(),
-            // Added to the default plugins (which already include PodSecurity in 1.37): named so
-            // the environment keeps them whatever the defaults become.
-            "--enable-admission-plugins=NamespaceLifecycle,ServiceAccount,PodSecurity,NodeRestriction".into(),
-            "--service-account-issuer=https://kubernetes.default.svc.cluster.local".into(),
-            format!("--service-account-key-file={}", pki_path("service-accounts.pub")),
-            format!(
-                "--service-account-signing-key-file={}",
-                pki_path("service-accounts.key")
-            ),
-            format!("--service-cluster-ip-range={SERVICE_CIDR}"),
-            // No kube-apiserver endpoints to publish: nothing in the cluster dials the API.
-            "--endpoint-reconciler-type=none".into(),
-            format!("--cert-dir={}", path(dir.join("apiserver-certs"))),
-            "--profiling=false".into(),
-        ],
+        &apiserver_args,
     )?;
     let kubeconfig = dir.join("kubeconfig");
     let client = client_for(&kubeconfig, None).await?;
@@ -384,6 +466,10 @@ async fn start_in(dir: PathBuf) -> Result<ControlPlane> {
     )
     .await?;
 
+    if with_node {
+        crate::node::start(&dir, &pki, &info.server, &client).await?;
+    }
+
     let info = EnvironmentInfo {
         started_unix: SystemTime::now()
             .duration_since(UNIX_EPOCH)
@@ -399,7 +485,12 @@ async fn start_in(dir: PathBuf) -> Result<ControlPlane> {
 }
 
 /// Polls `ready` until it succeeds, failing early (with the log's tail) if the process exits.
-async fn wait_for<F, Fut>(dir: &Path, name: &'static str, child: &mut Child, ready: F) -> Result<()>
+pub(crate) async fn wait_for<F, Fut>(
+    dir: &Path,
+    name: &'static str,
+    child: &mut Child,
+    ready: F,
+) -> Result<()>
 where
     F: Fn() -> Fut,
     Fut: std::future::Future<Output = Result<Option<()>>>,
@@ -435,7 +526,7 @@ where
     })
 }
 
-fn spawn(dir: &Path, name: &str, binary: &Path, args: &[String]) -> Result<Child> {
+pub(crate) fn spawn(dir: &Path, name: &str, binary: &Path, args: &[String]) -> Result<Child> {
     let log = log_path(dir, name);
     let out = std::fs::File::create(&log).context(|| format!("creating {}", log.display()))?;
     let err = out
@@ -506,7 +597,10 @@ fn is_ours(pid: i32, dir: &Path) -> bool {
 /// Stops the watchdog and the components of the environment in `dir` (newest first), then
 /// removes the directory.
 pub(crate) fn stop_dir(dir: &Path) -> Result<()> {
-    for name in std::iter::once(WATCHDOG).chain(COMPONENTS.iter().rev().copied()) {
+    stop_process(dir, WATCHDOG)?;
+    // Before the API server goes: nothing then restarts what the node tears down.
+    crate::node::teardown(dir)?;
+    for name in COMPONENTS.iter().rev().copied() {
         stop_process(dir, name)?;
     }
     match std::fs::remove_dir_all(dir) {
@@ -559,7 +653,7 @@ pub(crate) fn stop_process(dir: &Path, name: &str) -> Result<()> {
     })
 }
 
-fn free_port() -> Result<u16> {
+pub(crate) fn free_port() -> Result<u16> {
     let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
         .context(|| "finding a free loopback port".to_owned())?;
     Ok(listener
@@ -571,11 +665,7 @@ fn free_port() -> Result<u16> {
 /// The admin kubeconfig (certificate and token contexts) and kube-controller-manager's.
 fn write_kubeconfigs(dir: &Path, pki: &Pki, server: &str) -> Result<()> {
     let file = |name: &str| pki.path(name).to_string_lossy().into_owned();
-    let cluster = serde_json::json!({
-        "name": "gitops-testenv",
-        "cluster": {"server": server, "certificate-authority": file("ca.crt")},
-    });
-    let context = |name: &str, user: &str| serde_json::json!({"name": name, "context": {"cluster": "gitops-testenv", "user": user, "namespace": "default"}});
+    let cluster = cluster_entry(pki, server);
     let admin = serde_json::json!({
         "apiVersion": "v1",
         "kind": "Config",
@@ -584,30 +674,56 @@ fn write_kubeconfigs(dir: &Path, pki: &Pki, server: &str) -> Result<()> {
             {"name": ADMIN_USER, "user": {"client-certificate": file("admin.crt"), "client-key": file("admin.key")}},
             {"name": TOKEN_USER, "user": {"token": pki.token()?}},
         ],
-        "contexts": [context("gitops-testenv", ADMIN_USER), context("gitops-testenv-token", TOKEN_USER)],
+        "contexts": [context_entry("gitops-testenv", ADMIN_USER), context_entry("gitops-testenv-token", TOKEN_USER)],
         "current-context": "gitops-testenv",
     });
-    let controller_manager = serde_json::json!({
+    write_yaml(&dir.join("kubeconfig"), &admin)?;
+    write_client_kubeconfig(
+        &dir.join("kube-controller-manager.kubeconfig"),
+        pki,
+        server,
+        "kube-controller-manager.crt",
+        "kube-controller-manager.key",
+    )
+}
+
+fn cluster_entry(pki: &Pki, server: &str) -> serde_json::Value {
+    serde_json::json!({
+        "name": "gitops-testenv",
+        "cluster": {"server": server, "certificate-authority": pki.path("ca.crt")},
+    })
+}
+
+fn context_entry(name: &str, user: &str) -> serde_json::Value {
+    serde_json::json!({"name": name, "context": {"cluster": "gitops-testenv", "user": user, "namespace": "default"}})
+}
+
+/// A kubeconfig that authenticates with one client certificate of the environment's PKI.
+pub(crate) fn write_client_kubeconfig(
+    path: &Path,
+    pki: &Pki,
+    server: &str,
+    certificate: &str,
+    key: &str,
+) -> Result<()> {
+    let config = serde_json::json!({
         "apiVersion": "v1",
         "kind": "Config",
-        "clusters": [cluster],
-        "users": [{"name": "kube-controller-manager", "user": {
-            "client-certificate": file("kube-controller-manager.crt"),
-            "client-key": file("kube-controller-manager.key"),
+        "clusters": [cluster_entry(pki, server)],
+        "users": [{"name": "client", "user": {
+            "client-certificate": pki.path(certificate),
+            "client-key": pki.path(key),
         }}],
-        "contexts": [context("kube-controller-manager", "kube-controller-manager")],
-        "current-context": "kube-controller-manager",
+        "contexts": [context_entry("client", "client")],
+        "current-context": "client",
     });
-    for (name, config) in [
-        ("kubeconfig", admin),
-        ("kube-controller-manager.kubeconfig", controller_manager),
-    ] {
-        let yaml = serde_saphyr::to_string(&config).map_err(|error| Error::Yaml {
-            path: dir.join(name),
-            message: error.to_string(),
-        })?;
-        let path = dir.join(name);
-        std::fs::write(&path, yaml).context(|| format!("writing {}", path.display()))?;
-    }
-    Ok(())
+    write_yaml(path, &config)
+}
+
+fn write_yaml(path: &Path, value: &serde_json::Value) -> Result<()> {
+    let yaml = serde_saphyr::to_string(value).map_err(|error| Error::Yaml {
+        path: path.to_owned(),
+        message: error.to_string(),
+    })?;
+    std::fs::write(path, yaml).context(|| format!("writing {}", path.display()))
 }

@@ -68,6 +68,9 @@ pub enum Error {
 
     #[error("the shared test environment failed to start earlier in this process: {0}")]
     SharedStartFailed(String),
+
+    #[error("cannot start a test node: {0}")]
+    NodeBusy(String),
 }
 
 /// Shorthand for results of this crate.

@@ -20,6 +20,21 @@ pub const TEST_NAMESPACE_LABEL: &str = "gitops-testenv.io/test";
 #[derive(Debug)]
 pub struct TestEnv {
     plane: ControlPlane,
+    /// Stopped when this value drops (an environment with a node started for one test).
+    owned: bool,
+}
+
+impl Drop for TestEnv {
+    fn drop(&mut self) {
+        if self.owned
+            && let Err(error) = self.plane.stop()
+        {
+            eprintln!(
+                "testenv: could not stop the environment in {}: {error}",
+                self.plane.dir().display()
+            );
+        }
+    }
 }
 
 impl TestEnv {
@@ -32,7 +47,10 @@ impl TestEnv {
             .get_or_init(|| {
                 // One failure is reported to every test, instead of each test retrying.
                 shared::acquire_for_tests()
-                    .map(|plane| TestEnv { plane })
+                    .map(|plane| TestEnv {
+                        plane,
+                        owned: false,
+                    })
                     .map_err(|error| error.to_string())
             })
             .as_ref()
@@ -43,7 +61,24 @@ impl TestEnv {
     /// or etcd, which would disturb everyone sharing one). It lives until the process exits; the
     /// watchdog then stops it.
     pub fn private() -> Result<TestEnv> {
-        shared::start_private(std::process::id()).map(|plane| TestEnv { plane })
+        shared::start_private(std::process::id()).map(|plane| TestEnv {
+            plane,
+            owned: false,
+        })
+    }
+
+    /// An environment whose Pods run (see [`ControlPlane::start_with_node`]): the shared one
+    /// when it has a node (`cargo xtask testenv up --node`), else a new one that is stopped —
+    /// node, mounts, bridge, iptables rules and all — when the returned value drops. One node
+    /// runs per machine: keep the tests that need one in one test function.
+    pub fn with_node() -> Result<TestEnv> {
+        if let Some(plane) = shared::shared_environment()?.filter(ControlPlane::has_node) {
+            return Ok(TestEnv {
+                plane,
+                owned: false,
+            });
+        }
+        ControlPlane::start_with_node().map(|plane| TestEnv { plane, owned: true })
     }
 
     /// The control plane behind it.

@@ -10,11 +10,14 @@
 //!
 //! Only xtask and dev-dependencies may depend on this crate, never a product crate.
 
+mod apt;
 mod control_plane;
 mod crds;
 mod error;
 mod harness;
 pub mod images;
+mod node;
+mod pause;
 pub mod pins;
 mod pki;
 pub mod shared;
@@ -29,5 +32,6 @@ pub use crds::{
 };
 pub use error::{Error, Result};
 pub use harness::{TEST_NAMESPACE_LABEL, TestEnv, TestNamespace};
+pub use node::{NODE_COMPONENTS, NODE_IP, NODE_NAME, PAUSE_IMAGE};
 pub use tools::{ensure_all_tools, ensure_tools};
 pub use wait::{WAIT, eventually, metric_value, poll_until, wait_until};

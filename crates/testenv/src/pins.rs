@@ -38,8 +38,20 @@ pub struct Tool {
     /// and `{minor}` substituted), as the upstream release builds set them.
     #[serde(default)]
     pub set_vars: Vec<String>,
+    /// Go build tags.
+    #[serde(default)]
+    pub tags: Vec<String>,
+    /// `false` builds with `CGO_ENABLED=0`; unset leaves Go's default (on where gcc exists).
+    #[serde(default)]
+    pub cgo: Option<bool>,
     /// Binary name → Go package it is built from.
     pub binaries: BTreeMap<String, String>,
+    /// Binary name → C source file inside the module, linked statically with gcc.
+    #[serde(default)]
+    pub c_programs: BTreeMap<String, String>,
+    /// Debian packages the build or the binaries need (installed with apt-get when missing).
+    #[serde(default)]
+    pub apt: Vec<String>,
 }
 
 /// How a tool's binaries are built.
@@ -138,7 +150,7 @@ impl CrdSource {
 /// Path of a pinned binary (which may not be built yet; see [`crate::ensure_tools`]).
 pub fn binary(tool_name: &str, binary: &str) -> Result<PathBuf> {
     let tool = tool(tool_name)?;
-    if !tool.binaries.contains_key(binary) {
+    if !tool.binaries.contains_key(binary) && !tool.c_programs.contains_key(binary) {
         return Err(Error::Pins(format!(
             "[tools.{tool_name}] builds no binary {binary:?}"
         )));

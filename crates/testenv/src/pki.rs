@@ -71,6 +71,8 @@ pub(crate) fn generate(dir: &Path, service_ip: IpAddr) -> Result<Pki> {
         "kubernetes.default.svc".to_owned(),
         "kubernetes.default.svc.cluster.local".to_owned(),
         service_ip.to_string(),
+        // Where it listens when the environment has a node.
+        crate::node::NODE_IP.to_string(),
     ];
     let (cert, key) = leaf(
         &ca,
@@ -92,15 +94,38 @@ pub(crate) fn generate(dir: &Path, service_ip: IpAddr) -> Result<Pki> {
     write("admin.crt", cert)?;
     write("admin.key", key)?;
 
+    let node_user = format!("system:node:{}", crate::node::NODE_NAME);
+    for (file, user, group) in [
+        (
+            "kube-controller-manager",
+            "system:kube-controller-manager",
+            None,
+        ),
+        // The node's components (see `node`), as the default RBAC and the Node authorizer
+        // expect them.
+        ("kubelet-client", node_user.as_str(), Some("system:nodes")),
+        ("kube-proxy", "system:kube-proxy", None),
+        ("kube-scheduler", "system:kube-scheduler", None),
+    ] {
+        let (cert, key) = leaf(
+            &ca,
+            user,
+            group,
+            Vec::new(),
+            ExtendedKeyUsagePurpose::ClientAuth,
+        )?;
+        write(&format!("{file}.crt"), cert)?;
+        write(&format!("{file}.key"), key)?;
+    }
     let (cert, key) = leaf(
         &ca,
-        "system:kube-controller-manager",
+        crate::node::NODE_NAME,
         None,
-        Vec::new(),
-        ExtendedKeyUsagePurpose::ClientAuth,
+        vec![crate::node::NODE_IP.to_string()],
+        ExtendedKeyUsagePurpose::ServerAuth,
     )?;
-    write("kube-controller-manager.crt", cert)?;
-    write("kube-controller-manager.key", key)?;
+    write("kubelet.crt", cert)?;
+    write("kubelet.key", key)?;
 
     let service_accounts = KeyPair::generate()?;
     write("service-accounts.key", service_accounts.serialize_pem())?;

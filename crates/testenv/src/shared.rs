@@ -130,15 +130,25 @@ pub fn shared_environment() -> Result<Option<ControlPlane>> {
     Ok(recorded())
 }
 
-/// `testenv up`: starts the shared environment, or keeps the running one (a leased one loses
-/// its watchdog and stays until `down`). Returns it and whether it was started now.
-pub fn up() -> Result<(ControlPlane, bool)> {
+/// `testenv up [--node]`: starts the shared environment, or keeps the running one (a leased one
+/// loses its watchdog and stays until `down`). Returns it and whether it was started now.
+pub fn up(with_node: bool) -> Result<(ControlPlane, bool)> {
     let _lock = lock_registry()?;
     if let Some(plane) = recorded() {
+        if with_node && !plane.has_node() {
+            return Err(Error::NodeBusy(format!(
+                "the shared environment in {} runs without a node; stop it with                  `cargo xtask testenv down` first",
+                plane.dir().display()
+            )));
+        }
         control_plane::stop_process(plane.dir(), WATCHDOG)?;
         return Ok((plane, false));
     }
-    let plane = ControlPlane::start()?;
+    let plane = if with_node {
+        ControlPlane::start_with_node()?
+    } else {
+        ControlPlane::start()?
+    };
     record(&plane)?;
     Ok((plane, true))
 }

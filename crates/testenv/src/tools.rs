@@ -7,6 +7,7 @@
 //! leaves a half-written binary behind, and a file lock keeps concurrent builds (two test
 //! binaries, a developer and xtask) from racing.
 
+use std::ffi::OsStr;
 use std::fs::File;
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
@@ -34,30 +35,57 @@ pub fn ensure_tools(names: &[&str]) -> Result<()> {
     Ok(())
 }
 
-/// Binaries of `tool` that are not in the cache (or were built differently), as
-/// (binary, package).
-fn missing<'a>(name: &str, tool: &'a Tool) -> Vec<(&'a str, &'a str)> {
-    let bin_dir = tool.bin_dir(name);
-    tool.binaries
+/// Where a binary comes from.
+#[derive(Debug, Clone, Copy)]
+enum Source<'a> {
+    /// A Go package (`go build`/`go install`).
+    Go(&'a str),
+    /// A C file inside the module, linked statically.
+    C(&'a str),
+}
+
+/// Every binary of `tool` with its source.
+fn artifacts(tool: &Tool) -> impl Iterator<Item = (&str, Source<'_>)> {
+    let go = tool
+        .binaries
         .iter()
-        .filter(|(binary, package)| {
+        .map(|(binary, package)| (binary.as_str(), Source::Go(package)));
+    let c = tool
+        .c_programs
+        .iter()
+        .map(|(binary, file)| (binary.as_str(), Source::C(file)));
+    go.chain(c)
+}
+
+/// Binaries of `tool` that are not in the cache (or were built differently).
+fn missing<'a>(name: &str, tool: &'a Tool) -> Vec<(&'a str, Source<'a>)> {
+    let bin_dir = tool.bin_dir(name);
+    artifacts(tool)
+        .filter(|(binary, source)| {
             let recorded = std::fs::read_to_string(recipe_path(name, tool, binary));
-            !bin_dir.join(binary).is_file() || recorded.ok() != Some(recipe(tool, package))
+            !bin_dir.join(binary).is_file() || recorded.ok() != Some(recipe(tool, *source))
         })
-        .map(|(binary, package)| (binary.as_str(), package.as_str()))
         .collect()
 }
 
 /// Everything that decides what a binary is.
-fn recipe(tool: &Tool, package: &str) -> String {
-    format!(
-        "{}@v{} {package} staging={} ldflags={}\n",
-        tool.module,
-        tool.version,
-        tool.staging.as_deref().unwrap_or("-"),
-        tool.ldflags()
-    )
+fn recipe(tool: &Tool, source: Source<'_>) -> String {
+    match source {
+        Source::Go(package) => format!(
+            "{}@v{} {package} staging={} ldflags={} tags={} cgo={:?}\n",
+            tool.module,
+            tool.version,
+            tool.staging.as_deref().unwrap_or("-"),
+            tool.ldflags(),
+            tool.tags.join(","),
+            tool.cgo,
+        ),
+        Source::C(file) => format!("{}@v{} {file} {GCC_STATIC}\n", tool.module, tool.version),
+    }
 }
+
+/// How C programs are compiled: a static binary runs in an image with nothing else in it.
+const GCC_STATIC: &str = "gcc -static -Os -s";
 
 fn recipe_path(name: &str, tool: &Tool, binary: &str) -> PathBuf {
     pins::tools_dir()
@@ -68,6 +96,7 @@ fn recipe_path(name: &str, tool: &Tool, binary: &str) -> PathBuf {
 
 fn ensure_tool(name: &str) -> Result<()> {
     let tool = pins::tool(name)?;
+    crate::apt::ensure_packages(&tool.apt)?;
     if missing(name, tool).is_empty() {
         return Ok(());
     }
@@ -100,31 +129,54 @@ fn ensure_tool(name: &str) -> Result<()> {
         log.display()
     );
     let ldflags = tool.ldflags();
-    match tool.build {
-        BuildMethod::Module => {
-            let src = prepare_module(name, tool, &log)?;
-            for (binary, package) in &missing {
-                let output = staging.join(binary);
+    let tags = tool.tags.join(",");
+    let mut go_flags = vec!["-v", "-ldflags", &ldflags];
+    if !tags.is_empty() {
+        go_flags.extend(["-tags", &tags]);
+    }
+    let cgo_env = match tool.cgo {
+        Some(false) => vec![("CGO_ENABLED", OsStr::new("0"))],
+        Some(true) => vec![("CGO_ENABLED", OsStr::new("1"))],
+        None => Vec::new(),
+    };
+    let module_src = match tool.build {
+        BuildMethod::Module => Some(prepare_module(name, tool, &log)?),
+        BuildMethod::Install => None,
+    };
+    for (binary, source) in &missing {
+        let output = staging.join(binary);
+        match (source, &module_src) {
+            (Source::Go(package), Some(src)) => {
                 let output = output.to_string_lossy();
+                let mut args = vec!["build"];
+                args.extend(&go_flags);
+                args.extend(["-o", &output, package]);
                 run_go(
-                    &src,
-                    &["build", "-v", "-ldflags", &ldflags, "-o", &output, package],
-                    &[],
+                    src,
+                    &args,
+                    &cgo_env,
                     &log,
                     &format!("{key}: go build {binary}"),
                 )?;
             }
-        }
-        BuildMethod::Install => {
-            for (binary, package) in &missing {
+            (Source::Go(package), None) => {
                 let target = format!("{package}@v{}", tool.version);
+                let mut args = vec!["install"];
+                args.extend(&go_flags);
+                args.push(&target);
+                let mut env = cgo_env.clone();
+                env.push(("GOBIN", staging.as_os_str()));
                 run_go(
                     &root,
-                    &["install", "-v", "-ldflags", &ldflags, &target],
-                    &[("GOBIN", staging.as_path())],
+                    &args,
+                    &env,
                     &log,
                     &format!("{key}: go install {binary}"),
                 )?;
+            }
+            (Source::C(file), _) => {
+                let module = go_mod_download(&tool.module, &tool.version)?;
+                compile_c(&module.dir.join(file), &output, &log)?;
             }
         }
     }
@@ -134,17 +186,17 @@ fn ensure_tool(name: &str) -> Result<()> {
     for dir in [&bin_dir, &recipes] {
         std::fs::create_dir_all(dir).context(|| format!("creating {}", dir.display()))?;
     }
-    for (binary, package) in &missing {
+    for (binary, source) in &missing {
         let built = staging.join(binary);
         if !built.is_file() {
             return Err(Error::CommandOutput {
-                command: format!("go build/install for {key}"),
+                command: format!("the build of {key}"),
                 detail: format!("{} was not produced", built.display()),
             });
         }
         let target = bin_dir.join(binary);
         std::fs::rename(&built, &target).context(|| format!("moving {}", target.display()))?;
-        write_atomic(&recipe_path(name, tool, binary), recipe(tool, package))?;
+        write_atomic(&recipe_path(name, tool, binary), recipe(tool, *source))?;
     }
     let _ = std::fs::remove_dir_all(&staging);
     eprintln!(
@@ -152,6 +204,39 @@ fn ensure_tool(name: &str) -> Result<()> {
         started.elapsed().as_secs(),
         bin_dir.display()
     );
+    Ok(())
+}
+
+/// Compiles one C file into a static binary, appending the compiler's output to `log`.
+fn compile_c(source: &Path, output: &Path, log: &Path) -> Result<()> {
+    let mut command_line: Vec<String> = GCC_STATIC.split(' ').map(str::to_owned).collect();
+    command_line.extend([
+        "-o".to_owned(),
+        output.to_string_lossy().into_owned(),
+        source.to_string_lossy().into_owned(),
+    ]);
+    let log_file = File::options()
+        .append(true)
+        .open(log)
+        .context(|| format!("opening {}", log.display()))?;
+    let stderr = log_file
+        .try_clone()
+        .context(|| format!("opening {}", log.display()))?;
+    let status = Command::new(&command_line[0])
+        .args(&command_line[1..])
+        .stdin(Stdio::null())
+        .stdout(log_file)
+        .stderr(stderr)
+        .status()
+        .context(|| format!("running `{}`", command_line.join(" ")))?;
+    if !status.success() {
+        return Err(Error::Command {
+            command: command_line.join(" "),
+            status: status.to_string(),
+            log: log.to_owned(),
+            tail: tail(log, 30),
+        });
+    }
     Ok(())
 }
 
@@ -299,7 +384,13 @@ pub(crate) fn go_mod_download(module: &str, version: &str) -> Result<Downloaded>
 
 /// Runs a long Go command, appending everything it prints to `log` and reporting progress
 /// (packages compiled, modules downloaded) on stderr.
-fn run_go(dir: &Path, args: &[&str], env: &[(&str, &Path)], log: &Path, label: &str) -> Result<()> {
+fn run_go(
+    dir: &Path,
+    args: &[&str],
+    env: &[(&str, &OsStr)],
+    log: &Path,
+    label: &str,
+) -> Result<()> {
     let command_line = format!("go {}", args.join(" "));
     let mut log_file = File::options()
         .append(true)

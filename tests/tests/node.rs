@@ -1,0 +1,447 @@
+//! End to end through real Pods: the chart installed with the locally built images
+//! (`cargo xtask image`) on the test environment's node, as users run it.
+//!
+//! One test function: one node runs per machine, and each step builds on the previous one
+//! (install → ProxyConfig Ready → a real Job cleaned up → leader handover → logs).
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use authentik_double::{AuthentikDouble, DEFAULT_TOKEN, DoubleConfig, DoubleHandle};
+use gitops_crd::{Phase, ProxyConfig};
+use gitops_e2e::{RELEASE, chart_dir, helm, kubectl, render, workspace_root};
+use gitops_testenv::images::{archive_path, read_archive};
+use gitops_testenv::{NODE_IP, TestEnv, poll_until};
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::coordination::v1::Lease;
+use k8s_openapi::api::core::v1::{Namespace, Pod, Secret};
+use kube::Client;
+use kube::api::{Api, DeleteParams, ListParams, PostParams};
+use serde_json::{Value, json};
+
+const NAMESPACE: &str = "flux-system";
+const WAIT: Duration = Duration::from_secs(180);
+/// The chart's default Lease duration.
+const LEASE_DURATION: Duration = Duration::from_secs(15);
+const SERVICE_DISCOVERY: &str = "gitops-service-discovery";
+const CLEANUP: &str = "gitops-cleanup";
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_chart_runs_on_a_real_node() {
+    gitops_runtime::install_crypto_provider();
+    let root = workspace_root();
+    // Read before the node starts: a missing or broken archive is one line naming the fix.
+    let images: BTreeMap<&str, (PathBuf, String)> = [SERVICE_DISCOVERY, CLEANUP]
+        .into_iter()
+        .map(|name| {
+            let archive = archive_path(&root, name);
+            let image = read_archive(&archive).unwrap_or_else(|error| panic!("{error}"));
+            (name, (archive, image.reference))
+        })
+        .collect();
+
+    let env = TestEnv::with_node().expect("an environment with a node");
+    let plane = env.control_plane();
+    for (archive, _) in images.values() {
+        plane.import_image(archive).expect("image imported");
+    }
+    let client = env.client().await.expect("client");
+    gitops_testenv::install_product_crds(&client)
+        .await
+        .expect("product CRDs");
+    gitops_testenv::install_third_party_crds(&client)
+        .await
+        .expect("third-party CRDs");
+    let double = AuthentikDouble::start(DoubleConfig {
+        listen: Some(SocketAddr::new(NODE_IP.into(), 0)),
+        ..DoubleConfig::default()
+    })
+    .await
+    .expect("authentik double on the node's address");
+
+    let kubeconfig = env.kubeconfig();
+    let _cleanup = Installed {
+        kubeconfig: kubeconfig.clone(),
+    };
+    create_namespace(&client, NAMESPACE).await;
+    create_token_secret(&client).await;
+    let sets = chart_settings(&images, &double);
+    let set_args: Vec<String> = sets.iter().map(|set| format!("--set={set}")).collect();
+    let chart = chart_dir();
+    let mut install = vec![
+        "install",
+        RELEASE,
+        chart.to_str().expect("UTF-8 path"),
+        "--namespace",
+        NAMESPACE,
+        "--wait",
+        "--timeout=3m",
+    ];
+    install.extend(set_args.iter().map(String::as_str));
+    helm(&install, Some(&kubeconfig)).ok("helm install on the node");
+
+    deployments_are_available_with_the_charts_security_context(&client, &sets).await;
+    let proxyconfig = runbook_proxyconfig_goes_ready(&client, &kubeconfig).await;
+    a_real_job_runs_and_is_cleaned_up(&client, &images).await;
+    leader_hands_over_within_the_lease_duration(&client, &double, &proxyconfig).await;
+    logs_are_json_without_the_token(&kubeconfig);
+}
+
+/// `--set` values: the local images, the double on the node's address, two service-discovery
+/// replicas, a short Job retention.
+fn chart_settings(
+    images: &BTreeMap<&str, (PathBuf, String)>,
+    double: &DoubleHandle,
+) -> Vec<String> {
+    let mut sets = vec![
+        format!("authentik.host=http://{}", double.addr()),
+        "authentik.existingSecret=authentik-token".to_owned(),
+        // The product CRDs are installed like in every other test (Helm would not adopt them).
+        "crds.install=false".to_owned(),
+        "serviceDiscovery.replicas=2".to_owned(),
+        "cleanup.completedJobsTTL=5s".to_owned(),
+    ];
+    for (name, key) in [
+        (SERVICE_DISCOVERY, "serviceDiscovery"),
+        (CLEANUP, "cleanup"),
+    ] {
+        let reference = &images[name].1;
+        let (registry, rest) = reference.split_once('/').expect("registry/repository:tag");
+        let (repository, tag) = rest.rsplit_once(':').expect("a tag");
+        sets.push(format!("image.registry={registry}"));
+        sets.push(format!("{key}.image.repository={repository}"));
+        sets.push(format!("{key}.image.tag={tag}"));
+    }
+    sets
+}
+
+async fn create_namespace(client: &Client, name: &str) {
+    let namespace = serde_json::from_value(json!({"metadata": {"name": name, "labels": {
+        "pod-security.kubernetes.io/enforce": "restricted",
+        "pod-security.kubernetes.io/enforce-version": "latest",
+    }}}))
+    .expect("namespace");
+    Api::<Namespace>::all(client.clone())
+        .create(&PostParams::default(), &namespace)
+        .await
+        .unwrap_or_else(|error| panic!("namespace {name}: {error}"));
+}
+
+async fn create_token_secret(client: &Client) {
+    let secret = serde_json::from_value(json!({
+        "metadata": {"name": "authentik-token"},
+        "stringData": {"token": DEFAULT_TOKEN},
+    }))
+    .expect("secret");
+    Api::<Secret>::namespaced(client.clone(), NAMESPACE)
+        .create(&PostParams::default(), &secret)
+        .await
+        .expect("token Secret");
+}
+
+async fn release_pods(client: &Client) -> Vec<Pod> {
+    Api::<Pod>::namespaced(client.clone(), NAMESPACE)
+        .list(&ListParams::default().labels(&format!("app.kubernetes.io/instance={RELEASE}")))
+        .await
+        .expect("list Pods")
+        .items
+}
+
+fn condition_true(conditions: Option<&Vec<Value>>, kind: &str) -> bool {
+    conditions
+        .into_iter()
+        .flatten()
+        .any(|condition| condition["type"] == kind && condition["status"] == "True")
+}
+
+async fn deployments_are_available_with_the_charts_security_context(
+    client: &Client,
+    sets: &[String],
+) {
+    let deployments = Api::<Deployment>::namespaced(client.clone(), NAMESPACE)
+        .list(&ListParams::default())
+        .await
+        .expect("list Deployments");
+    assert_eq!(deployments.items.len(), 2, "both controllers deployed");
+    for deployment in &deployments.items {
+        let value = serde_json::to_value(deployment).expect("JSON");
+        assert!(
+            condition_true(value["status"]["conditions"].as_array(), "Available"),
+            "{} Available: {}",
+            deployment.metadata.name.as_deref().unwrap_or_default(),
+            value["status"]
+        );
+    }
+
+    let sets: Vec<&str> = sets.iter().map(String::as_str).collect();
+    let rendered = render(RELEASE, NAMESPACE, &[], &sets);
+    let expected: BTreeMap<String, Value> = rendered
+        .iter()
+        .filter(|object| object["kind"] == "Deployment")
+        .map(|object| {
+            let name = object["metadata"]["name"]
+                .as_str()
+                .expect("name")
+                .to_owned();
+            (name, object["spec"]["template"]["spec"].clone())
+        })
+        .collect();
+    let pods = release_pods(client).await;
+    assert_eq!(
+        pods.len(),
+        3,
+        "two service-discovery replicas and one cleanup Pod"
+    );
+    for pod in pods {
+        let value = serde_json::to_value(&pod).expect("JSON");
+        let name = pod.metadata.name.clone().unwrap_or_default();
+        // Ready means every readiness probe passes.
+        assert!(
+            condition_true(value["status"]["conditions"].as_array(), "Ready"),
+            "{name} Ready: {}",
+            value["status"]
+        );
+        let owner = expected
+            .iter()
+            .find(|(deployment, _)| name.starts_with(deployment.as_str()))
+            .map(|(_, spec)| spec)
+            .unwrap_or_else(|| panic!("{name} belongs to no rendered Deployment"));
+        assert_eq!(
+            value["spec"]["securityContext"], owner["securityContext"],
+            "{name}: Pod securityContext as rendered"
+        );
+        assert_eq!(
+            value["spec"]["containers"][0]["securityContext"],
+            owner["containers"][0]["securityContext"],
+            "{name}: container securityContext as rendered"
+        );
+    }
+}
+
+/// The original runbook's Alertmanager ProxyConfig (deploy/examples), reconciled by the
+/// service-discovery Pod through the `kubernetes` Service with its mounted token.
+async fn runbook_proxyconfig_goes_ready(client: &Client, kubeconfig: &Path) -> String {
+    create_namespace(client, "monitoring").await;
+    let example = workspace_root().join("deploy/examples/alertmanager.yaml");
+    kubectl(
+        &["apply", "-f", example.to_str().expect("UTF-8 path")],
+        kubeconfig,
+        None,
+    )
+    .ok("kubectl apply the runbook's ProxyConfig");
+    let proxyconfigs: Api<ProxyConfig> = Api::namespaced(client.clone(), "monitoring");
+    poll_until("the runbook's ProxyConfig to be Ready", WAIT, || {
+        let proxyconfigs = proxyconfigs.clone();
+        async move {
+            let proxyconfig = proxyconfigs.get("alertmanager-proxy").await?;
+            let ready = proxyconfig
+                .status
+                .as_ref()
+                .is_some_and(|status| status.phase == Some(Phase::Ready));
+            Ok(ready.then_some(()))
+        }
+    })
+    .await
+    .expect("ProxyConfig Ready through the service-discovery Pod");
+    "alertmanager-proxy".to_owned()
+}
+
+/// A Job that really runs on the node (the cleanup image printing its version), deleted by
+/// the cleanup Pod once its 5 s retention has passed.
+async fn a_real_job_runs_and_is_cleaned_up(
+    client: &Client,
+    images: &BTreeMap<&str, (PathBuf, String)>,
+) {
+    let jobs: Api<Job> = Api::namespaced(client.clone(), "monitoring");
+    let job = serde_json::from_value(json!({
+        "metadata": {"name": "print-version"},
+        "spec": {
+            "backoffLimit": 0,
+            "template": {"spec": {
+                "restartPolicy": "Never",
+                "securityContext": {"runAsNonRoot": true, "seccompProfile": {"type": "RuntimeDefault"}},
+                "containers": [{
+                    "name": "version",
+                    "image": images[CLEANUP].1,
+                    "imagePullPolicy": "IfNotPresent",
+                    "args": ["--version"],
+                    "securityContext": {
+                        "allowPrivilegeEscalation": false,
+                        "capabilities": {"drop": ["ALL"]},
+                    },
+                }],
+            }},
+        },
+    }))
+    .expect("Job");
+    jobs.create(&PostParams::default(), &job)
+        .await
+        .expect("create Job");
+    poll_until("the Job to complete on the node", WAIT, || {
+        let jobs = jobs.clone();
+        async move {
+            let job = jobs.get_opt("print-version").await?;
+            Ok(job
+                .and_then(|job| job.status)
+                .and_then(|status| status.succeeded)
+                .filter(|succeeded| *succeeded == 1)
+                .map(drop))
+        }
+    })
+    .await
+    .expect("Job Complete");
+    poll_until("the cleanup Pod to delete the Job", WAIT, || {
+        let jobs = jobs.clone();
+        async move { Ok(jobs.get_opt("print-version").await?.is_none().then_some(())) }
+    })
+    .await
+    .expect("Job deleted after its retention");
+}
+
+async fn lease_holder(client: &Client) -> Option<String> {
+    Api::<Lease>::namespaced(client.clone(), NAMESPACE)
+        .get_opt(SERVICE_DISCOVERY)
+        .await
+        .expect("read Lease")
+        .and_then(|lease| lease.spec)
+        .and_then(|spec| spec.holder_identity)
+}
+
+/// Deleting the leading service-discovery Pod: the other replica leads within the Lease
+/// duration, and authentik holds the runbook's provider exactly once.
+async fn leader_hands_over_within_the_lease_duration(
+    client: &Client,
+    double: &DoubleHandle,
+    proxyconfig: &str,
+) {
+    let leader = lease_holder(client)
+        .await
+        .expect("a service-discovery leader");
+    let last_request = double.requests().last().map(|request| request.seq);
+    let deleted = Instant::now();
+    Api::<Pod>::namespaced(client.clone(), NAMESPACE)
+        .delete(&leader, &DeleteParams::default())
+        .await
+        .expect("delete the leader Pod");
+    let new_leader = poll_until("another replica to lead", WAIT, || {
+        let (client, leader) = (client.clone(), leader.clone());
+        async move {
+            Ok(lease_holder(&client)
+                .await
+                .filter(|holder| !holder.is_empty() && *holder != leader))
+        }
+    })
+    .await
+    .expect("a new leader");
+    let handover = deleted.elapsed();
+    assert!(
+        handover <= LEASE_DURATION,
+        "{new_leader} took over after {handover:?}, more than the Lease duration"
+    );
+    // The new leader reads authentik afresh (its first full sync); nothing may be created again.
+    poll_until("the new leader to talk to authentik", WAIT, || async move {
+        let newer = double
+            .requests()
+            .iter()
+            .any(|request| Some(request.seq) > last_request);
+        Ok(newer.then_some(()))
+    })
+    .await
+    .expect("the new leader reconciles");
+    let proxyconfigs: Api<ProxyConfig> = Api::namespaced(client.clone(), "monitoring");
+    poll_until(
+        "the ProxyConfig to stay Ready under the new leader",
+        WAIT,
+        || {
+            let proxyconfigs = proxyconfigs.clone();
+            async move {
+                let proxyconfig = proxyconfigs.get(proxyconfig).await?;
+                Ok(proxyconfig
+                    .status
+                    .is_some_and(|status| status.phase == Some(Phase::Ready))
+                    .then_some(()))
+            }
+        },
+    )
+    .await
+    .expect("Ready after the handover");
+    let providers: Vec<_> = double
+        .providers()
+        .into_iter()
+        .filter(|provider| provider.name == proxyconfig)
+        .collect();
+    assert_eq!(
+        providers.len(),
+        1,
+        "one provider after the handover: {providers:?}"
+    );
+}
+
+/// `kubectl logs` of both controllers: JSON lines, and never the token.
+fn logs_are_json_without_the_token(kubeconfig: &Path) {
+    let selector = format!("--selector=app.kubernetes.io/instance={RELEASE}");
+    let logs = kubectl(
+        &[
+            "logs",
+            "--namespace",
+            NAMESPACE,
+            &selector,
+            "--all-containers",
+            "--tail=-1",
+        ],
+        kubeconfig,
+        None,
+    )
+    .ok("kubectl logs");
+    let lines: Vec<&str> = logs
+        .stdout
+        .lines()
+        .filter(|line| !line.trim().is_empty())
+        .collect();
+    assert!(!lines.is_empty(), "the controllers logged nothing");
+    for line in lines {
+        serde_json::from_str::<Value>(line)
+            .unwrap_or_else(|error| panic!("not JSON ({error}): {line}"));
+    }
+    assert!(
+        !logs.stdout.contains(DEFAULT_TOKEN),
+        "a controller logged the token"
+    );
+}
+
+/// Uninstalls the release and deletes the namespaces when the test ends, so a node kept up
+/// between runs (`cargo xtask testenv up --node`) can run the test again.
+struct Installed {
+    kubeconfig: PathBuf,
+}
+
+impl Drop for Installed {
+    fn drop(&mut self) {
+        let _ = helm(
+            &[
+                "uninstall",
+                RELEASE,
+                "--namespace",
+                NAMESPACE,
+                "--wait=false",
+            ],
+            Some(&self.kubeconfig),
+        );
+        // Waits, so that the next run on a node kept up finds the names free.
+        let _ = kubectl(
+            &[
+                "delete",
+                "namespace",
+                NAMESPACE,
+                "monitoring",
+                "--ignore-not-found",
+                "--timeout=120s",
+            ],
+            &self.kubeconfig,
+            None,
+        );
+    }
+}
