@@ -111,10 +111,10 @@ fn archives_hold_valid_oci_images_as_the_chart_runs_them() {
             ],
         );
         let layout = layout.path();
-        assert_eq!(
-            std::fs::read_to_string(layout.join("oci-layout")).expect("oci-layout"),
-            r#"{"imageLayoutVersion": "1.0.0"}"#
-        );
+        let oci_layout: Value =
+            serde_json::from_slice(&std::fs::read(layout.join("oci-layout")).expect("oci-layout"))
+                .expect("oci-layout is JSON");
+        assert_eq!(oci_layout["imageLayoutVersion"], "1.0.0");
         let index: Value =
             serde_json::from_slice(&std::fs::read(layout.join("index.json")).expect("index"))
                 .expect("index.json");
@@ -291,15 +291,20 @@ fn a_rebuild_gives_the_same_digests() {
     let first = report(&images_dir());
     let profile = first[0]["profile"].as_str().expect("profile").to_owned();
     let out = tempfile::tempdir().expect("tempdir");
-    let status = Command::new(env!("CARGO"))
-        .args([
-            "xtask",
-            "image",
-            "--profile",
-            &profile,
-            "--out",
-            path(out.path()),
-        ])
+    // The xtask binary `cargo xtask` built beside this test (target/<profile>/xtask).
+    let xtask = std::env::current_exe()
+        .expect("current exe")
+        .parent()
+        .and_then(Path::parent)
+        .expect("test binaries live in target/<profile>/deps")
+        .join("xtask");
+    assert!(
+        xtask.is_file(),
+        "{} is not built: run `cargo build -p xtask`",
+        xtask.display()
+    );
+    let status = Command::new(&xtask)
+        .args(["image", "--profile", &profile, "--out", path(out.path())])
         .current_dir(workspace_root())
         .status()
         .expect("running cargo xtask image");

@@ -253,6 +253,16 @@ pub fn ensure_debian_package(file: &Path, package: &str) -> Result<()> {
     Ok(())
 }
 
+/// Variables `cargo run` and `cargo test` set for the processes they start. Build scripts (ring's,
+/// through cc) watch some of them, so a build started from xtask or from a test would not reuse
+/// one started from a shell: the static build runs without them.
+const RUN_ONLY_VARIABLES: [&str; 4] = [
+    "CARGO_PKG_",
+    "CARGO_MANIFEST_",
+    "CARGO_TARGET_TMPDIR",
+    "CARGO_CRATE_NAME",
+];
+
 fn build_binaries(root: &Path, profile: &str, triple: &str) -> Result<()> {
     let mut args = vec![
         "build",
@@ -265,13 +275,35 @@ fn build_binaries(root: &Path, profile: &str, triple: &str) -> Result<()> {
     for spec in &IMAGES {
         args.extend(["--package", spec.package]);
     }
+    eprintln!("==> cargo {}", args.join(" "));
+    let mut command = Command::new(env!("CARGO"));
+    command.args(&args).current_dir(root);
+    for (name, _) in std::env::vars_os() {
+        let text = name.to_string_lossy();
+        if RUN_ONLY_VARIABLES
+            .iter()
+            .any(|prefix| text.starts_with(prefix))
+            || [
+                "LD_LIBRARY_PATH",
+                "CARGO_BIN_NAME",
+                "CARGO_PRIMARY_PACKAGE",
+                "OUT_DIR",
+            ]
+            .contains(&text.as_ref())
+        {
+            command.env_remove(&name);
+        }
+    }
     // With an explicit --target, RUSTFLAGS reach only the target's crates, not build scripts or
     // proc-macros (which must stay dynamic to be loaded by rustc).
-    crate::run::cargo(
-        root,
-        &args,
-        &[("RUSTFLAGS", "-C target-feature=+crt-static")],
-    )
+    let status = command
+        .env("RUSTFLAGS", "-C target-feature=+crt-static")
+        .status()
+        .context("running cargo build")?;
+    if !status.success() {
+        bail!("cargo {} failed ({status})", args.join(" "));
+    }
+    Ok(())
 }
 
 /// A binary with a program interpreter (PT_INTERP) needs a dynamic loader the image lacks.
