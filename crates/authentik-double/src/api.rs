@@ -15,7 +15,7 @@ use serde_json::{Value, json};
 use crate::error::ApiError;
 use crate::list::{Filter, ListSpec, Op, Query};
 use crate::model::{Model, ProviderKind};
-use crate::server::{OutpostCost, Shared};
+use crate::state::{OutpostCost, Shared};
 
 type ApiResult = Result<Response, ApiError>;
 type St = State<Arc<Shared>>;

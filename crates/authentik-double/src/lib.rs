@@ -36,18 +36,22 @@
 //! `GET|DELETE /_double/requests`, `GET|POST|DELETE /_double/faults`, `POST /_double/down`,
 //! `POST /_double/latency`, `GET /_double/state`, `GET /_double/stats`, `POST /_double/reset`.
 
+mod accept;
+mod admin;
 mod api;
 mod config;
+mod control;
 mod error;
 mod fault;
 mod form;
+mod handle;
 mod list;
 mod log;
 pub mod model;
-mod server;
+mod state;
 
 pub use config::{ApiVersion, DEFAULT_TOKEN, DoubleConfig, LatencyModel};
 pub use fault::{DownMode, Fault, Matcher};
+pub use handle::{AuthentikDouble, DoubleHandle};
 pub use log::{Outcome, RequestRecord, Stats};
 pub use model::{EMBEDDED_OUTPOST_MANAGED, EMBEDDED_OUTPOST_NAME, Model};
-pub use server::{AuthentikDouble, DoubleHandle};
