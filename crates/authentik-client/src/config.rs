@@ -24,7 +24,8 @@ pub struct ClientConfig {
     /// Limit for one HTTP attempt (connect, send, and read the whole response).
     pub request_timeout: Duration,
     /// Limit for one outpost provider-list write instead: authentik's slowest call, and one
-    /// that grows with the number of providers in the outpost (~2 s at 40 on a small server).
+    /// that grows with the outpost's providers and with each provider added (on a 2-core server
+    /// ≈0.5 s + 6 ms per provider, plus ≈60 ms per added provider: adding 100 took 8.3 s).
     pub outpost_write_timeout: Duration,
     /// Retry rules for idempotent calls.
     pub retry: RetryPolicy,

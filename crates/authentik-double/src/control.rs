@@ -13,8 +13,9 @@ use serde_json::json;
 use crate::accept::{ConnCtl, reset_connection};
 use crate::error::ApiError;
 use crate::fault::Verdict;
+use crate::latency::OutpostWrite;
 use crate::log::{Outcome, RequestRecord};
-use crate::state::{OutpostCost, Shared, lock};
+use crate::state::{Shared, lock};
 
 fn injected(status: u16) -> Response {
     let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
@@ -102,12 +103,9 @@ pub(crate) async fn control(
     };
 
     let response = next.run(req).await;
-    let cost = response
-        .extensions()
-        .get::<OutpostCost>()
-        .map(|outpost| outpost.0);
-    let delay =
-        lock(&shared.latency).latency_for(&record.method, &record.template, cost) + extra_latency;
+    let outpost_write = response.extensions().get::<OutpostWrite>().copied();
+    let delay = lock(&shared.latency).latency_for(&record.method, &record.template, outpost_write)
+        + extra_latency;
     if !delay.is_zero() {
         tokio::time::sleep(delay).await;
     }

@@ -14,9 +14,10 @@ use uuid::Uuid;
 
 use crate::accept::accept_loop;
 use crate::admin::admin_router;
-use crate::config::{DoubleConfig, LatencyModel};
+use crate::config::DoubleConfig;
 use crate::control::{control, not_found};
 use crate::fault::{DownMode, Fault};
+use crate::latency::LatencyModel;
 use crate::log::{RequestRecord, Stats};
 use crate::model::{Model, Outpost, Provider};
 use crate::state::{Shared, lock};

@@ -45,13 +45,15 @@ mod error;
 mod fault;
 mod form;
 mod handle;
+mod latency;
 mod list;
 mod log;
 pub mod model;
 mod state;
 
-pub use config::{ApiVersion, DEFAULT_TOKEN, DoubleConfig, LatencyModel};
+pub use config::{ApiVersion, DEFAULT_TOKEN, DoubleConfig};
 pub use fault::{DownMode, Fault, Matcher};
 pub use handle::{AuthentikDouble, DoubleHandle};
+pub use latency::{LatencyModel, OutpostWrite};
 pub use log::{Outcome, RequestRecord, Stats};
 pub use model::{EMBEDDED_OUTPOST_MANAGED, EMBEDDED_OUTPOST_NAME, Model};

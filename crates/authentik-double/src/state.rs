@@ -6,9 +6,10 @@ use std::time::Instant;
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
-use crate::config::{ApiVersion, DoubleConfig, LatencyModel};
+use crate::config::{ApiVersion, DoubleConfig};
 use crate::error::ApiError;
 use crate::fault::FaultSet;
+use crate::latency::LatencyModel;
 use crate::list::{ListOpts, ListSpec, Query, paginate};
 use crate::log::{Concurrency, Outcome, RequestLog, RequestRecord, Stats};
 use crate::model::Model;
@@ -17,10 +18,6 @@ pub(crate) fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     // A panicking test must not poison the double for the rest of the test.
     mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }
-
-/// Provider count of an outpost after a write, for the latency model.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct OutpostCost(pub usize);
 
 /// Everything the handlers and the handle share. One mutex per concern; the model's mutex
 /// makes every API request linearizable.

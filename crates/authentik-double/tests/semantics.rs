@@ -742,28 +742,8 @@ async fn latency_fault_and_fixed_model_delay_requests() {
     assert!(t.elapsed() < Duration::from_millis(80));
 }
 
-#[test]
-fn realistic_model_matches_measurements() {
-    let m = LatencyModel::realistic();
-    let ms = |method: &str, t: &str, n: Option<usize>| m.latency_for(method, t, n).as_millis();
-    assert_eq!(ms("GET", "/api/v3/providers/proxy/", None), 57);
-    assert_eq!(ms("POST", "/api/v3/providers/proxy/", None), 180);
-    assert_eq!(ms("POST", "/api/v3/core/applications/", None), 150);
-    assert_eq!(ms("GET", "/api/v3/outposts/instances/{uuid}/", None), 115);
-    assert_eq!(
-        ms("PATCH", "/api/v3/outposts/instances/{uuid}/", Some(0)),
-        400
-    );
-    let at_40 = ms("PATCH", "/api/v3/outposts/instances/{uuid}/", Some(40));
-    assert!((1500..=2300).contains(&at_40), "{at_40}");
-    assert_eq!(
-        LatencyModel::default().latency_for("GET", "/", None),
-        Duration::ZERO
-    );
-}
-
 #[tokio::test]
-async fn realistic_outpost_patch_grows_with_provider_count() {
+async fn realistic_outpost_patch_grows_with_the_providers_it_adds() {
     let d = start().await;
     let api = Api::new(&d);
     let pks: Vec<i64> = {
@@ -781,8 +761,10 @@ async fn realistic_outpost_patch_grows_with_provider_count() {
     let t = Instant::now();
     api.patch(&path, json!({"providers": pks})).await;
     let ten = t.elapsed();
-    assert!(empty >= Duration::from_millis(400));
-    assert!(ten >= Duration::from_millis(700), "{ten:?}");
+    // 0.5 s + 6 ms per provider, + 60 ms per provider added (the fit is unit-tested in
+    // latency.rs).
+    assert!(empty >= Duration::from_millis(500), "{empty:?}");
+    assert!(ten >= Duration::from_millis(1_160), "{ten:?}");
 }
 
 #[tokio::test]
