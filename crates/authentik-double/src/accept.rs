@@ -17,11 +17,15 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Notify, watch};
 use tokio::task::JoinSet;
 
-/// Lets a request kill its own connection.
+use crate::behaviour::ConnectionState;
+
+/// Lets a request kill its own connection, and keeps what the server knows of it.
 #[derive(Debug, Default)]
 pub(crate) struct ConnCtl {
     killed: AtomicBool,
     notify: Notify,
+    /// Idle time and worker, for the modelled server behaviour.
+    pub(crate) state: std::sync::Mutex<ConnectionState>,
 }
 
 impl ConnCtl {

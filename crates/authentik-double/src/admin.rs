@@ -11,6 +11,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use serde_json::{Value, json};
 
+use crate::behaviour::Workers;
 use crate::error::ApiError;
 use crate::fault::{DownMode, Fault, FaultSet};
 use crate::model::Model;
@@ -30,6 +31,7 @@ pub(crate) fn admin_router(shared: Arc<Shared>) -> Router {
         )
         .route("/_double/down", post(admin_down))
         .route("/_double/latency", post(admin_latency))
+        .route("/_double/server", post(admin_server_behaviour))
         .route("/_double/state", get(admin_state))
         .route("/_double/stats", get(admin_stats))
         .route("/_double/reset", post(admin_reset))
@@ -101,6 +103,15 @@ async fn admin_latency(
     Ok(StatusCode::NO_CONTENT)
 }
 
+/// Body: a `ServerBehaviour` (`{"keep_alive_ms": 2000, "recycle_after": 1000}`).
+async fn admin_server_behaviour(
+    State(shared): State<Arc<Shared>>,
+    body: Bytes,
+) -> Result<StatusCode, ApiError> {
+    lock(&shared.workers).behaviour = admin_json(&body)?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
 async fn admin_state(State(shared): State<Arc<Shared>>) -> Response {
     axum::Json(shared.model().snapshot()).into_response()
 }
@@ -109,9 +120,10 @@ async fn admin_stats(State(shared): State<Arc<Shared>>) -> Response {
     axum::Json(shared.stats()).into_response()
 }
 
-/// Back to a freshly seeded server: state, faults, log and peak concurrency.
+/// Back to a freshly seeded server: state, faults, server behaviour, log and peak concurrency.
 async fn admin_reset(State(shared): State<Arc<Shared>>) -> StatusCode {
     *shared.model() = Model::seeded(shared.version, shared.seed);
+    *lock(&shared.workers) = Workers::default();
     *lock(&shared.faults) = FaultSet::default();
     lock(&shared.log).records.clear();
     shared.concurrency.reset_peak();

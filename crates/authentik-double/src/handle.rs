@@ -14,11 +14,12 @@ use uuid::Uuid;
 
 use crate::accept::accept_loop;
 use crate::admin::admin_router;
+use crate::behaviour::ServerBehaviour;
 use crate::config::DoubleConfig;
 use crate::control::{control, not_found};
 use crate::fault::{DownMode, Fault};
 use crate::latency::LatencyModel;
-use crate::log::{RequestRecord, Stats};
+use crate::log::{Outcome, RequestRecord, Stats};
 use crate::model::{Model, Outpost, Provider};
 use crate::state::{Shared, lock};
 
@@ -166,6 +167,20 @@ impl DoubleHandle {
     /// gone behind a reverse proxy that still answers.
     pub fn set_down_mode(&self, mode: DownMode) {
         lock(&self.shared.faults).down = mode;
+    }
+
+    /// Imitate a real server's connection handling (keep-alive expiry, worker recycling).
+    pub fn set_server_behaviour(&self, behaviour: ServerBehaviour) {
+        lock(&self.shared.workers).behaviour = behaviour;
+    }
+
+    /// API requests that ended with `outcome` so far.
+    pub fn count_outcome(&self, outcome: Outcome) -> usize {
+        lock(&self.shared.log)
+            .records
+            .iter()
+            .filter(|record| record.outcome == outcome)
+            .count()
     }
 
     /// Change the latency model while running.

@@ -16,7 +16,13 @@
 //! - Outposts: `providers` replaced wholesale, type check only when `type` is submitted,
 //!   unknown pk message, empty list rejected except for the embedded outpost.
 //! - Lists: page-number envelope (`next`/`previous` 0 at the ends), `Invalid page.` 404,
-//!   undeclared filters ignored, `search`, `ordering`; `autocomplete` except in 2024.10 mode.
+//!   undeclared filters ignored (the whole list comes back, as from authentik; the request
+//!   log's `ignored_query` names them), `search`, `ordering`; `autocomplete` except in 2024.10
+//!   mode.
+//! - Under load, on request ([`ServerBehaviour`]): kept-alive connections expire (a request
+//!   reusing one is reset or answered authentik's empty 405), workers are recycled after N
+//!   requests (their connections reset); [`Fault::delete_providers_first`] deletes providers as
+//!   another admin would, just before a write that still names them.
 //! - Seed: default flows by slug, the embedded outpost, the admin user and default groups.
 //!
 //! # Simplified
@@ -24,8 +30,10 @@
 //! - OAuth2 providers exist only to occupy names; no SAML/LDAP/etc. No service connections,
 //!   JWT federation sources or policies: references to them are "does not exist".
 //! - `page_size` is capped at 100 by default (the real cap is configurable, default unknown).
-//! - Injected failures answer JSON `{"detail": "Injected fault: N"}`; "down behind a proxy"
-//!   answers an nginx-style HTML page. Outpost refresh is not modelled (writes are visible
+//! - Injected failures answer JSON `{"detail": "Injected fault: N"}` (or an empty body);
+//!   "down behind a proxy" answers an nginx-style HTML page. Connection expiry and worker
+//!   recycling are deterministic: the double never closes an idle connection itself, it treats
+//!   a request on a connection idle past the keep-alive as having raced the close. Outpost refresh is not modelled (writes are visible
 //!   immediately).
 //!
 //! # Use
@@ -34,11 +42,13 @@
 //! `authentik-double` binary, controlled through the unauthenticated admin API under
 //! `/_double/` (always served; the double is test-only and binds loopback by default):
 //! `GET|DELETE /_double/requests`, `GET|POST|DELETE /_double/faults`, `POST /_double/down`,
-//! `POST /_double/latency`, `GET /_double/state`, `GET /_double/stats`, `POST /_double/reset`.
+//! `POST /_double/latency`, `POST /_double/server` (a [`ServerBehaviour`]), `GET /_double/state`,
+//! `GET /_double/stats`, `POST /_double/reset`.
 
 mod accept;
 mod admin;
 mod api;
+mod behaviour;
 mod config;
 mod control;
 mod error;
@@ -51,6 +61,7 @@ mod log;
 pub mod model;
 mod state;
 
+pub use behaviour::{KeepAliveRace, ServerBehaviour};
 pub use config::{ApiVersion, DEFAULT_TOKEN, DoubleConfig};
 pub use fault::{DownMode, Fault, Matcher};
 pub use handle::{AuthentikDouble, DoubleHandle};

@@ -6,11 +6,12 @@ use std::time::Instant;
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
+use crate::behaviour::Workers;
 use crate::config::{ApiVersion, DoubleConfig};
 use crate::error::ApiError;
 use crate::fault::FaultSet;
 use crate::latency::LatencyModel;
-use crate::list::{ListOpts, ListSpec, Query, paginate};
+use crate::list::{ListOpts, ListSpec, Query, ignored_parameters, paginate};
 use crate::log::{Concurrency, Outcome, RequestLog, RequestRecord, Stats};
 use crate::model::Model;
 
@@ -18,6 +19,10 @@ pub(crate) fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     // A panicking test must not poison the double for the rest of the test.
     mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }
+
+/// Query parameters a list answer ignored, for the request log.
+#[derive(Debug, Clone)]
+pub(crate) struct IgnoredQuery(pub(crate) Vec<String>);
 
 /// Everything the handlers and the handle share. One mutex per concern; the model's mutex
 /// makes every API request linearizable.
@@ -28,6 +33,7 @@ pub(crate) struct Shared {
     pub(crate) log: Mutex<RequestLog>,
     pub(crate) latency: Mutex<LatencyModel>,
     pub(crate) concurrency: Concurrency,
+    pub(crate) workers: Mutex<Workers>,
     pub(crate) token: String,
     pub(crate) version: ApiVersion,
     pub(crate) max_page_size: usize,
@@ -43,6 +49,7 @@ impl Shared {
             log: Mutex::new(RequestLog::default()),
             latency: Mutex::new(config.latency),
             concurrency: Concurrency::default(),
+            workers: Mutex::new(Workers::default()),
             token: config.token.clone(),
             version: config.api_version,
             max_page_size: config.max_page_size,
@@ -70,8 +77,10 @@ impl Shared {
                 .then(|| autocomplete.unwrap_or_else(|| json!({}))),
             max_page_size: self.max_page_size,
         };
-        let page = paginate(items, &Query::parse(raw_query.as_deref()), spec, &opts)?;
-        Ok(axum::Json(page).into_response())
+        let query = Query::parse(raw_query.as_deref());
+        let page = paginate(items, &query, spec, &opts)?;
+        let ignored = IgnoredQuery(ignored_parameters(&query, spec));
+        Ok((axum::Extension(ignored), axum::Json(page)).into_response())
     }
 
     pub(crate) fn stats(&self) -> Stats {
