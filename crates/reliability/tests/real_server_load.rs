@@ -3,8 +3,8 @@
 //! workers are recycled (their connections reset), outpost PATCHes meet more empty 405s in a
 //! row than the client retries, and another client deletes providers that are in the outpost
 //! just before the controller writes it (`400 Invalid pk "…" - object does not exist.`).
-//! Everything converges, and no reconcile ever reports the permanent failures those used to
-//! cause (26 of 40 ProxyConfigs went Failed against the real server).
+//! Everything converges, and no ProxyConfig ever goes Failed on the way (26 of 40 did against
+//! the real server).
 
 use authentik_double::{Fault, Outcome, ServerBehaviour};
 use gitops_harness::{Harness, workspace_binary};
@@ -35,7 +35,7 @@ async fn the_controller_rides_out_what_a_real_server_does_under_load() {
         h.double
             .inject(Fault::delete_providers_first(vec![*pk]).only("PATCH", OUTPOST_WRITES));
     }
-    let index = h.start_single();
+    h.start_single();
     for object in 0..scale.objects {
         h.apply(h.proxyconfig(&format!("app-{object}"))).await;
     }
@@ -58,17 +58,11 @@ async fn the_controller_rides_out_what_a_real_server_does_under_load() {
     assert!(h.double.count_outcome(Outcome::WorkerRecycled) > 0);
     // The client drops idle connections before the server does.
     assert_eq!(h.double.count_outcome(Outcome::KeepAliveExpired), 0);
-    // And nothing was ever reported as a permanent failure.
-    let metrics = h.scrape_metrics(index).await;
-    for reason in ["AuthentikError", "RejectedByAuthentik"] {
-        assert!(
-            !metrics.contains(&format!("reason=\"{reason}\"")),
-            "a reconcile failed with {reason}:\n{}",
-            metrics
-                .lines()
-                .filter(|line| line.contains("reconcile_errors"))
-                .collect::<Vec<_>>()
-                .join("\n")
-        );
-    }
+    // And no ProxyConfig ever went Failed on the way (every phase transition is logged).
+    let logs = h.logs();
+    let failed: Vec<&str> = logs
+        .lines()
+        .filter(|line| line.contains("ProxyConfig failed"))
+        .collect();
+    assert!(failed.is_empty(), "{}", failed.join("\n"));
 }
