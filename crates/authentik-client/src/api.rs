@@ -4,6 +4,11 @@
 //! Conventions: `get_*` addresses one object by its key and fails with [`Error::NotFound`]
 //! when it is absent; `find_*` filters a list and returns `Ok(None)` when nothing matches
 //! exactly; `list_*` returns every page.
+//!
+//! Filters: authentik ignores query parameters it does not declare and answers with every
+//! object, so only filters its API documents are sent (`designation`, `flow_uuid`,
+//! `name__iexact`, `search`, `superuser_full_list`, `name` on groups, `target`,
+//! `managed__iexact`), and every filtered result is checked again here.
 
 use http::Method;
 
@@ -54,6 +59,9 @@ impl AuthentikClient {
             .query("designation", designation.as_str())
             .query("ordering", "slug");
         let mut flows: Vec<Flow> = self.list_all(call).await?;
+        // authentik answers a filter it does not know with every object; `designation` is
+        // documented, but checking costs nothing and a wrong flow would be a security bug.
+        flows.retain(|flow| flow.designation == designation.as_str());
         flows.sort_by(|a, b| a.slug.cmp(&b.slug));
         Ok(flows)
     }

@@ -154,6 +154,7 @@ impl AuthentikClient {
         let http = reqwest::Client::builder()
             .timeout(config.request_timeout)
             .connect_timeout(config.request_timeout.min(MAX_CONNECT_TIMEOUT))
+            .pool_idle_timeout(config.idle_connection_timeout)
             // A redirect would be a wrong base URL; following it could turn a POST into a
             // GET. Surfacing it as an error is clearer.
             .redirect(reqwest::redirect::Policy::none())

@@ -63,7 +63,9 @@ pub enum Error {
         retry_after: Option<Duration>,
     },
 
-    /// 5xx, 408, a timeout, or a connection failure: worth trying again later.
+    /// 5xx, 408, a timeout, a connection failure, or a 4xx this client does not expect that
+    /// came without a JSON body (not an answer from authentik's API code): worth trying again
+    /// later.
     #[error("authentik unavailable for {endpoint}: {reason}")]
     Transient {
         /// Method and path of the call.
@@ -248,6 +250,18 @@ impl Error {
                 endpoint,
                 reason: format!("HTTP {code}"),
             },
+            // authentik's API code answers every error with JSON. Under load a kept-alive
+            // connection the server was closing got `405` with an empty body (measured on
+            // 2025.12.4), and never on a fresh connection: the request was not handled, so it is
+            // safe and worth repeating. A redirect stays permanent (a wrong base URL).
+            400..=499 if !is_json(&text) => Self::Transient {
+                endpoint,
+                reason: if text.trim().is_empty() {
+                    format!("HTTP {code} with an empty body")
+                } else {
+                    format!("HTTP {code} with a non-JSON body: {:?}", prefix(&text))
+                },
+            },
             _ => Self::UnexpectedStatus {
                 endpoint,
                 status: code,
@@ -328,6 +342,10 @@ fn redact(body: &[u8], token: &ApiToken) -> String {
 
 fn prefix(text: &str) -> String {
     text.chars().take(BODY_PREFIX_CHARS).collect()
+}
+
+fn is_json(text: &str) -> bool {
+    serde_json::from_str::<serde_json::Value>(text).is_ok()
 }
 
 /// DRF's `{"detail": "..."}` body, used for 401/403.
@@ -453,6 +471,30 @@ mod tests {
         for (status, category) in cases {
             assert_eq!(map(status, "{}").category(), category, "HTTP {status}");
         }
+    }
+
+    /// Issue 16 (5a): a real authentik answered outpost PATCHes on kept-alive connections it
+    /// was closing with an empty-bodied 405. Its API code always answers JSON, so such an
+    /// answer means "not handled": transient. A JSON 405 (a wrong method) stays permanent.
+    #[test]
+    fn an_unexpected_status_without_a_json_body_is_transient() {
+        for body in ["", "  \r\n", "<html>Method Not Allowed</html>"] {
+            let err = map(405, body);
+            assert_eq!(err.category(), ErrorCategory::Transient, "{body:?}: {err}");
+        }
+        assert!(
+            map(405, "")
+                .to_string()
+                .contains("HTTP 405 with an empty body")
+        );
+        let drf = map(405, r#"{"detail": "Method \"PATCH\" not allowed."}"#);
+        assert_eq!(drf.category(), ErrorCategory::Permanent);
+        // A redirect is a wrong base URL, whatever its body.
+        assert_eq!(map(301, "").category(), ErrorCategory::Permanent);
+        assert_eq!(
+            map(302, "<html>moved</html>").category(),
+            ErrorCategory::Permanent
+        );
     }
 
     #[test]

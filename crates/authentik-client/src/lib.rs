@@ -64,8 +64,9 @@
 //! [`Error::is_field_conflict`] for taken names and slugs),
 //! [`Unauthorized`](ErrorCategory::Unauthorized) (401 and 403 alike: authentik answers 403 for
 //! bad tokens), [`RateLimited`](ErrorCategory::RateLimited) (429, [`Error::retry_after`]),
-//! [`Transient`](ErrorCategory::Transient) (5xx, timeouts, connection errors) and
-//! [`Permanent`](ErrorCategory::Permanent) (undecodable body, unexpected status, bad config).
+//! [`Transient`](ErrorCategory::Transient) (5xx, timeouts, connection errors, a 4xx without a
+//! JSON body) and [`Permanent`](ErrorCategory::Permanent) (undecodable body, unexpected status
+//! with a JSON body or a redirect, bad config).
 //!
 //! # Retries, timeouts, connections
 //!
@@ -74,6 +75,14 @@
 //! capped in attempts and total time, honouring `Retry-After` up to a cap ([`RetryPolicy`]).
 //! POST is never retried. A retried DELETE that meets 404 counts as done. Each attempt has
 //! [`ClientConfig::request_timeout`]; clones of a client share one connection pool.
+//!
+//! Connections: an idle kept-alive connection is dropped after
+//! [`ClientConfig::idle_connection_timeout`] (default 1 s), below authentik's own keep-alive
+//! (2 s): reusing a connection the server is closing fails the request. Such failures — a
+//! connection reset, or a 4xx without a JSON body (authentik 2025.12.4 answered an empty 405) —
+//! are [`Transient`](ErrorCategory::Transient), so idempotent calls are retried and a
+//! controller keeps the object pending instead of failing it. gunicorn also recycles a worker
+//! after ~1,000 requests, resetting its kept-alive connections; the same rules cover that.
 //!
 //! # Metrics and tracing
 //!
@@ -108,7 +117,7 @@ mod token;
 pub use args::{ConnectionArgs, ConnectionError};
 pub use backoff::ExponentialBackoff;
 pub use client::AuthentikClient;
-pub use config::ClientConfig;
+pub use config::{ClientConfig, DEFAULT_IDLE_CONNECTION_TIMEOUT};
 pub use error::{Error, ErrorCategory};
 pub use lookup::{OutpostSelector, looks_like_uuid, not_found_as_none};
 pub use metrics::{describe_metrics, metric_names};

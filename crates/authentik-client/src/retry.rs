@@ -78,14 +78,26 @@ impl RetryPolicy {
     }
 }
 
-/// Whether repeating a call cannot change the outcome, so it is safe after a lost response.
+/// Whether repeating a call cannot change the outcome, so it is safe after a lost response —
+/// including a write that failed on a reused connection (reset, or closed before any answer),
+/// where the client cannot tell whether the server handled it. Per method:
 ///
-/// GET, HEAD, PUT and DELETE are idempotent by definition; POST never is (a retry after a lost
-/// 201 would meet a duplicate-name 400 or, for policy bindings, create a second object).
-/// PATCH is retried too: every PATCH this client sends sets fields to absolute values — in
-/// particular the outpost's `providers` list is replaced wholesale — so sending it twice leaves
-/// the same state as sending it once. (The outpost list's lost-update race with other writers
-/// exists with or without the retry; callers verify after writing.)
+/// - GET, HEAD: read only.
+/// - PUT: this client always sends the complete desired object, so a second PUT leaves what the
+///   first left.
+/// - PATCH: every PATCH this client sends sets fields to absolute values (never increments or
+///   appends) — in particular the outpost's `providers` list is replaced wholesale — so sending
+///   it twice leaves the same state as once. (The outpost list's lost-update race with other
+///   writers exists with or without the retry; callers verify after writing.)
+/// - DELETE: a repeat meets 404, which the client reads as done.
+/// - POST: never. A repeat after a lost 201 meets a duplicate-name 400 or, for policy bindings,
+///   creates a second object. A create whose fate is unknown is instead found by the caller's
+///   lookup on its next attempt (service-discovery records ownership before creating). This is
+///   the rule of Go's `net/http` transport too: only idempotent requests are replayed after a
+///   reused connection failed.
+///
+/// A request that never left the client (the pooled connection was found closed before
+/// sending) is replayed by the connection pool itself, whatever its method.
 pub(crate) fn is_idempotent(method: &Method) -> bool {
     matches!(
         *method,

@@ -416,6 +416,22 @@ async fn get_is_retried_after_503_until_it_succeeds() {
     assert_eq!(server.seen().len(), 3);
 }
 
+/// Issue 16 (5a): the empty-bodied 405 a real authentik gave outpost PATCHes on kept-alive
+/// connections it was closing is transient, so the PATCH is repeated, not failed.
+#[tokio::test]
+async fn an_outpost_patch_answered_405_without_a_body_is_retried() {
+    let uuid = "6f8d2c1e-0000-4000-8000-000000000001";
+    let outpost = json!({"pk": uuid, "name": "embedded", "providers": [1],
+        "managed": "goauthentik.io/outposts/embedded", "type": "proxy"});
+    let server = Server::start(vec![canned(405, ""), json_reply(200, &outpost)]).await;
+    let written = server
+        .client(quick_retries(3))
+        .set_outpost_providers(uuid, &[1])
+        .await;
+    assert!(written.is_ok(), "{written:?}");
+    assert_eq!(server.seen().len(), 2);
+}
+
 #[tokio::test]
 async fn post_is_not_retried_after_503() {
     let server = Server::start(vec![
@@ -541,6 +557,31 @@ async fn lists_follow_next_until_zero() {
         ]
     );
     assert!(seen.iter().all(|s| s.path == "/api/v3/providers/proxy/"));
+}
+
+/// authentik answers a filter it does not know with every object: whatever comes back, only
+/// flows of the asked designation are used.
+#[tokio::test]
+async fn flows_of_another_designation_are_never_returned() {
+    let flow = |slug: &str, designation: &str| json!({"pk": format!("uuid-{slug}"), "slug": slug, "name": slug, "designation": designation});
+    let everything = page(
+        vec![
+            flow("b-authz", "authorization"),
+            flow("a-logout", "invalidation"),
+            flow("a-authz", "authorization"),
+            flow("login", "authentication"),
+        ],
+        0,
+    );
+    let server = Server::start(vec![json_reply(200, &everything)]).await;
+    let flows = server
+        .client(RetryPolicy::none())
+        .list_flows_by_designation(authentik_client::FlowDesignation::Authorization)
+        .await
+        .expect("list");
+    let slugs: Vec<&str> = flows.iter().map(|f| f.slug.as_str()).collect();
+    assert_eq!(slugs, ["a-authz", "b-authz"]);
+    assert!(server.seen()[0].query.contains("designation=authorization"));
 }
 
 #[tokio::test]

@@ -14,9 +14,10 @@ use serde_json::{Value, json};
 
 use crate::config::ApiVersion;
 use crate::error::ApiError;
+use crate::latency::OutpostWrite;
 use crate::list::{Filter, ListSpec, Op, Query};
 use crate::model::{Model, ProviderKind};
-use crate::server::{OutpostCost, Shared};
+use crate::state::Shared;
 
 type ApiResult = Result<Response, ApiError>;
 type St = State<Arc<Shared>>;
@@ -585,43 +586,56 @@ async fn outpost_list(State(sh): St, RawQuery(q): RawQuery) -> ApiResult {
     sh.list(items, q, &OUTPOST_LIST, None)
 }
 
-/// The outpost answer, tagged with its provider count for the latency model.
-fn outpost_response(m: &Model, index: usize, status: StatusCode) -> ApiResult {
-    let o = &m.outposts[index];
-    let cost = OutpostCost(o.providers.len());
+/// The outpost answer, tagged with what the write did for the latency model.
+fn outpost_response(
+    model: &Model,
+    index: usize,
+    providers_before: &[i64],
+    status: StatusCode,
+) -> ApiResult {
+    let outpost = &model.outposts[index];
+    let write = OutpostWrite {
+        providers: outpost.providers.len(),
+        added: outpost
+            .providers
+            .iter()
+            .filter(|pk| !providers_before.contains(pk))
+            .count(),
+    };
     Ok((
         status,
-        axum::Extension(cost),
-        axum::Json(m.render_outpost(o, &m.provider_links())),
+        axum::Extension(write),
+        axum::Json(model.render_outpost(outpost, &model.provider_links())),
     )
         .into_response())
 }
 
-async fn outpost_create(State(sh): St, b: Bytes) -> ApiResult {
-    let mut m = sh.model();
-    let i = m.write_outpost(None, &body(&b)?, false)?;
-    outpost_response(&m, i, StatusCode::CREATED)
+async fn outpost_create(State(shared): St, payload: Bytes) -> ApiResult {
+    let mut model = shared.model();
+    let index = model.write_outpost(None, &body(&payload)?, false)?;
+    outpost_response(&model, index, &[], StatusCode::CREATED)
 }
 
-async fn outpost_get(State(sh): St, Path(id): Path<String>) -> ApiResult {
-    let m = sh.model();
-    let i = m.outpost_index(&id)?;
-    ok(m.render_outpost(&m.outposts[i], &m.provider_links()))
+async fn outpost_get(State(shared): St, Path(id): Path<String>) -> ApiResult {
+    let model = shared.model();
+    let index = model.outpost_index(&id)?;
+    ok(model.render_outpost(&model.outposts[index], &model.provider_links()))
 }
 
-fn outpost_write(sh: &Shared, id: &str, b: &Bytes, partial: bool) -> ApiResult {
-    let mut m = sh.model();
-    let i = m.outpost_index(id)?;
-    let i = m.write_outpost(Some(i), &body(b)?, partial)?;
-    outpost_response(&m, i, StatusCode::OK)
+fn outpost_write(shared: &Shared, id: &str, payload: &Bytes, partial: bool) -> ApiResult {
+    let mut model = shared.model();
+    let index = model.outpost_index(id)?;
+    let providers_before = model.outposts[index].providers.clone();
+    let index = model.write_outpost(Some(index), &body(payload)?, partial)?;
+    outpost_response(&model, index, &providers_before, StatusCode::OK)
 }
 
-async fn outpost_put(State(sh): St, Path(id): Path<String>, b: Bytes) -> ApiResult {
-    outpost_write(&sh, &id, &b, false)
+async fn outpost_put(State(shared): St, Path(id): Path<String>, payload: Bytes) -> ApiResult {
+    outpost_write(&shared, &id, &payload, false)
 }
 
-async fn outpost_patch(State(sh): St, Path(id): Path<String>, b: Bytes) -> ApiResult {
-    outpost_write(&sh, &id, &b, true)
+async fn outpost_patch(State(shared): St, Path(id): Path<String>, payload: Bytes) -> ApiResult {
+    outpost_write(&shared, &id, &payload, true)
 }
 
 async fn outpost_delete(State(sh): St, Path(id): Path<String>) -> ApiResult {

@@ -61,6 +61,10 @@ pub enum Fault {
         count: u32,
         /// HTTP status to answer with.
         status: u16,
+        /// Answer with an empty body instead of authentik's JSON `detail` (what a server
+        /// closing a kept-alive connection answered; see `ServerBehaviour`).
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        empty_body: bool,
         /// Only requests matching this.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         matching: Option<Matcher>,
@@ -80,6 +84,16 @@ pub enum Fault {
         /// How many requests.
         count: u32,
         /// Only requests matching this.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        matching: Option<Matcher>,
+    },
+    /// Another admin deletes these providers just before the next matching request is handled
+    /// (through the API, so they also leave every outpost and application): the race of a
+    /// client that read an outpost, then writes its list back with pks deleted meanwhile.
+    DeleteProvidersFirst {
+        /// Provider pks to delete (unknown ones are skipped).
+        providers: Vec<i64>,
+        /// Only before a request matching this.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         matching: Option<Matcher>,
     },
@@ -108,6 +122,25 @@ impl Fault {
         Fault::FailNext {
             count,
             status,
+            empty_body: false,
+            matching: None,
+        }
+    }
+
+    /// The next `count` requests get `status` with an empty body.
+    pub fn fail_next_empty(count: u32, status: u16) -> Self {
+        Fault::FailNext {
+            count,
+            status,
+            empty_body: true,
+            matching: None,
+        }
+    }
+
+    /// Delete `providers` just before the next (matching) request, as another admin would.
+    pub fn delete_providers_first(providers: Vec<i64>) -> Self {
+        Fault::DeleteProvidersFirst {
+            providers,
             matching: None,
         }
     }
@@ -145,6 +178,7 @@ impl Fault {
             | Fault::FailNext { matching, .. }
             | Fault::RateLimitNext { matching, .. }
             | Fault::ResetNext { matching, .. }
+            | Fault::DeleteProvidersFirst { matching, .. }
             | Fault::DropResponseAfterWrite { matching, .. } => *matching = m,
         }
         self
@@ -173,11 +207,16 @@ pub enum DownMode {
 pub(crate) enum Verdict {
     Reset,
     Down(u16),
-    Fail(u16),
+    Fail {
+        status: u16,
+        empty_body: bool,
+    },
     RateLimit(u64),
     Handle {
         extra_latency: Duration,
         drop_response: bool,
+        /// Providers another admin deletes just before this request is handled.
+        delete_providers: Vec<i64>,
     },
 }
 
@@ -213,14 +252,24 @@ impl FaultSet {
                 Fault::FailNext {
                     count,
                     status,
+                    empty_body,
                     matching,
-                } => (count, matching, Verdict::Fail(*status)),
+                } => (
+                    count,
+                    matching,
+                    Verdict::Fail {
+                        status: *status,
+                        empty_body: *empty_body,
+                    },
+                ),
                 Fault::RateLimitNext {
                     count,
                     retry_after_secs,
                     matching,
                 } => (count, matching, Verdict::RateLimit(*retry_after_secs)),
-                Fault::Latency { .. } | Fault::DropResponseAfterWrite { .. } => return None,
+                Fault::Latency { .. }
+                | Fault::DropResponseAfterWrite { .. }
+                | Fault::DeleteProvidersFirst { .. } => return None,
             };
             (*count > 0 && matches(matching, method, path)).then(|| {
                 *count -= 1;
@@ -240,8 +289,17 @@ impl FaultSet {
                 }
             }
         }
-        self.faults.retain(|f| match f {
-            Fault::Latency { .. } => true,
+        let mut delete_providers = Vec::new();
+        if verdict.is_none()
+            && let Some(index) = self.faults.iter().position(|fault| {
+                matches!(fault, Fault::DeleteProvidersFirst { matching, .. } if matches(matching, method, path))
+            })
+            && let Fault::DeleteProvidersFirst { providers, .. } = self.faults.remove(index)
+        {
+            delete_providers = providers;
+        }
+        self.faults.retain(|fault| match fault {
+            Fault::Latency { .. } | Fault::DeleteProvidersFirst { .. } => true,
             Fault::FailNext { count, .. }
             | Fault::RateLimitNext { count, .. }
             | Fault::ResetNext { count, .. }
@@ -250,6 +308,7 @@ impl FaultSet {
         verdict.unwrap_or(Verdict::Handle {
             extra_latency,
             drop_response,
+            delete_providers,
         })
     }
 }
@@ -263,7 +322,13 @@ mod tests {
         let mut set = FaultSet::default();
         set.faults.push(Fault::fail_next(1, 503));
         set.faults.push(Fault::rate_limit_next(1, 7));
-        assert_eq!(set.decide("GET", "/api/v3/x/"), Verdict::Fail(503));
+        assert_eq!(
+            set.decide("GET", "/api/v3/x/"),
+            Verdict::Fail {
+                status: 503,
+                empty_body: false
+            }
+        );
         assert_eq!(set.decide("GET", "/api/v3/x/"), Verdict::RateLimit(7));
         assert!(matches!(
             set.decide("GET", "/api/v3/x/"),
@@ -287,7 +352,10 @@ mod tests {
         ));
         assert_eq!(
             set.decide("PATCH", "/api/v3/outposts/instances/u/"),
-            Verdict::Fail(500)
+            Verdict::Fail {
+                status: 500,
+                empty_body: false
+            }
         );
     }
 
@@ -299,14 +367,16 @@ mod tests {
             set.decide("GET", "/api/v3/x/"),
             Verdict::Handle {
                 extra_latency: Duration::ZERO,
-                drop_response: false
+                drop_response: false,
+                delete_providers: Vec::new(),
             }
         );
         assert_eq!(
             set.decide("POST", "/api/v3/x/"),
             Verdict::Handle {
                 extra_latency: Duration::ZERO,
-                drop_response: true
+                drop_response: true,
+                delete_providers: Vec::new(),
             }
         );
         assert!(set.faults.is_empty());
@@ -322,10 +392,31 @@ mod tests {
                 set.decide("GET", "/"),
                 Verdict::Handle {
                     extra_latency: Duration::from_millis(12),
-                    drop_response: false
+                    drop_response: false,
+                    delete_providers: Vec::new(),
                 }
             );
         }
+    }
+
+    #[test]
+    fn a_concurrent_deletion_happens_once_before_the_first_matching_request() {
+        let mut set = FaultSet::default();
+        set.faults
+            .push(Fault::delete_providers_first(vec![7, 8]).only("PATCH", "/api/v3/outposts/"));
+        let deleted = |verdict: Verdict| match verdict {
+            Verdict::Handle {
+                delete_providers, ..
+            } => delete_providers,
+            other => panic!("{other:?}"),
+        };
+        assert!(deleted(set.decide("GET", "/api/v3/outposts/instances/u/")).is_empty());
+        assert_eq!(
+            deleted(set.decide("PATCH", "/api/v3/outposts/instances/u/")),
+            vec![7, 8]
+        );
+        assert!(deleted(set.decide("PATCH", "/api/v3/outposts/instances/u/")).is_empty());
+        assert!(set.faults.is_empty());
     }
 
     #[test]
@@ -333,6 +424,11 @@ mod tests {
         let f: Fault =
             serde_json::from_str(r#"{"kind":"fail_next","count":2,"status":503}"#).expect("parse");
         assert_eq!(f, Fault::fail_next(2, 503));
+        let f: Fault = serde_json::from_str(
+            r#"{"kind":"fail_next","count":1,"status":405,"empty_body":true}"#,
+        )
+        .expect("parse");
+        assert_eq!(f, Fault::fail_next_empty(1, 405));
         let f = Fault::reset_next(1).only("POST", "/api/v3/providers/");
         let back: Fault =
             serde_json::from_value(serde_json::to_value(&f).expect("ser")).expect("de");

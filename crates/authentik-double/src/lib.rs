@@ -16,11 +16,16 @@
 //! - Outposts: `providers` replaced wholesale, type check only when `type` is submitted,
 //!   unknown pk message, empty list rejected except for the embedded outpost.
 //! - Lists: page-number envelope (`next`/`previous` 0 at the ends), `Invalid page.` 404,
-//!   undeclared filters ignored, `search`, `ordering`; `autocomplete` from 2025.8.
+//!   undeclared filters ignored (the whole list comes back, as from authentik; the request
+//!   log's `ignored_query` names them), `search`, `ordering`; `autocomplete` from 2025.8.
 //! - Releases: `--version 2024.10` … `2026.8` (default the newest) answers with that release's
 //!   response shapes, ignores request fields it did not know and reports it in
 //!   `/admin/version/`, all from the facts derived from its official client package (see
 //!   `docs/authentik-versions.md`).
+//! - Under load, on request ([`ServerBehaviour`]): kept-alive connections expire (a request
+//!   reusing one is reset or answered authentik's empty 405), workers are recycled after N
+//!   requests (their connections reset); [`Fault::delete_providers_first`] deletes providers as
+//!   another admin would, just before a write that still names them.
 //! - Seed: default flows by slug, the embedded outpost, the admin user and default groups.
 //!
 //! # Simplified
@@ -28,8 +33,10 @@
 //! - OAuth2 providers exist only to occupy names; no SAML/LDAP/etc. No service connections,
 //!   JWT federation sources or policies: references to them are "does not exist".
 //! - `page_size` is capped at 100 by default (the real cap is configurable, default unknown).
-//! - Injected failures answer JSON `{"detail": "Injected fault: N"}`; "down behind a proxy"
-//!   answers an nginx-style HTML page. Outpost refresh is not modelled (writes are visible
+//! - Injected failures answer JSON `{"detail": "Injected fault: N"}` (or an empty body);
+//!   "down behind a proxy" answers an nginx-style HTML page. Connection expiry and worker
+//!   recycling are deterministic: the double never closes an idle connection itself, it treats
+//!   a request on a connection idle past the keep-alive as having raced the close. Outpost refresh is not modelled (writes are visible
 //!   immediately).
 //!
 //! # Use
@@ -38,22 +45,31 @@
 //! `authentik-double` binary, controlled through the unauthenticated admin API under
 //! `/_double/` (always served; the double is test-only and binds loopback by default):
 //! `GET|DELETE /_double/requests`, `GET|POST|DELETE /_double/faults`, `POST /_double/down`,
-//! `POST /_double/latency`, `GET /_double/state`, `GET /_double/stats`, `POST /_double/reset`.
+//! `POST /_double/latency`, `POST /_double/server` (a [`ServerBehaviour`]), `GET /_double/state`,
+//! `GET /_double/stats`, `POST /_double/reset`.
 
+mod accept;
+mod admin;
 mod api;
+mod behaviour;
 mod config;
+mod control;
 mod error;
 mod fault;
 mod form;
+mod handle;
+mod latency;
 mod list;
 mod log;
 pub mod model;
-mod server;
+mod state;
 mod version;
 
-pub use config::{DEFAULT_TOKEN, DoubleConfig, LatencyModel};
+pub use behaviour::{KeepAliveRace, ServerBehaviour};
+pub use config::{DEFAULT_TOKEN, DoubleConfig};
 pub use fault::{DownMode, Fault, Matcher};
+pub use handle::{AuthentikDouble, DoubleHandle};
+pub use latency::{LatencyModel, OutpostWrite};
 pub use log::{Outcome, RequestRecord, Stats};
 pub use model::{EMBEDDED_OUTPOST_MANAGED, EMBEDDED_OUTPOST_NAME, Model};
-pub use server::{AuthentikDouble, DoubleHandle};
 pub use version::ApiVersion;

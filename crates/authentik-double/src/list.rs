@@ -202,6 +202,35 @@ fn strip_hidden(item: Value) -> Value {
     }
 }
 
+/// Parameters a view reads itself besides its declared filters (DRF pagination, search and
+/// ordering; authentik's application list flags).
+const VIEW_PARAMETERS: &[&str] = &[
+    "page",
+    "page_size",
+    "search",
+    "ordering",
+    "superuser_full_list",
+    "for_user",
+    "only_with_launch_url",
+];
+
+/// Query parameters `spec` does not declare: django-filter ignores them, so the request
+/// meant a filter the server never applied. Recorded in the request log for tests.
+pub(crate) fn ignored_parameters(query: &Query, spec: &ListSpec) -> Vec<String> {
+    let mut ignored: Vec<String> = query
+        .0
+        .iter()
+        .map(|(name, _)| name)
+        .filter(|name| {
+            !VIEW_PARAMETERS.contains(&name.as_str())
+                && !spec.filters.iter().any(|Filter(param, ..)| param == name)
+        })
+        .cloned()
+        .collect();
+    ignored.dedup();
+    ignored
+}
+
 fn positive(raw: Option<&str>) -> Option<usize> {
     raw.and_then(|s| s.parse::<usize>().ok()).filter(|n| *n > 0)
 }
@@ -351,6 +380,17 @@ mod tests {
         assert_eq!(
             paginate(items(15), &q("search=M-01"), &SPEC, &opts()).expect("p")["pagination"]["count"],
             5
+        );
+    }
+
+    #[test]
+    fn undeclared_parameters_are_named() {
+        assert_eq!(
+            ignored_parameters(
+                &q("name=x&name__iexact=x&page=2&ids=1&ids=2&bogus=1"),
+                &SPEC
+            ),
+            vec!["name", "bogus"]
         );
     }
 

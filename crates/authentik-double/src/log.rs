@@ -15,6 +15,11 @@ pub enum Outcome {
     Reset,
     /// The request was handled (state changed) but the response was dropped.
     DroppedAfterWrite,
+    /// It reused a kept-alive connection the server had closed for idleness (server
+    /// behaviour): not handled; reset or answered an empty 405.
+    KeepAliveExpired,
+    /// Its connection belonged to a recycled worker (server behaviour): reset, not handled.
+    WorkerRecycled,
 }
 
 /// One API request as the double saw it. Admin (`/_double/`) requests are not logged.
@@ -30,6 +35,10 @@ pub struct RequestRecord {
     pub template: String,
     /// Raw query string, if any.
     pub query: Option<String>,
+    /// Query parameters a list ignored because the endpoint does not declare them (as
+    /// authentik does, answering with every object).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ignored_query: Vec<String>,
     /// Status sent; for `DroppedAfterWrite` the status the handler produced.
     pub status: Option<u16>,
     /// How it ended.

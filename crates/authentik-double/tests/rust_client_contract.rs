@@ -184,6 +184,29 @@ async fn scenario(version: ApiVersion) {
             .unwrap_err()
             .is_not_found()
     );
+
+    // Issue 16 (5c): every lookup and list the client has uses only parameters authentik
+    // declares; an undeclared one would be ignored and the whole list returned.
+    assert!(c.find_flow_by_uuid(&authz.pk).await.unwrap().is_some());
+    assert!(c.list_applications().await.unwrap().is_empty());
+    assert!(c.find_group_by_name("authentik Admins").await.is_ok());
+    assert!(c.list_policy_bindings(&authz.pk).await.unwrap().is_empty());
+    assert!(c.find_outpost_by_name("nothing").await.unwrap().is_none());
+    let ignored: Vec<_> = d
+        .requests()
+        .into_iter()
+        .filter(|r| !r.ignored_query.is_empty())
+        .map(|r| {
+            format!(
+                "{} {}?{}: {:?}",
+                r.method,
+                r.path,
+                r.query.unwrap_or_default(),
+                r.ignored_query
+            )
+        })
+        .collect();
+    assert!(ignored.is_empty(), "filters authentik ignores: {ignored:?}");
 }
 
 #[tokio::test]

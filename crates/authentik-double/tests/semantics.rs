@@ -462,11 +462,24 @@ async fn pagination_envelope_filters_and_unknown_params() {
         api.get("/providers/proxy/?page=4&page_size=2").await,
         (404, json!({"detail": "Invalid page."}))
     );
-    // No plain `name` filter: ignored, everything comes back.
+    // No plain `name` filter: ignored, everything comes back, as authentik does (also for
+    // lookups it does not declare, like `name__startswith`); the log names what was ignored.
     assert_eq!(
         api.get("/providers/proxy/?name=p1").await.1["pagination"]["count"],
         5
     );
+    assert_eq!(
+        api.get("/providers/proxy/?name__startswith=zzz").await.1["pagination"]["count"],
+        5
+    );
+    let ignored: Vec<Vec<String>> = d
+        .requests()
+        .iter()
+        .rev()
+        .take(2)
+        .map(|r| r.ignored_query.clone())
+        .collect();
+    assert_eq!(ignored, [vec!["name__startswith"], vec!["name"]]);
     assert_eq!(
         api.get("/providers/proxy/?name__iexact=P1").await.1["pagination"]["count"],
         1
@@ -742,28 +755,8 @@ async fn latency_fault_and_fixed_model_delay_requests() {
     assert!(t.elapsed() < Duration::from_millis(80));
 }
 
-#[test]
-fn realistic_model_matches_measurements() {
-    let m = LatencyModel::realistic();
-    let ms = |method: &str, t: &str, n: Option<usize>| m.latency_for(method, t, n).as_millis();
-    assert_eq!(ms("GET", "/api/v3/providers/proxy/", None), 57);
-    assert_eq!(ms("POST", "/api/v3/providers/proxy/", None), 180);
-    assert_eq!(ms("POST", "/api/v3/core/applications/", None), 150);
-    assert_eq!(ms("GET", "/api/v3/outposts/instances/{uuid}/", None), 115);
-    assert_eq!(
-        ms("PATCH", "/api/v3/outposts/instances/{uuid}/", Some(0)),
-        400
-    );
-    let at_40 = ms("PATCH", "/api/v3/outposts/instances/{uuid}/", Some(40));
-    assert!((1500..=2300).contains(&at_40), "{at_40}");
-    assert_eq!(
-        LatencyModel::default().latency_for("GET", "/", None),
-        Duration::ZERO
-    );
-}
-
 #[tokio::test]
-async fn realistic_outpost_patch_grows_with_provider_count() {
+async fn realistic_outpost_patch_grows_with_the_providers_it_adds() {
     let d = start().await;
     let api = Api::new(&d);
     let pks: Vec<i64> = {
@@ -781,8 +774,10 @@ async fn realistic_outpost_patch_grows_with_provider_count() {
     let t = Instant::now();
     api.patch(&path, json!({"providers": pks})).await;
     let ten = t.elapsed();
-    assert!(empty >= Duration::from_millis(400));
-    assert!(ten >= Duration::from_millis(700), "{ten:?}");
+    // 0.5 s + 6 ms per provider, + 60 ms per provider added (the fit is unit-tested in
+    // latency.rs).
+    assert!(empty >= Duration::from_millis(500), "{empty:?}");
+    assert!(ten >= Duration::from_millis(1_160), "{ten:?}");
 }
 
 #[tokio::test]

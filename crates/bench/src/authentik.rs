@@ -81,6 +81,7 @@ mod tests {
             path: template.into(),
             template: template.into(),
             query: None,
+            ignored_query: Vec::new(),
             status: Some(200),
             outcome: Outcome::Responded,
             started_ms,

@@ -372,6 +372,22 @@ impl Authentik {
         }
     }
 
+    /// Drops what the snapshot knows of the provider with `pk` (authentik said it no longer
+    /// exists), so the next lookup of its name reads authentik.
+    pub async fn forget_provider_pk(&self, pk: i64) {
+        let mut snapshot = self.snapshot.write().await;
+        let names: Vec<String> = snapshot
+            .providers
+            .entries
+            .iter()
+            .filter(|(_, provider)| provider.pk == pk)
+            .map(|(name, _)| name.clone())
+            .collect();
+        for name in names {
+            snapshot.providers.forget(name);
+        }
+    }
+
     pub async fn application(&self, slug: &str) -> Result<Option<Application>, Error> {
         {
             let snapshot = self.read_snapshot().await;

@@ -182,6 +182,14 @@ impl Failure {
             AssignError::Authentik(error) => {
                 Self::authentik(condition, "assigning the outpost", error)
             }
+            // The next attempt finds the provider missing and creates it again.
+            gone @ AssignError::ProviderGone { .. } => Self::new(
+                Phase::Pending,
+                "AuthentikObjectVanished",
+                condition,
+                gone.to_string(),
+            )
+            .with_backoff(),
             other => Self::new(
                 Phase::Pending,
                 "OutpostContended",

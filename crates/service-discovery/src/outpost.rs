@@ -2,8 +2,14 @@
 //! that arrive while it waits or writes share one read-modify-write. authentik has no
 //! conditional write for the list, so every write is read back, and retried when another writer
 //! overwrote it. Providers other tools put in the list are carried over from the fresh read.
+//!
+//! A provider deleted by someone else between our read and our write makes authentik reject the
+//! whole list (`400 {"providers": ["Invalid pk \"374\" - object does not exist."]}`). The
+//! writer then re-reads the outpost, leaves out the pks authentik named (only pks it named, and
+//! only ones we sent), and writes again. A provider of ours that authentik named is reported as
+//! gone to its reconcile, which re-creates it; everyone else in the batch succeeds.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
@@ -18,6 +24,9 @@ use crate::metrics::names;
 
 /// How often a write is re-done after a concurrent writer undid it.
 const MAX_ATTEMPTS: usize = 4;
+/// How often a write rejected for naming a deleted provider is re-done without it. authentik
+/// names one unknown pk per rejection; a fresh read drops every provider deleted before it.
+const MAX_STALE_REJECTIONS: usize = 8;
 
 /// A request: provider `provider` should (not) be in outpost `outpost` (UUID).
 struct Assignment {
@@ -35,9 +44,16 @@ pub enum AssignError {
         "outpost {outpost}: another client kept rewriting the provider list; gave up after {MAX_ATTEMPTS} verified attempts"
     )]
     ConcurrentWriter { outpost: String },
+    #[error(
+        "outpost {outpost}: authentik says provider {provider} no longer exists (deleted by someone else); it will be re-created"
+    )]
+    ProviderGone { outpost: String, provider: i64 },
     #[error("the outpost writer stopped (shutting down)")]
     Stopped,
 }
+
+/// Providers authentik said no longer exist while a write was applied.
+type Vanished = BTreeSet<i64>;
 
 #[derive(Clone)]
 pub struct OutpostAssigner {
@@ -85,7 +101,7 @@ async fn run<W, F>(
     shutdown: CancellationToken,
 ) where
     W: Fn(String, Vec<(i64, bool)>) -> F,
-    F: Future<Output = Result<(), AssignError>>,
+    F: Future<Output = Result<Vanished, AssignError>>,
 {
     let mut last_write: Option<Instant> = None;
     loop {
@@ -129,9 +145,21 @@ async fn run<W, F>(
                 .iter()
                 .map(|a| (a.provider, a.present))
                 .collect();
-            let result = write(outpost, changes).await;
+            let result = write(outpost.clone(), changes).await;
             for assignment in assignments {
-                let _ = assignment.done.send(result.clone());
+                let outcome = match &result {
+                    Ok(vanished)
+                        if assignment.present && vanished.contains(&assignment.provider) =>
+                    {
+                        Err(AssignError::ProviderGone {
+                            outpost: outpost.clone(),
+                            provider: assignment.provider,
+                        })
+                    }
+                    Ok(_) => Ok(()),
+                    Err(error) => Err(error.clone()),
+                };
+                let _ = assignment.done.send(outcome);
             }
         }
         last_write = Some(Instant::now());
@@ -162,33 +190,84 @@ fn satisfied(list: &[i64], changes: &[(i64, bool)]) -> bool {
     merged(list, changes).as_slice() == list
 }
 
+/// The provider pks a rejected outpost write named as not existing
+/// (`{"providers": ["Invalid pk \"374\" - object does not exist."]}`).
+fn nonexistent_providers(error: &Error) -> BTreeSet<i64> {
+    error
+        .field_errors("providers")
+        .unwrap_or_default()
+        .iter()
+        .filter(|message| message.contains("does not exist"))
+        .filter_map(|message| {
+            let quoted = message.strip_prefix("Invalid pk \"")?;
+            quoted.split('"').next()?.parse().ok()
+        })
+        .collect()
+}
+
 async fn apply(
     authentik: &Authentik,
     outpost: &str,
     changes: &[(i64, bool)],
-) -> Result<(), AssignError> {
+) -> Result<Vanished, AssignError> {
+    let mut vanished = Vanished::new();
+    let mut rejections = 0;
+    let mut writes = 0;
     let mut current = authentik.call(|client| client.get_outpost(outpost)).await?;
-    for _ in 0..MAX_ATTEMPTS {
-        if satisfied(&current.providers, changes) {
+    loop {
+        let live: Vec<(i64, bool)> = changes
+            .iter()
+            .copied()
+            .filter(|(provider, _)| !vanished.contains(provider))
+            .collect();
+        if satisfied(&current.providers, &live) {
             authentik.remember_outpost(&current).await;
-            return Ok(());
+            return Ok(vanished);
         }
-        let list = merged(&current.providers, changes);
-        authentik
+        if writes == MAX_ATTEMPTS {
+            return Err(AssignError::ConcurrentWriter {
+                outpost: outpost.to_owned(),
+            });
+        }
+        let list: Vec<i64> = merged(&current.providers, &live)
+            .into_iter()
+            .filter(|provider| !vanished.contains(provider))
+            .collect();
+        match authentik
             .call(|client| client.set_outpost_providers(outpost, &list))
-            .await?;
-        metrics::counter!(names::OUTPOST_WRITES).increment(1);
-        metrics::histogram!(names::OUTPOST_BATCH_SIZE).record(changes.len() as f64);
-        // Read back: a concurrent writer may have replaced the list since our read.
+            .await
+        {
+            Ok(_) => {
+                writes += 1;
+                metrics::counter!(names::OUTPOST_WRITES).increment(1);
+                metrics::histogram!(names::OUTPOST_BATCH_SIZE).record(changes.len() as f64);
+            }
+            Err(error) => {
+                // Only pks we sent, and only newly named ones: anything else is not the
+                // "deleted meanwhile" case, and repeating would not help.
+                let named: Vanished = nonexistent_providers(&error)
+                    .into_iter()
+                    .filter(|provider| list.contains(provider))
+                    .collect();
+                if named.is_empty() || rejections == MAX_STALE_REJECTIONS {
+                    return Err(error.into());
+                }
+                rejections += 1;
+                tracing::info!(
+                    outpost,
+                    providers = ?named,
+                    "outpost write named providers deleted meanwhile; writing again without them"
+                );
+                for provider in &named {
+                    authentik.forget_provider_pk(*provider).await;
+                }
+                vanished.extend(named);
+            }
+        }
+        // Read back: a concurrent writer may have replaced the list since our read, and a
+        // rejected write needs the list without everything deleted meanwhile.
         current = authentik.call(|client| client.get_outpost(outpost)).await?;
     }
-    if satisfied(&current.providers, changes) {
-        authentik.remember_outpost(&current).await;
-        return Ok(());
-    }
-    Err(AssignError::ConcurrentWriter {
-        outpost: outpost.to_owned(),
-    })
 }
 
 #[cfg(test)]
@@ -222,7 +301,7 @@ mod tests {
                     .unwrap_or_else(std::sync::PoisonError::into_inner)
                     .push((started.elapsed(), changes));
                 tokio::time::sleep(took).await;
-                Ok(())
+                Ok(Vanished::new())
             }
         };
         let (queue, requests) = mpsc::unbounded_channel();
@@ -271,6 +350,59 @@ mod tests {
             writes.len() <= 6,
             "{} writes for 100 assignments: {writes:?}",
             writes.len()
+        );
+    }
+
+    #[test]
+    fn rejected_pks_are_read_from_the_providers_field() {
+        let rejection = |body: &str| {
+            serde_json::from_str::<BTreeMap<String, Vec<String>>>(body).map(|fields| {
+                Error::Validation {
+                    endpoint: "PATCH /outposts/instances/u/".to_owned(),
+                    status: 400,
+                    fields,
+                }
+            })
+        };
+        let named = rejection(r#"{"providers": ["Invalid pk \"374\" - object does not exist."]}"#)
+            .map(|error| nonexistent_providers(&error));
+        assert_eq!(named.ok(), Some(BTreeSet::from([374])));
+        for other in [
+            r#"{"providers": ["Outpost type proxy can't be used with OAuth2Provider providers."]}"#,
+            r#"{"providers": ["This list may not be empty."]}"#,
+            r#"{"name": ["Invalid pk \"5\" - object does not exist."]}"#,
+            r#"{"providers": ["Invalid pk \"abc\" - object does not exist."]}"#,
+        ] {
+            let named = rejection(other).map(|error| nonexistent_providers(&error));
+            assert_eq!(named.ok(), Some(BTreeSet::new()), "{other}");
+        }
+    }
+
+    #[tokio::test]
+    async fn only_the_assignment_of_a_vanished_provider_fails() {
+        let write =
+            |_outpost: String, _changes: Vec<(i64, bool)>| async { Ok(Vanished::from([2, 3])) };
+        let (queue, requests) = mpsc::unbounded_channel();
+        tokio::spawn(run(
+            requests,
+            write,
+            Duration::ZERO,
+            CancellationToken::new(),
+        ));
+        let assigner = OutpostAssigner { queue };
+        let (kept, gone, removed) = tokio::join!(
+            assigner.ensure("o", 1, true),
+            assigner.ensure("o", 2, true),
+            assigner.ensure("o", 3, false),
+        );
+        assert!(kept.is_ok(), "{kept:?}");
+        assert!(
+            matches!(gone, Err(AssignError::ProviderGone { provider: 2, .. })),
+            "{gone:?}"
+        );
+        assert!(
+            removed.is_ok(),
+            "a removal of a deleted provider is done: {removed:?}"
         );
     }
 

@@ -28,7 +28,8 @@ pub struct Baseline {
 
 /// Onboards `objects` providers the naive way until done or `budget` is spent. Past the
 /// budget the rest is extrapolated from a line fitted through the per-object times, because
-/// with the realistic model each outpost write costs more as the outpost grows.
+/// with the realistic model each outpost write costs more as the outpost grows (6 ms per
+/// provider already in it).
 pub async fn run(latency: Latency, objects: usize, budget: Duration) -> Result<Baseline> {
     let double = AuthentikDouble::start(DoubleConfig::default().with_latency(latency.model()))
         .await
