@@ -44,10 +44,12 @@ mod form;
 mod list;
 mod log;
 pub mod model;
+mod outpost_auth;
 mod server;
 
 pub use config::{ApiVersion, DEFAULT_TOKEN, DoubleConfig, LatencyModel};
 pub use fault::{DownMode, Fault, Matcher};
 pub use log::{Outcome, RequestRecord, Stats};
-pub use model::{EMBEDDED_OUTPOST_MANAGED, EMBEDDED_OUTPOST_NAME, Model};
+pub use model::{EMBEDDED_OUTPOST_MANAGED, EMBEDDED_OUTPOST_NAME, Identity, Model, SignIn};
+pub use outpost_auth::{CORE_SESSION_COOKIE, claims_unverified};
 pub use server::{AuthentikDouble, DoubleHandle};

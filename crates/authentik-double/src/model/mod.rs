@@ -6,6 +6,7 @@ mod applications;
 mod directory;
 mod outposts;
 mod providers;
+mod sessions;
 
 use std::collections::BTreeMap;
 
@@ -18,6 +19,8 @@ use crate::config::ApiVersion;
 pub use directory::{Binding, Flow, Group, User};
 pub(crate) use directory::{group_autocomplete, render_flow};
 pub(crate) use providers::BaseView;
+pub(crate) use sessions::PendingCode;
+pub use sessions::{Identity, Sessions, SignIn};
 
 /// `managed` value of the embedded outpost.
 pub const EMBEDDED_OUTPOST_MANAGED: &str = "goauthentik.io/outposts/embedded";
@@ -209,6 +212,8 @@ pub struct Model {
     pub bindings: Vec<Binding>,
     /// pk of the user the token belongs to.
     pub admin_pk: i64,
+    /// Sign-in state of the embedded outpost and the authorize page.
+    pub sessions: Sessions,
 }
 
 impl Model {
@@ -263,6 +268,7 @@ impl Model {
             users,
             bindings: Vec::new(),
             admin_pk,
+            sessions: Sessions::default(),
         };
         directory::seed_groups(&mut model);
         model
