@@ -29,6 +29,8 @@ use axum::extract::{RawQuery, State};
 use axum::http::{HeaderMap, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get, post};
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde_json::{Value, json};
 
 use crate::error::ApiError;
@@ -64,6 +66,7 @@ pub(crate) fn router(shared: Arc<Shared>, addr: SocketAddr) -> Router {
         .route("/outpost.goauthentik.io/auth/caddy", any(caddy))
         .route("/outpost.goauthentik.io/auth/nginx", any(nginx))
         .route(decide::ENVOY_PREFIX, any(envoy))
+        .route("/outpost.goauthentik.io/auth/envoy/", any(envoy))
         .route("/outpost.goauthentik.io/auth/envoy/{*rest}", any(envoy))
         .route(decide::CALLBACK_PATH, get(callback))
         .route("/outpost.goauthentik.io/start", get(start))
@@ -204,11 +207,12 @@ impl Ctx {
         if endpoint == Endpoint::Nginx {
             return respond::unauthorized(set_cookie);
         }
-        let nonce = format!(
-            "{}{}",
-            uuid::Uuid::new_v4().simple(),
-            uuid::Uuid::new_v4().simple()
-        );
+        // 32 random bytes, base64url, like the outpost's.
+        let random: Vec<u8> = [uuid::Uuid::new_v4(), uuid::Uuid::new_v4()]
+            .iter()
+            .flat_map(|u| u.into_bytes())
+            .collect();
+        let nonce = URL_SAFE_NO_PAD.encode(random);
         let state = token::sign(
             m.sessions.key(),
             &json!({

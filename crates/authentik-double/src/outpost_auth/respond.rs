@@ -216,12 +216,9 @@ pub(crate) fn identity(
     response
 }
 
-/// A core (Django) HTML page: the recorded head, then a minimal body.
-fn core_page(status: StatusCode, title: &str, message: &str) -> Response {
-    let html = format!(
-        "\n\n\n\n\n<!DOCTYPE html>\n<html\n    lang=\"en\"\n    data-theme=\"light\"\n    data-theme-choice=\"auto\"\n>\n    <head>\n        <meta charset=\"UTF-8\">\n        <meta name=\"viewport\" content=\"width=device-width, initial-scale=1, maximum-scale=1\">\n        \n        <meta name=\"darkreader-lock\">\n        <title>\n{title}\n</title>\n    </head>\n    <body>\n        <h1>{title}</h1>\n        <p>{message}</p>\n    </body>\n</html>\n"
-    );
-    (
+/// Headers every core (Django) response carries; `X-Authentik-Id` is a request id.
+fn core_response(status: StatusCode, body: String, set_cookie: Option<String>) -> Response {
+    let mut response = (
         status,
         [
             (header::CONTENT_TYPE, "text/html; charset=utf-8"),
@@ -231,9 +228,21 @@ fn core_page(status: StatusCode, title: &str, message: &str) -> Response {
             (header::X_FRAME_OPTIONS, "DENY"),
             (header::HeaderName::from_static("x-powered-by"), "authentik"),
         ],
-        html,
+        body,
     )
-        .into_response()
+        .into_response();
+    if let Ok(id) = HeaderValue::from_str(&uuid::Uuid::new_v4().simple().to_string()) {
+        response.headers_mut().insert("x-authentik-id", id);
+    }
+    with_cookie(response, set_cookie)
+}
+
+/// A core HTML page: the recorded head, then a minimal body.
+fn core_page(status: StatusCode, title: &str, message: &str) -> Response {
+    let html = format!(
+        "\n\n\n\n\n<!DOCTYPE html>\n<html\n    lang=\"en\"\n    data-theme=\"light\"\n    data-theme-choice=\"auto\"\n>\n    <head>\n        <meta charset=\"UTF-8\">\n        <meta name=\"viewport\" content=\"width=device-width, initial-scale=1, maximum-scale=1\">\n        \n        <meta name=\"darkreader-lock\">\n        <title>\n{title}\n</title>\n    </head>\n    <body>\n        <h1>{title}</h1>\n        <p>{message}</p>\n    </body>\n</html>\n"
+    );
+    core_response(status, html, None)
 }
 
 /// Core's 404: an unknown host falls through the outpost to core.
@@ -259,19 +268,13 @@ pub(crate) fn redirect_uri_error() -> Response {
     )
 }
 
-/// A core 302 (authorize → callback, authorize → login) with its session cookie.
+/// A core 302 (authorize → callback, authorize → login), with its session cookie.
 pub(crate) fn core_found(location: &str, set_cookie: Option<String>) -> Response {
-    let response = (
-        StatusCode::FOUND,
-        [
-            (header::CONTENT_TYPE, "text/html; charset=utf-8"),
-            (header::LOCATION, location),
-            (header::X_FRAME_OPTIONS, "DENY"),
-            (header::HeaderName::from_static("x-powered-by"), "authentik"),
-        ],
-    )
-        .into_response();
-    with_cookie(response, set_cookie)
+    let mut response = core_response(StatusCode::FOUND, String::new(), set_cookie);
+    if let Ok(v) = HeaderValue::from_str(location) {
+        response.headers_mut().insert(header::LOCATION, v);
+    }
+    response
 }
 
 #[cfg(test)]
