@@ -388,6 +388,9 @@ mod tests {
         assert!(is_timedelta_string("hours=3;minutes=1"));
         assert!(is_timedelta_string("days=30"));
         assert!(!is_timedelta_string("forever"));
+        assert_eq!(timedelta_seconds("hours=1"), Some(3600.0));
+        assert_eq!(timedelta_seconds("days=1;minutes=1"), Some(86_460.0));
+        assert_eq!(timedelta_seconds("hours=1;forever=2"), None);
         assert!(!is_timedelta_string("hours=x"));
         assert!(!is_timedelta_string("fortnights=1"));
     }

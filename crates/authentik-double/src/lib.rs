@@ -18,12 +18,29 @@
 //! - Lists: page-number envelope (`next`/`previous` 0 at the ends), `Invalid page.` 404,
 //!   undeclared filters ignored, `search`, `ordering`; `autocomplete` except in 2024.10 mode.
 //! - Seed: default flows by slug, the embedded outpost, the admin user and default groups.
+//! - The embedded outpost's forward auth, as recorded in `authentik-forward-auth.md` and
+//!   replayed by `tests/forward_auth_transcripts.rs`: `/outpost.goauthentik.io/auth/traefik`,
+//!   `/auth/caddy`, `/auth/envoy/<path>` (302 to the authorize URL with a state JWT),
+//!   `/auth/nginx` (401 `unauthorized request`), `/callback`, `/start?rd=`, `/ping`. The
+//!   application is looked up by X-Forwarded-Host (or Host) among the proxy providers of the
+//!   embedded outpost that have an application; an unknown host gets core's HTML 404. One
+//!   `authentik_proxy_<sha256(client_id)[..8]>` cookie per provider with the recorded
+//!   attributes; `skip_path_regex` matched on the path (forward_domain: the URL); a session gets
+//!   200 with the `X-Authentik-*` headers (skipped paths too); missing forward headers give 500
+//!   `configuration error`. The outpost never refuses a signed-in user: core's
+//!   `/application/o/authorize/` does, with "Permission denied" for a user the application's
+//!   group/user bindings deny, and a code (redeemed by the callback) for one they allow.
 //!
 //! # Simplified
 //! - One token, one user (a superuser). No RBAC, no policies other than group/user bindings.
 //! - OAuth2 providers exist only to occupy names; no SAML/LDAP/etc. No service connections,
 //!   JWT federation sources or policies: references to them are "does not exist".
 //! - `page_size` is capped at 100 by default (the real cap is configurable, default unknown).
+//! - Forward auth: no login flow (authorize without an `authentik_session` only redirects to
+//!   it; `POST /_double/sign-in` logs in instead), no logout/sign_out, no basic-auth or
+//!   `additionalHeaders` from user attributes, no entitlements (the header is empty), no
+//!   proxy mode (its providers' hosts get core's 404). Tokens are HS256 with a key of the
+//!   double's; the authorize pages carry authentik's head and title, not its whole HTML.
 //! - Injected failures answer JSON `{"detail": "Injected fault: N"}`; "down behind a proxy"
 //!   answers an nginx-style HTML page. Outpost refresh is not modelled (writes are visible
 //!   immediately).
@@ -34,7 +51,13 @@
 //! `authentik-double` binary, controlled through the unauthenticated admin API under
 //! `/_double/` (always served; the double is test-only and binds loopback by default):
 //! `GET|DELETE /_double/requests`, `GET|POST|DELETE /_double/faults`, `POST /_double/down`,
-//! `POST /_double/latency`, `GET /_double/state`, `GET /_double/stats`, `POST /_double/reset`.
+//! `POST /_double/latency`, `GET /_double/state`, `GET /_double/stats`, `POST /_double/reset`,
+//! and `POST /_double/sign-in` (`{"username": "alice", "groups": ["team"]}`: creates the user
+//! and groups as needed, adds the memberships, answers `{"user", "uid", "groups", "cookie"}`
+//! with an `authentik_session=…` cookie for the authorize page). A test signs in like a
+//! browser: forward auth → 302 to authorize → authorize with that cookie → 302 to the
+//! callback on the application's host → forward auth with the callback URL → the
+//! `authentik_proxy_…` cookie is now signed in.
 
 mod api;
 mod config;

@@ -510,3 +510,82 @@ async fn outpost_answers_recorded_forward_auth_exchanges_like_authentik_2025_12_
         diffs.join("\n")
     );
 }
+
+// Behaviour the recording does not cover, kept small and documented in the crate docs.
+
+#[tokio::test]
+async fn sign_in_rejects_bad_bodies_with_one_line() {
+    let r = setup().await;
+    let url = format!("{}/_double/sign-in", r.double.base_url());
+    for body in [
+        json!({}),
+        json!({"username": " "}),
+        json!({"username": "a", "x": 1}),
+    ] {
+        let resp = r.http.post(&url).json(&body).send().await.unwrap();
+        assert_eq!(resp.status(), 400, "{body}");
+        let text = resp.text().await.unwrap();
+        assert!(!text.contains('\n'), "one line: {text}");
+    }
+}
+
+#[tokio::test]
+async fn authorize_without_a_session_goes_to_login_and_checks_the_redirect_uri() {
+    let r = setup().await;
+    let client = r.map(RECORDED_CLIENTS[0].1);
+    let authorize = |redirect: &str, cookie: Option<&str>| {
+        let query = url::form_urlencoded::Serializer::new(String::new())
+            .append_pair("client_id", &client)
+            .append_pair("redirect_uri", redirect)
+            .append_pair("state", "s")
+            .finish();
+        let mut req = r.http.get(format!(
+            "{}/application/o/authorize/?{query}",
+            r.double.base_url()
+        ));
+        if let Some(c) = cookie {
+            req = req.header("Cookie", c);
+        }
+        req.send()
+    };
+    let good = "https://fa-single.example.com/outpost.goauthentik.io/callback?X-authentik-auth-callback=true";
+    let resp = authorize(good, None).await.unwrap();
+    assert_eq!(resp.status(), 302);
+    let location = resp.headers()["location"].to_str().unwrap();
+    assert!(
+        location
+            .starts_with("/flows/-/default/authentication/?next=%2Fapplication%2Fo%2Fauthorize%2F"),
+        "{location}"
+    );
+    let session = r.core_sessions["akadmin"].clone();
+    let resp = authorize("https://evil.example.com/cb", Some(&session))
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 400);
+    let resp = authorize(good, Some(&session)).await.unwrap();
+    assert_eq!(resp.status(), 302);
+}
+
+#[tokio::test]
+async fn a_provider_off_the_embedded_outpost_is_not_served() {
+    let r = setup().await;
+    let outpost = r.double.embedded_outpost_uuid();
+    assert!(r.double.set_outpost_providers(outpost, Vec::new()));
+    let resp = r
+        .http
+        .get(format!(
+            "{}/outpost.goauthentik.io/auth/traefik",
+            r.double.base_url()
+        ))
+        .header("X-Forwarded-Host", "fa-single.example.com")
+        .header("X-Forwarded-Proto", "https")
+        .header("X-Forwarded-Uri", "/")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        resp.status(),
+        404,
+        "core answers for a host no outpost provider serves"
+    );
+}

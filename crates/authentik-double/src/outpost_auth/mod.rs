@@ -117,7 +117,8 @@ fn app_for_host(m: &Model, host: &str) -> Option<OutpostApp> {
         .find(|o| Some(o.pk) == m.embedded_outpost())?;
     let candidates = outpost.providers.iter().filter_map(|pk| {
         let provider = m.providers.get(pk)?;
-        let settings = provider.proxy()?;
+        // Proxy mode (the outpost as the reverse proxy itself) is not modelled.
+        let settings = provider.proxy().filter(|s| s.mode != "proxy")?;
         let app = m.applications.iter().find(|a| a.provider == Some(*pk))?;
         Some((provider, settings, app))
     });
