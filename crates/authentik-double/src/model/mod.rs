@@ -19,8 +19,8 @@ use crate::config::ApiVersion;
 pub use directory::{Binding, Flow, Group, User};
 pub(crate) use directory::{group_autocomplete, render_flow};
 pub(crate) use providers::BaseView;
-pub(crate) use sessions::PendingCode;
 pub use sessions::{Identity, Sessions, SignIn};
+pub(crate) use sessions::{PendingCode, ProxySession};
 
 /// `managed` value of the embedded outpost.
 pub const EMBEDDED_OUTPOST_MANAGED: &str = "goauthentik.io/outposts/embedded";

@@ -35,7 +35,7 @@ use serde_json::{Value, json};
 
 use crate::error::ApiError;
 use crate::form::timedelta_seconds;
-use crate::model::{Identity, Model, PendingCode, SignIn};
+use crate::model::{Identity, Model, PendingCode, ProxySession, SignIn};
 use crate::server::Shared;
 use decide::{Decision, Endpoint, Session};
 use respond::CookiePolicy;
@@ -95,6 +95,47 @@ impl OutpostApp {
         self.external_host
             .split_once("://")
             .map_or("https", |(s, _)| s)
+    }
+
+    /// `iss` of the state tokens the outpost signs for this provider.
+    fn state_issuer(&self) -> String {
+        format!("goauthentik.io/outpost/{}", self.client_id)
+    }
+}
+
+/// One forward-auth request as the outpost sees it.
+#[derive(Debug, Clone, Copy)]
+struct Asking<'a> {
+    app: &'a OutpostApp,
+    endpoint: Endpoint,
+    /// This provider's cookie value, if sent.
+    cookie: Option<&'a str>,
+    session: Session<'a>,
+}
+
+/// The provider's session the cookie names: `None` without a cookie, `Some(None)` for a value
+/// the outpost does not know. Cloned out, since answering may change the model.
+fn stored_session(
+    m: &Model,
+    app: &OutpostApp,
+    cookie: Option<&str>,
+) -> Option<Option<ProxySession>> {
+    cookie.map(|v| {
+        m.sessions
+            .proxy(v)
+            .filter(|s| s.provider == app.provider_pk)
+            .cloned()
+    })
+}
+
+fn session_of(stored: Option<&Option<ProxySession>>) -> Session<'_> {
+    match stored {
+        None => Session::Absent,
+        Some(None) => Session::Unknown,
+        Some(Some(s)) => s
+            .identity
+            .as_ref()
+            .map_or(Session::Anonymous, Session::Signed),
     }
 }
 
@@ -183,16 +224,9 @@ impl Ctx {
     /// Redirect to authorize (nginx: 401). A request without this provider's cookie gets a new
     /// session and its cookie; a known anonymous session is reused without a new cookie; an
     /// unknown value gets neither (the state's `sid` is then empty), as recorded.
-    fn sign_in(
-        &self,
-        m: &mut Model,
-        app: &OutpostApp,
-        endpoint: Endpoint,
-        cookie: Option<&str>,
-        session: Session<'_>,
-        redirect: &str,
-    ) -> Response {
-        let (sid, set_cookie) = match session {
+    fn sign_in(&self, m: &mut Model, asking: &Asking<'_>, redirect: &str) -> Response {
+        let app = asking.app;
+        let (sid, set_cookie) = match asking.session {
             Session::Absent => {
                 let value = m.sessions.new_proxy(app.provider_pk);
                 let set = app
@@ -201,11 +235,11 @@ impl Ctx {
                 (value, Some(set))
             }
             Session::Anonymous | Session::Signed(_) => {
-                (cookie.unwrap_or_default().to_owned(), None)
+                (asking.cookie.unwrap_or_default().to_owned(), None)
             }
             Session::Unknown => (String::new(), None),
         };
-        if endpoint == Endpoint::Nginx {
+        if asking.endpoint == Endpoint::Nginx {
             return respond::unauthorized(set_cookie);
         }
         // 32 random bytes, base64url, like the outpost's.
@@ -217,7 +251,7 @@ impl Ctx {
         let state = token::sign(
             m.sessions.key(),
             &json!({
-                "iss": format!("goauthentik.io/outpost/{}", app.client_id),
+                "iss": app.state_issuer(),
                 "sid": sid,
                 "state": nonce,
                 "redirect": redirect,
@@ -234,30 +268,25 @@ impl Ctx {
 
     /// Redeem the code for the session in the cookie; on success 302 back to the state's URL
     /// with the cookie refreshed. Anything that does not add up starts a new sign-in.
-    #[allow(clippy::too_many_arguments)]
     fn callback(
         &self,
         m: &mut Model,
-        app: &OutpostApp,
-        endpoint: Endpoint,
-        cookie: Option<&str>,
-        session: Session<'_>,
-        code: &str,
-        state: &str,
+        asking: &Asking<'_>,
+        (code, state): (&str, &str),
         fallback_redirect: &str,
     ) -> Response {
+        let (app, cookie) = (asking.app, asking.cookie);
         let claims = token::verify(m.sessions.key(), state).filter(|c| {
-            c["iss"] == format!("goauthentik.io/outpost/{}", app.client_id)
-                && Some(c["sid"].as_str().unwrap_or_default()) == cookie
+            c["iss"] == app.state_issuer() && Some(c["sid"].as_str().unwrap_or_default()) == cookie
         });
         let redeemed = claims.as_ref().and_then(|_| m.sessions.redeem(code));
         let (Some(claims), Some(pending), Some(value), Session::Anonymous | Session::Signed(_)) =
-            (claims, redeemed, cookie, session)
+            (claims, redeemed, cookie, asking.session)
         else {
-            return self.sign_in(m, app, endpoint, cookie, session, fallback_redirect);
+            return self.sign_in(m, asking, fallback_redirect);
         };
         if pending.client_id != app.client_id {
-            return self.sign_in(m, app, endpoint, cookie, session, fallback_redirect);
+            return self.sign_in(m, asking, fallback_redirect);
         }
         let identity = self.identity(m, app, pending.user);
         m.sessions.set_identity(value, identity);
@@ -328,21 +357,14 @@ impl Ctx {
         let original = decide::original(endpoint, headers, envoy_path, app.scheme());
         let fallback = original.as_ref().map(|o| o.url.clone()).unwrap_or_default();
         let cookie = respond::request_cookie(headers, &app.cookie.name);
-        let identity = cookie.map(|v| {
-            m.sessions
-                .proxy(v)
-                .filter(|s| s.provider == app.provider_pk)
-                .cloned()
-        });
-        let session = match &identity {
-            None => Session::Absent,
-            Some(None) => Session::Unknown,
-            Some(Some(s)) => s
-                .identity
-                .as_ref()
-                .map_or(Session::Anonymous, Session::Signed),
+        let stored = stored_session(&m, &app, cookie);
+        let asking = Asking {
+            app: &app,
+            endpoint,
+            cookie,
+            session: session_of(stored.as_ref()),
         };
-        match decide::decide(original, session, &app.skip_path_regex, &app.mode) {
+        match decide::decide(original, asking.session, &app.skip_path_regex, &app.mode) {
             Decision::Misconfigured => respond::configuration_error(),
             Decision::Identity(who) => {
                 let meta = respond::Meta {
@@ -360,16 +382,14 @@ impl Ctx {
                     who,
                     &meta,
                     headers.get(header::USER_AGENT),
-                    endpoint != Endpoint::Nginx,
+                    asking.endpoint != Endpoint::Nginx,
                 )
             }
             Decision::Skip => respond::skipped(),
-            Decision::Callback { code, state } => self.callback(
-                &mut m, &app, endpoint, cookie, session, &code, &state, &fallback,
-            ),
-            Decision::SignIn { redirect } => {
-                self.sign_in(&mut m, &app, endpoint, cookie, session, &redirect)
+            Decision::Callback { code, state } => {
+                self.callback(&mut m, &asking, (&code, &state), &fallback)
             }
+            Decision::SignIn { redirect } => self.sign_in(&mut m, &asking, &redirect),
         }
     }
 }
@@ -423,16 +443,14 @@ async fn start(State(ctx): St, RawQuery(query): RawQuery, headers: HeaderMap) ->
         .map(|(_, v)| v.into_owned())
         .unwrap_or_else(|| app.external_host.clone());
     let cookie = respond::request_cookie(&headers, &app.cookie.name);
-    let session = match cookie.map(|v| {
-        m.sessions
-            .proxy(v)
-            .is_some_and(|s| s.provider == app.provider_pk)
-    }) {
-        None => Session::Absent,
-        Some(false) => Session::Unknown,
-        Some(true) => Session::Anonymous,
+    let stored = stored_session(&m, &app, cookie);
+    let asking = Asking {
+        app: &app,
+        endpoint: Endpoint::Traefik,
+        cookie,
+        session: session_of(stored.as_ref()),
     };
-    ctx.sign_in(&mut m, &app, Endpoint::Traefik, cookie, session, &rd)
+    ctx.sign_in(&mut m, &asking, &rd)
 }
 
 async fn ping() -> StatusCode {
