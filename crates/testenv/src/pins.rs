@@ -159,6 +159,7 @@ mod tests {
             ("etcd", "etcd"),
             ("helm", "helm"),
             ("prometheus", "promtool"),
+            ("traefik", "traefik"),
         ] {
             binary_path_ends_with(tool, binary);
         }
