@@ -46,20 +46,9 @@ fn token_and_ca(env: &TestEnv) -> (String, String) {
     (token, ca)
 }
 
-#[tokio::test]
-async fn traefik_serves_an_ingressroute_read_from_the_api_server() {
-    let env = TestEnv::shared().expect("test environment");
-    tokio::task::spawn_blocking(|| gitops_testenv::ensure_tools(&["traefik"]))
-        .await
-        .expect("build task")
-        .expect("traefik builds");
-    let (client, namespace) = env.prepare("traefik").await.expect("namespace");
-    install_third_party_crds(&client)
-        .await
-        .expect("CRDs install");
-    let ns = namespace.name();
-
-    // A route to Traefik's own API, so no backend Pod (there is no kubelet) is needed.
+/// An IngressRoute in `ns` sending `probe.example.com` to Traefik's own API (no backend Pod is
+/// needed: there is no kubelet), through `middlewares` when given.
+async fn create_probe_route(client: &kube::Client, ns: &str, middlewares: Value) {
     let resource = ApiResource::from_gvk_with_plural(
         &GroupVersionKind::gvk("traefik.io", "v1alpha1", "IngressRoute"),
         "ingressroutes",
@@ -69,6 +58,7 @@ async fn traefik_serves_an_ingressroute_read_from_the_api_server() {
         "routes": [{
             "match": "Host(`probe.example.com`)",
             "kind": "Rule",
+            "middlewares": middlewares,
             "services": [{"name": "api@internal", "kind": "TraefikService"}],
         }],
     }}));
@@ -76,13 +66,20 @@ async fn traefik_serves_an_ingressroute_read_from_the_api_server() {
         .create(&PostParams::default(), &route)
         .await
         .expect("IngressRoute created");
+}
 
+/// Builds (once) and starts Traefik watching `ns`; returns it and its web port.
+async fn start_traefik(env: &TestEnv, ns: &str) -> (Running, u16, std::path::PathBuf) {
+    tokio::task::spawn_blocking(|| gitops_testenv::ensure_tools(&["traefik"]))
+        .await
+        .expect("build task")
+        .expect("traefik builds");
     let (token, ca) = token_and_ca(env);
     let web = free_port();
     let binary = pins::binary("traefik", "traefik").expect("pinned traefik");
     let log = env.control_plane().dir().join(format!("traefik-{ns}.log"));
     let log_file = std::fs::File::create(&log).expect("log file");
-    let _traefik = Running(
+    let running = Running(
         Command::new(&binary)
             .args([
                 format!("--entryPoints.web.address=127.0.0.1:{web}"),
@@ -102,33 +99,192 @@ async fn traefik_serves_an_ingressroute_read_from_the_api_server() {
             .spawn()
             .expect("traefik starts"),
     );
+    (running, web, log)
+}
 
+fn http() -> reqwest::Client {
     let _ = rustls::crypto::ring::default_provider().install_default();
-    let http = reqwest::Client::new();
-    let url = format!("http://127.0.0.1:{web}/api/version");
-    let version: Value = poll_until(
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("client")
+}
+
+/// Waits until Traefik answers `path` on the probe host with `status`; returns the response.
+async fn probe_until(
+    web: u16,
+    path: &str,
+    cookie: Option<&str>,
+    status: u16,
+    log: &std::path::Path,
+) -> reqwest::Response {
+    let http = http();
+    let url = format!("http://127.0.0.1:{web}{path}");
+    poll_until(
         "Traefik to serve the IngressRoute",
         Duration::from_secs(60),
         || async {
-            let answer = http
-                .get(&url)
-                .header("Host", "probe.example.com")
+            let mut req = http.get(&url).header("Host", "probe.example.com");
+            if let Some(c) = cookie {
+                req = req.header("Cookie", c);
+            }
+            Ok(req
                 .send()
-                .await;
-            Ok(match answer {
-                Ok(r) if r.status().is_success() => r.json::<Value>().await.ok(),
-                _ => None,
-            })
+                .await
+                .ok()
+                .filter(|r| r.status().as_u16() == status))
         },
     )
     .await
     .unwrap_or_else(|e| {
-        let tail = std::fs::read_to_string(&log).unwrap_or_default();
+        let tail = std::fs::read_to_string(log).unwrap_or_default();
         panic!("{e}; traefik log:\n{tail}")
-    });
+    })
+}
+
+#[tokio::test]
+async fn traefik_serves_an_ingressroute_read_from_the_api_server() {
+    let env = TestEnv::shared().expect("test environment");
+    let (client, namespace) = env.prepare("traefik").await.expect("namespace");
+    install_third_party_crds(&client)
+        .await
+        .expect("CRDs install");
+    let ns = namespace.name();
+    create_probe_route(&client, ns, json!([])).await;
+    let (_traefik, web, log) = start_traefik(env, ns).await;
+    let version: Value = probe_until(web, "/api/version", None, 200, &log)
+        .await
+        .json()
+        .await
+        .expect("JSON");
     assert_eq!(
         version["Version"],
         json!(pins::tool("traefik").expect("pinned").version),
         "{version}"
     );
+}
+
+/// First end-to-end slice of forward auth: Traefik's forwardAuth middleware in front of the
+/// route asks the authentik double's outpost, so a request without a session is redirected to
+/// sign in, a skipped path passes, and after the sign-in round trip the request gets through.
+#[tokio::test]
+async fn traefik_forward_auth_to_the_double_lets_only_signed_in_requests_through() {
+    use authentik_double::{AuthentikDouble, DoubleConfig};
+
+    let env = TestEnv::shared().expect("test environment");
+    let (client, namespace) = env.prepare("traefik-fa").await.expect("namespace");
+    install_third_party_crds(&client)
+        .await
+        .expect("CRDs install");
+    let ns = namespace.name();
+    let double = AuthentikDouble::start(DoubleConfig::default())
+        .await
+        .expect("double starts");
+    let http = http();
+    let api = |method: reqwest::Method, path: &str| {
+        http.request(method, format!("{}{path}", double.api_url()))
+            .bearer_auth(double.token())
+    };
+    let provider: Value = api(reqwest::Method::POST, "/providers/proxy/")
+        .json(&json!({
+            "name": "probe",
+            "authorization_flow": double.flow_pk("default-provider-authorization-implicit-consent"),
+            "invalidation_flow": double.flow_pk("default-provider-invalidation-flow"),
+            "external_host": "https://probe.example.com",
+            "mode": "forward_single",
+            "skip_path_regex": "^/api/overview$",
+        }))
+        .send()
+        .await
+        .expect("provider")
+        .json()
+        .await
+        .expect("provider JSON");
+    let app = api(reqwest::Method::POST, "/core/applications/")
+        .json(&json!({"name": "probe", "slug": "probe", "provider": provider["pk"]}))
+        .send()
+        .await
+        .expect("application");
+    assert_eq!(app.status(), 201);
+    let outpost = double.embedded_outpost_uuid();
+    let assigned = api(
+        reqwest::Method::PATCH,
+        &format!("/outposts/instances/{outpost}/"),
+    )
+    .json(&json!({"providers": [provider["pk"]]}))
+    .send()
+    .await
+    .expect("outpost");
+    assert_eq!(assigned.status(), 200);
+
+    let middleware = ApiResource::from_gvk_with_plural(
+        &GroupVersionKind::gvk("traefik.io", "v1alpha1", "Middleware"),
+        "middlewares",
+    );
+    let forward_auth = DynamicObject::new("authentik", &middleware).data(json!({"spec": {
+        "forwardAuth": {
+            "address": format!("{}/outpost.goauthentik.io/auth/traefik", double.base_url()),
+            "trustForwardHeader": true,
+            "authResponseHeaders": ["X-authentik-username", "X-authentik-groups", "X-authentik-uid"],
+        },
+    }}));
+    Api::<DynamicObject>::namespaced_with(client.clone(), ns, &middleware)
+        .create(&PostParams::default(), &forward_auth)
+        .await
+        .expect("Middleware created");
+    create_probe_route(&client, ns, json!([{"name": "authentik"}])).await;
+    let (_traefik, web, log) = start_traefik(env, ns).await;
+
+    // Without a session: the double's redirect to its authorize page, with the proxy cookie.
+    let first = probe_until(web, "/api/version", None, 302, &log).await;
+    let location = first.headers()["location"].to_str().expect("location");
+    assert!(
+        location.starts_with(&format!("{}/application/o/authorize/", double.base_url())),
+        "{location}"
+    );
+    let proxy_cookie = first.headers()["set-cookie"]
+        .to_str()
+        .expect("cookie")
+        .split(';')
+        .next()
+        .expect("name=value")
+        .to_owned();
+    assert!(
+        proxy_cookie.starts_with("authentik_proxy_"),
+        "{proxy_cookie}"
+    );
+
+    // The skipped path passes without one.
+    probe_until(web, "/api/overview", None, 200, &log).await;
+
+    // Sign in, let core authorize, hand the callback to the outpost through Traefik.
+    let signed_in: Value = http
+        .post(format!("{}/_double/sign-in", double.base_url()))
+        .json(&json!({"username": "alice"}))
+        .send()
+        .await
+        .expect("sign-in")
+        .json()
+        .await
+        .expect("sign-in JSON");
+    let authorized = http
+        .get(location)
+        .header("Cookie", signed_in["cookie"].as_str().expect("cookie"))
+        .send()
+        .await
+        .expect("authorize");
+    assert_eq!(authorized.status(), 302);
+    let callback = url::Url::parse(authorized.headers()["location"].to_str().expect("callback"))
+        .expect("callback URL");
+    let callback_path = format!(
+        "{}?{}",
+        callback.path(),
+        callback.query().unwrap_or_default()
+    );
+    let back = probe_until(web, &callback_path, Some(&proxy_cookie), 302, &log).await;
+    assert_eq!(
+        back.headers()["location"],
+        "http://probe.example.com/api/version"
+    );
+    probe_until(web, "/api/version", Some(&proxy_cookie), 200, &log).await;
 }
