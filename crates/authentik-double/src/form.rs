@@ -342,20 +342,28 @@ pub(crate) fn is_http_url(s: &str) -> bool {
 
 /// authentik's `timedelta_string_validator`: `hours=1;minutes=2` with timedelta keywords.
 pub(crate) fn is_timedelta_string(s: &str) -> bool {
-    const KEYS: [&str; 7] = [
-        "weeks",
-        "days",
-        "hours",
-        "minutes",
-        "seconds",
-        "milliseconds",
-        "microseconds",
+    timedelta_seconds(s).is_some()
+}
+
+/// Seconds in an authentik timedelta string (`hours=1;minutes=30`), `None` if malformed.
+pub(crate) fn timedelta_seconds(s: &str) -> Option<f64> {
+    const UNITS: [(&str, f64); 7] = [
+        ("weeks", 604_800.0),
+        ("days", 86_400.0),
+        ("hours", 3_600.0),
+        ("minutes", 60.0),
+        ("seconds", 1.0),
+        ("milliseconds", 0.001),
+        ("microseconds", 0.000_001),
     ];
-    !s.is_empty()
-        && s.split(';').all(|part| {
-            part.split_once('=')
-                .is_some_and(|(k, v)| KEYS.contains(&k.trim()) && v.trim().parse::<f64>().is_ok())
-        })
+    if s.is_empty() {
+        return None;
+    }
+    s.split(';').try_fold(0.0, |total, part| {
+        let (key, value) = part.split_once('=')?;
+        let (_, unit) = UNITS.iter().find(|(k, _)| *k == key.trim())?;
+        Some(total + value.trim().parse::<f64>().ok()? * unit)
+    })
 }
 
 #[cfg(test)]
@@ -380,6 +388,9 @@ mod tests {
         assert!(is_timedelta_string("hours=3;minutes=1"));
         assert!(is_timedelta_string("days=30"));
         assert!(!is_timedelta_string("forever"));
+        assert_eq!(timedelta_seconds("hours=1"), Some(3600.0));
+        assert_eq!(timedelta_seconds("days=1;minutes=1"), Some(86_460.0));
+        assert_eq!(timedelta_seconds("hours=1;forever=2"), None);
         assert!(!is_timedelta_string("hours=x"));
         assert!(!is_timedelta_string("fortnights=1"));
     }

@@ -31,15 +31,16 @@ impl AuthentikDouble {
     /// Bind and serve in the current tokio runtime until the handle is dropped or shut down.
     pub async fn start(config: DoubleConfig) -> io::Result<DoubleHandle> {
         let shared = Arc::new(Shared::new(&config));
-        let router = crate::api::router(shared.clone())
-            .merge(admin_router(shared.clone()))
-            .fallback(not_found)
-            .layer(middleware::from_fn_with_state(shared.clone(), control));
         let listen = config
             .listen
             .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 0)));
         let listener = TcpListener::bind(listen).await?;
         let addr = listener.local_addr()?;
+        let router = crate::api::router(shared.clone())
+            .merge(admin_router(shared.clone()))
+            .merge(crate::outpost_auth::router(shared.clone(), addr))
+            .fallback(not_found)
+            .layer(middleware::from_fn_with_state(shared.clone(), control));
         let (tx, rx) = watch::channel(false);
         let task = tokio::spawn(accept_loop(listener, router, rx));
         Ok(DoubleHandle {

@@ -27,12 +27,29 @@
 //!   requests (their connections reset); [`Fault::delete_providers_first`] deletes providers as
 //!   another admin would, just before a write that still names them.
 //! - Seed: default flows by slug, the embedded outpost, the admin user and default groups.
+//! - The embedded outpost's forward auth, as recorded in `authentik-forward-auth.md` and
+//!   replayed by `tests/forward_auth_transcripts.rs`: `/outpost.goauthentik.io/auth/traefik`,
+//!   `/auth/caddy`, `/auth/envoy/<path>` (302 to the authorize URL with a state JWT),
+//!   `/auth/nginx` (401 `unauthorized request`), `/callback`, `/start?rd=`, `/ping`. The
+//!   application is looked up by X-Forwarded-Host (or Host) among the proxy providers of the
+//!   embedded outpost that have an application; an unknown host gets core's HTML 404. One
+//!   `authentik_proxy_<sha256(client_id)[..8]>` cookie per provider with the recorded
+//!   attributes; `skip_path_regex` matched on the path (forward_domain: the URL); a session gets
+//!   200 with the `X-Authentik-*` headers (skipped paths too); missing forward headers give 500
+//!   `configuration error`. The outpost never refuses a signed-in user: core's
+//!   `/application/o/authorize/` does, with "Permission denied" for a user the application's
+//!   group/user bindings deny, and a code (redeemed by the callback) for one they allow.
 //!
 //! # Simplified
 //! - One token, one user (a superuser). No RBAC, no policies other than group/user bindings.
 //! - OAuth2 providers exist only to occupy names; no SAML/LDAP/etc. No service connections,
 //!   JWT federation sources or policies: references to them are "does not exist".
 //! - `page_size` is capped at 100 by default (the real cap is configurable, default unknown).
+//! - Forward auth: no login flow (authorize without an `authentik_session` only redirects to
+//!   it; `POST /_double/sign-in` logs in instead), no logout/sign_out, no basic-auth or
+//!   `additionalHeaders` from user attributes, no entitlements (the header is empty), no
+//!   proxy mode (its providers' hosts get core's 404). Tokens are HS256 with a key of the
+//!   double's; the authorize pages carry authentik's head and title, not its whole HTML.
 //! - Injected failures answer JSON `{"detail": "Injected fault: N"}` (or an empty body);
 //!   "down behind a proxy" answers an nginx-style HTML page. Connection expiry and worker
 //!   recycling are deterministic: the double never closes an idle connection itself, it treats
@@ -46,7 +63,13 @@
 //! `/_double/` (always served; the double is test-only and binds loopback by default):
 //! `GET|DELETE /_double/requests`, `GET|POST|DELETE /_double/faults`, `POST /_double/down`,
 //! `POST /_double/latency`, `POST /_double/server` (a [`ServerBehaviour`]), `GET /_double/state`,
-//! `GET /_double/stats`, `POST /_double/reset`.
+//! `GET /_double/stats`, `POST /_double/reset`,
+//! and `POST /_double/sign-in` (`{"username": "alice", "groups": ["team"]}`: creates the user
+//! and groups as needed, adds the memberships, answers `{"user", "uid", "groups", "cookie"}`
+//! with an `authentik_session=…` cookie for the authorize page). A test signs in like a
+//! browser: forward auth → 302 to authorize → authorize with that cookie → 302 to the
+//! callback on the application's host → forward auth with the callback URL → the
+//! `authentik_proxy_…` cookie is now signed in.
 
 mod accept;
 mod admin;
@@ -62,6 +85,7 @@ mod latency;
 mod list;
 mod log;
 pub mod model;
+mod outpost_auth;
 mod state;
 mod version;
 
@@ -71,5 +95,6 @@ pub use fault::{DownMode, Fault, Matcher};
 pub use handle::{AuthentikDouble, DoubleHandle};
 pub use latency::{LatencyModel, OutpostWrite};
 pub use log::{Outcome, RequestRecord, Stats};
-pub use model::{EMBEDDED_OUTPOST_MANAGED, EMBEDDED_OUTPOST_NAME, Model};
+pub use model::{EMBEDDED_OUTPOST_MANAGED, EMBEDDED_OUTPOST_NAME, Identity, Model, SignIn};
+pub use outpost_auth::{CORE_SESSION_COOKIE, claims_unverified};
 pub use version::ApiVersion;

@@ -53,7 +53,7 @@ pub async fn uninstall_crd(client: &Client, name: &str) -> Result<()> {
 }
 
 /// Installs the pinned third-party CRDs (PrometheusRule, ServiceMonitor, ExternalSecret,
-/// HelmRelease) and waits until they are served. Returns their names.
+/// HelmRelease, Traefik's) and waits until they are served. Returns their names.
 pub async fn install_third_party_crds(client: &Client) -> Result<Vec<String>> {
     // File I/O and `go mod download` are blocking; keep them off the caller's runtime.
     let files = tokio::task::spawn_blocking(third_party_crd_files)

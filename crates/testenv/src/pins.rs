@@ -173,6 +173,7 @@ mod tests {
             ("prometheus", "promtool"),
             ("crane", "crane"),
             ("actionlint", "actionlint"),
+            ("traefik", "traefik"),
         ] {
             binary_path_ends_with(tool, binary);
         }

@@ -291,6 +291,17 @@ fn prepare_module(name: &str, tool: &Tool, log: &Path) -> Result<PathBuf> {
         }
         go_mod.push_str(")\n");
     }
+    // Replace directives act only in the main module, so the upstream's forks (Traefik's
+    // `github.com/gorilla/mux => github.com/containous/mux …`) must be restated here. Directory
+    // replaces only work inside the upstream's own tree; the published modules stand in.
+    let forks = module_replaces(&upstream);
+    if !forks.is_empty() {
+        go_mod.push_str("\nreplace (\n");
+        for (module, target) in forks {
+            go_mod.push_str(&format!("\t{module} => {target}\n"));
+        }
+        go_mod.push_str(")\n");
+    }
     write_atomic(&src.join("go.mod"), go_mod)?;
 
     let mut tools_go = String::from(
@@ -312,20 +323,38 @@ fn prepare_module(name: &str, tool: &Tool, log: &Path) -> Result<PathBuf> {
     Ok(src)
 }
 
+/// Every replace directive of a go.mod (single-line and block form), as (left, right) of `=>`.
+fn replace_directives(go_mod: &str) -> impl Iterator<Item = (&str, &str)> {
+    let mut in_block = false;
+    go_mod.lines().filter_map(move |line| {
+        let line = line.split("//").next().unwrap_or_default().trim();
+        if line == "replace (" {
+            in_block = true;
+            return None;
+        }
+        if in_block && line == ")" {
+            in_block = false;
+            return None;
+        }
+        let directive = line.strip_prefix("replace ").or(in_block.then_some(line))?;
+        let (left, right) = directive.split_once("=>")?;
+        Some((left.trim(), right.trim()))
+    })
+}
+
 /// Modules that an upstream go.mod replaces with `./staging/…` directories.
 fn staging_modules(go_mod: &str) -> Vec<String> {
-    go_mod
-        .lines()
-        .filter_map(|line| {
-            let line = line.trim();
-            let line = line.strip_prefix("replace ").unwrap_or(line);
-            let (left, right) = line.split_once("=>")?;
-            right
-                .trim()
-                .starts_with("./staging/")
-                .then(|| left.split_whitespace().next().map(str::to_owned))
-                .flatten()
-        })
+    replace_directives(go_mod)
+        .filter(|(_, right)| right.starts_with("./staging/"))
+        .filter_map(|(left, _)| left.split_whitespace().next().map(str::to_owned))
+        .collect()
+}
+
+/// Replace directives of an upstream go.mod that point at another module (not a directory).
+fn module_replaces(go_mod: &str) -> Vec<(String, String)> {
+    replace_directives(go_mod)
+        .filter(|(_, right)| !right.starts_with('.') && !right.starts_with('/'))
+        .map(|(left, right)| (left.to_owned(), right.to_owned()))
         .collect()
 }
 
@@ -466,5 +495,46 @@ mod tests {
             staging_modules(go_mod),
             ["k8s.io/api", "k8s.io/client-go", "k8s.io/kms"]
         );
+        assert_eq!(
+            module_replaces(go_mod),
+            [(
+                "github.com/x/y".to_owned(),
+                "github.com/x/y v1.2.3".to_owned()
+            )]
+        );
+    }
+
+    #[test]
+    fn module_replaces_keep_forks_and_drop_directories() {
+        // Shapes from Traefik v3.6 and etcd's server module.
+        let go_mod = "module github.com/traefik/traefik/v3\n\ngo 1.25.0\n\n\
+                      require github.com/gorilla/mux v1.8.1 // indirect\n\n\
+                      // Containous forks\n\
+                      replace (\n\
+                      \tgithub.com/abbot/go-http-auth => github.com/containous/go-http-auth v0.4.1-0.20200324110947-a37a7636d23e\n\
+                      \tgithub.com/gorilla/mux => github.com/containous/mux v0.0.0-20250523120546-41b6ec3aed59 // fork\n\
+                      \tgo.etcd.io/etcd/api/v3 => ../api\n\
+                      )\n\
+                      replace github.com/mailgun/minheap v0.0.1 => github.com/containous/minheap v0.0.0-20190809180810-6e71eb837595\n\
+                      replace github.com/traefik/traefik/dynamic/ext => ./pkg/config/dynamic/ext\n";
+        assert_eq!(
+            module_replaces(go_mod),
+            [
+                (
+                    "github.com/abbot/go-http-auth".to_owned(),
+                    "github.com/containous/go-http-auth v0.4.1-0.20200324110947-a37a7636d23e"
+                        .to_owned()
+                ),
+                (
+                    "github.com/gorilla/mux".to_owned(),
+                    "github.com/containous/mux v0.0.0-20250523120546-41b6ec3aed59".to_owned()
+                ),
+                (
+                    "github.com/mailgun/minheap v0.0.1".to_owned(),
+                    "github.com/containous/minheap v0.0.0-20190809180810-6e71eb837595".to_owned()
+                ),
+            ]
+        );
+        assert!(staging_modules(go_mod).is_empty());
     }
 }

@@ -51,6 +51,12 @@ fn pinned_tools_report_their_versions() {
             vec!["--version"],
             "promtool".to_owned(),
         ),
+        (
+            "traefik",
+            "traefik",
+            vec!["version"],
+            pins.tools["traefik"].version.clone(),
+        ),
     ];
     gitops_testenv::ensure_all_tools().expect("tools build");
     for (tool, binary, args, expected) in checks {

@@ -153,9 +153,10 @@ impl Model {
         })
     }
 
-    /// Whether the token's user passes the application's policy bindings (the plain list is
-    /// filtered by this; `superuser_full_list=true` skips it).
-    fn admin_may_access(&self, a: &Application) -> bool {
+    /// Whether a user passes the application's policy bindings: the plain list is filtered by
+    /// this for the token's user (`superuser_full_list=true` skips it), and the authorize page
+    /// refuses a signed-in user who fails it.
+    pub(crate) fn user_may_access(&self, user_pk: i64, a: &Application) -> bool {
         let results: Vec<bool> = self
             .bindings
             .iter()
@@ -165,8 +166,8 @@ impl Model {
                     (Some(g), _) => self
                         .groups
                         .iter()
-                        .any(|gr| gr.pk == g && gr.users.contains(&self.admin_pk)),
-                    (None, Some(u)) => u == self.admin_pk,
+                        .any(|gr| gr.pk == g && gr.users.contains(&user_pk)),
+                    (None, Some(u)) => u == user_pk,
                     (None, None) => b.failure_result,
                 };
                 passes != b.negate
@@ -189,7 +190,10 @@ impl Model {
     ) -> Value {
         let mut v = self.render_application(a, links);
         if let Value::Object(m) = &mut v {
-            m.insert("_visible".into(), json!(self.admin_may_access(a)));
+            m.insert(
+                "_visible".into(),
+                json!(self.user_may_access(self.admin_pk, a)),
+            );
         }
         v
     }

@@ -6,6 +6,7 @@ mod applications;
 mod directory;
 mod outposts;
 mod providers;
+mod sessions;
 
 use std::collections::BTreeMap;
 
@@ -18,6 +19,8 @@ use crate::config::ApiVersion;
 pub use directory::{Binding, Flow, Group, User};
 pub(crate) use directory::{group_autocomplete, render_flow};
 pub(crate) use providers::BaseView;
+pub use sessions::{Identity, Sessions, SignIn};
+pub(crate) use sessions::{PendingCode, ProxySession};
 
 /// `managed` value of the embedded outpost.
 pub const EMBEDDED_OUTPOST_MANAGED: &str = "goauthentik.io/outposts/embedded";
@@ -212,6 +215,8 @@ pub struct Model {
     /// `version_current` to report instead of the imitated release's (tests of how clients
     /// treat an unsupported or unparseable version).
     pub reported_version: Option<String>,
+    /// Sign-in state of the embedded outpost and the authorize page.
+    pub sessions: Sessions,
 }
 
 impl Model {
@@ -267,6 +272,7 @@ impl Model {
             bindings: Vec::new(),
             admin_pk,
             reported_version: None,
+            sessions: Sessions::default(),
         };
         directory::seed_groups(&mut model);
         model
