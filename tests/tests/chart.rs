@@ -263,10 +263,15 @@ fn deployments_set_only_environment_the_binaries_read() {
             "crates/cleanup/src/config.rs",
         ),
     ] {
-        // Each binary reads its own settings plus those every controller process shares.
-        let config = [config, "crates/gitops-runtime/src/process.rs"]
-            .map(|path| std::fs::read_to_string(root.join(path)).expect("settings source"))
-            .join("\n");
+        // Each binary reads its own settings plus those every controller process shares (the
+        // process settings and the authentik connection flags).
+        let config = [
+            config,
+            "crates/gitops-runtime/src/process.rs",
+            "crates/authentik-client/src/args.rs",
+        ]
+        .map(|path| std::fs::read_to_string(root.join(path)).expect("settings source"))
+        .join("\n");
         let known: BTreeSet<String> = config
             .split("env = \"")
             .skip(1)
