@@ -382,28 +382,20 @@ async fn leader_hands_over_within_the_lease_duration(
 }
 
 /// `helm test`: the chart's test Pod (the service-discovery image's `check-authentik`) reaches
-/// the double with the mounted token and says so in its one line.
+/// the double with the mounted token and exits 0. (Its line cannot be read here: the chart
+/// deletes a test Pod that succeeded, so `--logs` would find none; a failed one stays for
+/// `kubectl logs`.)
 fn helm_test_passes(kubeconfig: &Path) {
     let output = helm(
-        &[
-            "test",
-            RELEASE,
-            "--namespace",
-            NAMESPACE,
-            "--logs",
-            "--timeout=2m",
-        ],
+        &["test", RELEASE, "--namespace", NAMESPACE, "--timeout=2m"],
         Some(kubeconfig),
     )
     .ok("helm test");
-    let printed = output.combined();
+    let suite = format!("TEST SUITE:     {RELEASE}-test-authentik");
     assert!(
-        printed.contains("ok: authentik at http://"),
-        "the test Pod's line is missing:\n{printed}"
-    );
-    assert!(
-        !printed.contains(DEFAULT_TOKEN),
-        "helm test printed the token"
+        output.stdout.contains(&suite) && output.stdout.contains("Phase:          Succeeded"),
+        "{}",
+        output.stdout
     );
 }
 
