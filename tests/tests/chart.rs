@@ -195,10 +195,23 @@ fn no_hooks_but_the_helm_test_and_crds_are_kept() {
             .filter(|o| o["metadata"]["annotations"].get("helm.sh/hook").is_some())
             .collect();
         assert_eq!(tests.len(), 1, "exactly one helm test Pod");
-        let script = tests[0]["spec"]["containers"][0]["command"].to_string();
+        // The check is built into the service-discovery image: no shell or curl image to mirror.
+        let container = &tests[0]["spec"]["containers"][0];
+        let image = container["image"].as_str().unwrap_or_default();
         assert!(
-            script.contains("/api/v3/core/users/me/") && script.contains("Authorization: Bearer"),
-            "{script}"
+            image.contains("/gitops-service-discovery:"),
+            "the test Pod runs {image}"
+        );
+        assert_eq!(container["args"][0], "check-authentik", "{container}");
+        let token_source = container["args"][2].as_str().unwrap_or_default();
+        assert!(
+            token_source.starts_with("Secret flux-system/")
+                && token_source.contains("authentik-token"),
+            "the refusal message names the token's Secret: {token_source}"
+        );
+        assert!(
+            container.get("command").is_none(),
+            "the image's own entrypoint runs: {container}"
         );
     }
     let objects = defaults();

@@ -249,11 +249,12 @@ fn archives_hold_valid_oci_images_as_the_chart_runs_them() {
     }
 }
 
-/// Runs the entrypoint with `--help` under runc (Debian's; `cargo xtask test` installs it) as
+/// Runs the entrypoint with `--help` under runc (the test environment's pinned one) as
 /// the chart's securityContext runs it: UID/GID 65532, read-only root filesystem, no
 /// capabilities, no new privileges. Returns what it printed.
 fn run_with_runc(bundle: &Path, name: &str, entrypoint: &Value) -> String {
-    command("runc", &["spec", "--bundle", path(bundle)]);
+    let runc = gitops_e2e::tool("runc", "runc");
+    command(path(&runc), &["spec", "--bundle", path(bundle)]);
     let config_path = bundle.join("config.json");
     let mut config: Value =
         serde_json::from_slice(&std::fs::read(&config_path).expect("config.json"))
@@ -271,7 +272,7 @@ fn run_with_runc(bundle: &Path, name: &str, entrypoint: &Value) -> String {
     let state = tempfile::tempdir().expect("tempdir");
     let id = format!("image-test-{name}-{}", std::process::id());
     String::from_utf8(command(
-        "runc",
+        path(&runc),
         &[
             "--root",
             path(state.path()),

@@ -85,6 +85,7 @@ async fn the_chart_runs_on_a_real_node() {
 
     deployments_are_available_with_the_charts_security_context(&client, &sets).await;
     let proxyconfig = runbook_proxyconfig_goes_ready(&client, &kubeconfig).await;
+    helm_test_passes(&kubeconfig);
     a_real_job_runs_and_is_cleaned_up(&client, &images).await;
     leader_hands_over_within_the_lease_duration(&client, &double, &proxyconfig).await;
     logs_are_json_without_the_token(&kubeconfig);
@@ -377,6 +378,24 @@ async fn leader_hands_over_within_the_lease_duration(
         providers.len(),
         1,
         "one provider after the handover: {providers:?}"
+    );
+}
+
+/// `helm test`: the chart's test Pod (the service-discovery image's `check-authentik`) reaches
+/// the double with the mounted token and exits 0. (Its line cannot be read here: the chart
+/// deletes a test Pod that succeeded, so `--logs` would find none; a failed one stays for
+/// `kubectl logs`.)
+fn helm_test_passes(kubeconfig: &Path) {
+    let output = helm(
+        &["test", RELEASE, "--namespace", NAMESPACE, "--timeout=2m"],
+        Some(kubeconfig),
+    )
+    .ok("helm test");
+    let suite = format!("TEST SUITE:     {RELEASE}-test-authentik");
+    assert!(
+        output.stdout.contains(&suite) && output.stdout.contains("Phase:          Succeeded"),
+        "{}",
+        output.stdout
     );
 }
 

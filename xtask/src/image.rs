@@ -7,12 +7,12 @@
 //! serves on loopback, sets the config and writes an OCI layout; this module only stages files
 //! and calls GNU tar with reproducible-build options. Two builds of one commit give one digest.
 
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, UNIX_EPOCH};
 
 use anyhow::{Context, Result, bail};
+use gitops_testenv::registry::LocalRegistry;
 use serde_json::{Value, json};
 
 /// `<registry>/<REPOSITORY_PREFIX>/<name>:<version>`, as the chart's default image references.
@@ -125,7 +125,7 @@ pub fn run(root: &Path, args: &Args) -> Result<()> {
     std::fs::create_dir_all(&work).with_context(|| format!("creating {}", work.display()))?;
     let base_layer = base_layer(root, &work, source.epoch)?;
 
-    let registry = Registry::start(&crane)?;
+    let registry = LocalRegistry::start(&crane)?;
     let mut report = Vec::new();
     for spec in &IMAGES {
         let binary = bin_dir.join(spec.name);
@@ -228,27 +228,9 @@ fn host_target() -> Result<(&'static str, &'static str)> {
 
 /// Debian's bundle is what goes into the base layer; install it when this machine lacks it.
 fn ensure_ca_bundle() -> Result<()> {
-    ensure_debian_package(Path::new(CA_BUNDLE), "ca-certificates")
-}
-
-/// Installs a Debian package unless `file` (which it provides) is there already.
-pub fn ensure_debian_package(file: &Path, package: &str) -> Result<()> {
-    if file.is_file() {
-        return Ok(());
-    }
-    eprintln!(
-        "==> {} is missing; apt-get install {package}",
-        file.display()
-    );
-    let status = Command::new("apt-get")
-        .args(["install", "-y", "--no-install-recommends", package])
-        .status()
-        .with_context(|| format!("running apt-get install {package}"))?;
-    if !status.success() || !file.is_file() {
-        bail!(
-            "{} is missing and `apt-get install {package}` failed ({status})",
-            file.display()
-        );
+    gitops_testenv::ensure_debian_packages(&["ca-certificates".to_owned()])?;
+    if !Path::new(CA_BUNDLE).is_file() {
+        bail!("{CA_BUNDLE} is missing although ca-certificates is installed; reinstall it");
     }
     Ok(())
 }
@@ -414,53 +396,6 @@ fn tar(dir: &Path, entries: &[&str], archive: &Path, epoch: u64) -> Result<()> {
     Ok(())
 }
 
-/// crane's in-memory registry on a loopback port, stopped (by pid) when dropped.
-struct Registry {
-    child: Child,
-    host: String,
-}
-
-impl Registry {
-    fn start(crane: &Path) -> Result<Self> {
-        let mut child = Command::new(crane)
-            .args(["registry", "serve", "--address", "127.0.0.1:0"])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .with_context(|| format!("starting {} registry serve", crane.display()))?;
-        let stderr = child
-            .stderr
-            .take()
-            .context("crane registry serve's stderr")?;
-        let mut seen = Vec::new();
-        let mut lines = BufReader::new(stderr).lines();
-        while let Some(line) = lines.next() {
-            let line = line.context("reading crane registry serve's output")?;
-            if let Some(port) = line.split("serving on port ").nth(1) {
-                let host = format!("127.0.0.1:{}", port.trim());
-                // Keep reading its request log: a closed pipe would kill it (SIGPIPE).
-                std::thread::spawn(move || lines.for_each(drop));
-                return Ok(Self { child, host });
-            }
-            seen.push(line);
-        }
-        let _ = child.kill();
-        let _ = child.wait();
-        bail!(
-            "crane registry serve exited before serving: {}",
-            seen.join(" | ")
-        )
-    }
-}
-
-impl Drop for Registry {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 struct Image<'a> {
     spec: &'a ImageSpec,
     reference: &'a str,
@@ -474,14 +409,14 @@ impl Image<'_> {
     fn assemble(
         &self,
         crane: &Path,
-        registry: &Registry,
+        registry: &LocalRegistry,
         base_layer: &Path,
         app_layer: &Path,
         out: &Path,
     ) -> Result<String> {
         let name = self.spec.name;
-        let staged = format!("{}/{name}:staged", registry.host);
-        let built = format!("{}/{name}:built", registry.host);
+        let staged = format!("{}/{name}:staged", registry.address());
+        let built = format!("{}/{name}:built", registry.address());
         let mut append = vec!["append".to_owned(), "--oci-empty-base".to_owned()];
         for layer in [base_layer, app_layer] {
             append.extend(["--new_layer".to_owned(), layer.display().to_string()]);

@@ -10,9 +10,6 @@ use crate::run::{RunEnvironment, cargo};
 /// Long enough to catch shallow parser bugs on every CI run; `cargo xtask fuzz` goes deeper.
 const FUZZ_SECONDS: u64 = 20;
 
-/// Debian's runc, which the image tests run the images with.
-const RUNC: &str = "/usr/sbin/runc";
-
 /// What a clean run needs on disk: ~7 GiB measured for target/ (debug, release, fuzz builds),
 /// plus the Go caches when the tools are built for the first time.
 const DISK_NEEDED_GIB: u64 = 8;
@@ -45,12 +42,11 @@ pub fn run(root: &Path, all_versions: bool) -> Result<()> {
     eprintln!("==> tools: the pinned tools (built from source on the first run, then cached)");
     gitops_testenv::ensure_all_tools()?;
 
-    // The image tests check these archives and run them with Debian's runc; the end-to-end
+    // The image tests check these archives and run them with the pinned runc; the end-to-end
     // tests on the test node install the chart with them.
     eprintln!("==> images: cargo xtask image (static release binaries, as users get them)");
     let started = Instant::now();
     crate::image::run(root, &crate::image::Args::default())?;
-    crate::image::ensure_debian_package(Path::new(RUNC), "runc")?;
     eprintln!("==> images: built in {}s", started.elapsed().as_secs());
 
     let environment = RunEnvironment::acquire("test environment")?;

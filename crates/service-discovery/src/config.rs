@@ -81,6 +81,23 @@ pub struct Args {
     /// Observability, leadership, logging and scope (shared with the cleanup controller).
     #[command(flatten)]
     pub process: ProcessArgs,
+
+    /// Without a command: run the controller.
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+/// One-shot commands instead of the controller.
+#[derive(Debug, clap::Subcommand)]
+pub enum Command {
+    /// Check that authentik accepts the configured token (`GET /api/v3/core/users/me/`), print
+    /// one line and exit 0 (ok) or 1: the chart's `helm test`.
+    CheckAuthentik {
+        /// Where the token comes from, named when authentik refuses it (the chart passes its
+        /// Secret).
+        #[arg(long, default_value = "AUTHENTIK_TOKEN/AUTHENTIK_TOKEN_FILE")]
+        token_source: String,
+    },
 }
 
 /// Validated settings the controller runs with.

@@ -4,6 +4,7 @@ use std::process::ExitCode;
 
 mod authentik;
 mod backoff;
+mod check;
 mod config;
 mod conflicts;
 mod context;
@@ -20,7 +21,12 @@ mod status;
 #[tokio::main]
 async fn main() -> ExitCode {
     match gitops_runtime::start::<config::Args>(|args| &args.process) {
-        Ok(args) => gitops_runtime::finish("gitops-service-discovery", controller::run(args).await),
+        Ok(mut args) => match args.command.take() {
+            Some(config::Command::CheckAuthentik { token_source }) => {
+                check::run(args.authentik, &token_source).await
+            }
+            None => gitops_runtime::finish("gitops-service-discovery", controller::run(args).await),
+        },
         Err(code) => code,
     }
 }

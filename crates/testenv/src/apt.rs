@@ -8,7 +8,7 @@ use crate::util::FileLock;
 
 /// Installs whichever of `packages` dpkg does not report as installed (`apt-get update` first,
 /// since a fresh machine's package lists may be empty). A no-op when all are there.
-pub(crate) fn ensure_packages(packages: &[String]) -> Result<()> {
+pub fn ensure_packages(packages: &[String]) -> Result<()> {
     if missing(packages)?.is_empty() {
         return Ok(());
     }

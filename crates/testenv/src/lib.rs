@@ -20,11 +20,13 @@ mod node;
 mod pause;
 pub mod pins;
 mod pki;
+pub mod registry;
 pub mod shared;
 mod tools;
 mod util;
 mod wait;
 
+pub use apt::ensure_packages as ensure_debian_packages;
 pub use control_plane::{COMPONENTS, ControlPlane, EnvironmentInfo, Frozen, ProcessStatus};
 pub use crds::{
     install_product_crds, install_proxyconfig_crd, install_third_party_crds, third_party_crd_files,
