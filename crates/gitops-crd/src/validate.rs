@@ -463,6 +463,9 @@ mod tests {
         /// Internal hosts parse to the port they name (or the scheme's default).
         #[test]
         fn internal_hosts_keep_their_port(name in "[a-z][a-z0-9-]{0,20}", port in 1u16.., https in proptest::bool::ANY) {
+            // `xn--` starts a punycode label, which must decode: "xn--6e5s70wem76--" is rightly
+            // rejected, so such names are not "any name" for this property.
+            proptest::prop_assume!(!name.starts_with("xn--"));
             let scheme = if https { "https" } else { "http" };
             let parsed = parse_internal_host(&format!("{scheme}://{name}.ns.svc:{port}")).expect("valid");
             proptest::prop_assert_eq!(parsed.port, port);
