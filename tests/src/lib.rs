@@ -257,3 +257,14 @@ pub fn free_port() -> u16 {
 pub fn names_of_kind(objects: &[Value], kind: &str) -> BTreeSet<String> {
     of_kind(objects, kind).into_keys().collect()
 }
+
+/// Installs the product's CRDs and the third-party ones the chart's objects use
+/// (PrometheusRule, ServiceMonitor, ExternalSecret, HelmRelease, …).
+pub async fn install_all_crds(client: &kube::Client) {
+    gitops_testenv::install_product_crds(client)
+        .await
+        .expect("product CRDs");
+    gitops_testenv::install_third_party_crds(client)
+        .await
+        .expect("third-party CRDs");
+}

@@ -32,12 +32,7 @@ async fn setup() -> Setup {
     gitops_runtime::install_crypto_provider();
     let env = TestEnv::shared().expect("test environment");
     let client = env.client().await.expect("client");
-    gitops_testenv::install_product_crds(&client)
-        .await
-        .expect("product CRDs");
-    gitops_testenv::install_third_party_crds(&client)
-        .await
-        .expect("third-party CRDs");
+    gitops_e2e::install_all_crds(&client).await;
     Setup {
         env,
         client,

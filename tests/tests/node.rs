@@ -49,12 +49,7 @@ async fn the_chart_runs_on_a_real_node() {
         plane.import_image(archive).expect("image imported");
     }
     let client = env.client().await.expect("client");
-    gitops_testenv::install_product_crds(&client)
-        .await
-        .expect("product CRDs");
-    gitops_testenv::install_third_party_crds(&client)
-        .await
-        .expect("third-party CRDs");
+    gitops_e2e::install_all_crds(&client).await;
     let double = AuthentikDouble::start(DoubleConfig {
         listen: Some(SocketAddr::new(NODE_IP.into(), 0)),
         ..DoubleConfig::default()
