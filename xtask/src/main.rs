@@ -106,7 +106,9 @@ fn main() -> ExitCode {
         Command::Testenv { action } => testenv::run(action),
         Command::Bench(args) => bench::run(&root, &args),
         Command::Chaos(args) => reliability::chaos(&root, &args),
-        Command::Fuzz { seconds } => reliability::fuzz(&root, seconds),
+        Command::Fuzz { seconds } => {
+            reliability::fuzz(&root, reliability::FuzzBudget::Seconds(seconds))
+        }
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

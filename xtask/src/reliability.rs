@@ -55,9 +55,18 @@ pub fn chaos(root: &Path, args: &ChaosArgs) -> Result<()> {
 const FUZZ_DIR: &str = "crates/authentik-client";
 const FUZZ_TARGET: &str = "parse_responses";
 
-/// Runs the response-parser fuzz target for `seconds` (installing cargo-fuzz once; it needs the
-/// nightly toolchain, which rustup machines of this project carry).
-pub fn fuzz(root: &Path, seconds: u64) -> Result<()> {
+/// How much fuzzing to do.
+pub enum FuzzBudget {
+    /// Explore for this long from the corpus kept under `fuzz/corpus/` (`cargo xtask fuzz`).
+    Seconds(u64),
+    /// A fixed number of inputs from a fixed seed and an empty corpus: the same inputs on every
+    /// machine, so a CI result reproduces locally (`cargo xtask test`).
+    Reproducible { runs: u64, seed: u32 },
+}
+
+/// Runs the response-parser fuzz target (installing cargo-fuzz once; it needs the nightly
+/// toolchain, which rustup machines of this project carry).
+pub fn fuzz(root: &Path, budget: FuzzBudget) -> Result<()> {
     let installed = Command::new(env!("CARGO"))
         .args(["fuzz", "--version"])
         .output()
@@ -66,10 +75,28 @@ pub fn fuzz(root: &Path, seconds: u64) -> Result<()> {
         eprintln!("==> fuzz: installing cargo-fuzz (once)");
         cargo(root, &["install", "cargo-fuzz", "--locked"], &[])?;
     }
-    eprintln!("==> fuzz: {FUZZ_TARGET} for {seconds}s");
+    let (corpus, limits) = match budget {
+        FuzzBudget::Seconds(seconds) => {
+            eprintln!("==> fuzz: {FUZZ_TARGET} for {seconds}s");
+            (None, vec![format!("-max_total_time={seconds}")])
+        }
+        FuzzBudget::Reproducible { runs, seed } => {
+            eprintln!("==> fuzz: {FUZZ_TARGET}, {runs} inputs from seed {seed}");
+            let fresh_corpus = root.join("target/fuzz-reproducible-corpus");
+            let _ = std::fs::remove_dir_all(&fresh_corpus);
+            std::fs::create_dir_all(&fresh_corpus)
+                .with_context(|| format!("creating {}", fresh_corpus.display()))?;
+            (
+                Some(fresh_corpus),
+                vec![format!("-runs={runs}"), format!("-seed={seed}")],
+            )
+        }
+    };
     let status = Command::new("cargo")
-        .args(["+nightly", "fuzz", "run", FUZZ_TARGET, "--"])
-        .arg(format!("-max_total_time={seconds}"))
+        .args(["+nightly", "fuzz", "run", FUZZ_TARGET])
+        .args(corpus)
+        .arg("--")
+        .args(limits)
         .current_dir(root.join(FUZZ_DIR))
         .status()
         .context("running cargo +nightly fuzz (is the nightly toolchain installed?)")?;

@@ -218,10 +218,12 @@ impl Error {
         body: &[u8],
         token: &ApiToken,
     ) -> Self {
+        // Parsed as received (JSON may hold newlines between values); only what is kept is
+        // made printable.
         let text = redact(body, token);
         // JSON escapes (`\u0034`, `\/`) can spell the token only after decoding: scrub the
         // decoded strings too.
-        let scrub = |decoded: String| redact(decoded.as_bytes(), token);
+        let scrub = |decoded: String| keepable(&decoded, token);
         let code = status.as_u16();
         match code {
             404 => Self::NotFound { endpoint },
@@ -259,13 +261,16 @@ impl Error {
                 reason: if text.trim().is_empty() {
                     format!("HTTP {code} with an empty body")
                 } else {
-                    format!("HTTP {code} with a non-JSON body: {:?}", prefix(&text))
+                    format!(
+                        "HTTP {code} with a non-JSON body: {:?}",
+                        prefix(&keepable(&text, token))
+                    )
                 },
             },
             _ => Self::UnexpectedStatus {
                 endpoint,
                 status: code,
-                body_prefix: prefix(&text),
+                body_prefix: prefix(&keepable(&text, token)),
             },
         }
     }
@@ -282,8 +287,8 @@ impl Error {
             endpoint,
             status: status.as_u16(),
             // serde quotes the values it could not decode: they may hold the token.
-            reason: redact(reason.to_string().as_bytes(), token),
-            body_prefix: prefix(&redact(body, token)),
+            reason: keepable(&reason.to_string(), token),
+            body_prefix: prefix(&keepable(&redact(body, token), token)),
         }
     }
 
@@ -338,6 +343,24 @@ fn redact(body: &[u8], token: &ApiToken) -> String {
     } else {
         text.replace(token.expose(), "***")
     }
+}
+
+/// Server text as an error may keep it: the token redacted, and control characters written
+/// as `\u{..}`. Quoting such text escapes `\0`, `\t`, `\n` and `\r` with a letter or digit
+/// that joins the next characters, so a body holding NUL + the token's tail would spell the
+/// token in a log line (found by the fuzzer). A `\u{..}` escape ends in `}`, which joins
+/// nothing; the second pass catches a token the escaping itself completed.
+fn keepable(text: &str, token: &ApiToken) -> String {
+    let redacted = redact(text.as_bytes(), token);
+    let mut printable = String::with_capacity(redacted.len());
+    for c in redacted.chars() {
+        if c.is_control() {
+            printable.extend(c.escape_unicode());
+        } else {
+            printable.push(c);
+        }
+    }
+    redact(printable.as_bytes(), token)
 }
 
 fn prefix(text: &str) -> String {
@@ -570,6 +593,38 @@ mod tests {
         };
         assert!(!body_prefix.contains("tok-REC"), "{body_prefix}");
         assert!(body_prefix.chars().count() <= BODY_PREFIX_CHARS);
+    }
+
+    #[test]
+    fn quoting_a_kept_body_never_spells_the_token() {
+        // Found by the fuzzer: `{:?}` writes NUL as `\0`, and that `0` joined the token's tail.
+        let token = "0199540078A777777X-0-X";
+        let echo = format!("[\0{}\t{token}\n", &token[1..]);
+        for status in [200, 400, 403, 418, 467, 302] {
+            let status = StatusCode::from_u16(status).expect("valid status");
+            let api_token = ApiToken::new(token);
+            let mapped =
+                Error::from_response("GET /x/".into(), status, None, echo.as_bytes(), &api_token);
+            let serde_err = serde_json::from_str::<u8>(&echo).expect_err("not JSON");
+            let decoded = Error::decode(
+                "GET /x/".into(),
+                status,
+                &serde_err,
+                echo.as_bytes(),
+                &api_token,
+            );
+            for err in [mapped, decoded] {
+                let shown = format!("{err} {err:?}");
+                assert!(!shown.contains(token), "HTTP {status}: {shown}");
+                // 401/403 keep only a JSON `detail`, not the body.
+                if !matches!(err, Error::Unauthorized { .. }) {
+                    assert!(
+                        shown.contains("\\u{0}"),
+                        "control characters stay visible: {shown}"
+                    );
+                }
+            }
+        }
     }
 
     #[test]

@@ -49,11 +49,16 @@ pub fn parse_response(status: u16, body: &[u8], token: &str) {
         return;
     }
     for error in std::iter::once(mapped).chain(decode_error) {
-        // The text an error carries, compared directly: formatted output adds quotes and
-        // escapes (`\n` before a body line) that could spell a token by accident.
+        // The text an error carries, and what logs print: Display and Debug add quotes and
+        // escapes, which must not spell the token either.
         assert!(
             texts(&error).iter().all(|text| !text.contains(secret)),
             "the token leaked into an error"
+        );
+        let shown = format!("{error} {error:?}");
+        assert!(
+            !shown.contains(secret),
+            "the token leaked into a formatted error"
         );
     }
 }
