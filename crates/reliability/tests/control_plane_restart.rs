@@ -125,7 +125,9 @@ async fn watches_resume_after_api_server_and_etcd_restarts_without_missing_chang
         }
         for name in &deleted {
             assert!(
-                h.double.provider_by_name(&h.provider_name(name)).is_none(),
+                h.double()
+                    .provider_by_name(&h.provider_name(name))
+                    .is_none(),
                 "{name} deleted after the {component} restart"
             );
         }
