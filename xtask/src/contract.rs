@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail, ensure};
 use serde_json::{Value, json};
 
-use crate::run::cargo;
+use crate::run::{RunEnvironment, cargo};
 
 /// `gitops_harness::AUTHENTIK_URL_VARIABLE` / `AUTHENTIK_TOKEN_VARIABLE` (xtask does not link
 /// the harness).
@@ -22,13 +22,12 @@ const URL_VARIABLE: &str = "GITOPS_TEST_AUTHENTIK_URL";
 const TOKEN_VARIABLE: &str = "GITOPS_TEST_AUTHENTIK_TOKEN";
 const TOKEN: &str = "gitops-contract-token";
 
-/// The test binaries of the subset, by package.
-const PACKAGES: [(&str, &str); 4] = [
-    ("gitops-service-discovery", "lifecycle"),
-    ("gitops-service-discovery", "ownership"),
-    ("gitops-cleanup", "orphans"),
-    ("kubectl-gitops", "commands"),
-];
+/// The test binaries of the subset (of gitops-service-discovery, gitops-cleanup and
+/// kubectl-gitops).
+const TEST_TARGETS: [&str; 4] = ["lifecycle", "ownership", "orphans", "commands"];
+/// A test target of the authentik-double package: building it builds the `authentik-double`
+/// binary with the features `cargo test --workspace` gives it, so nothing is rebuilt twice.
+const DOUBLE_TEST_TARGET: &str = "server_behaviour";
 /// Test names (substrings) of the subset: lifecycle, drift, deletion next to a foreign
 /// provider, allowed groups, a foreign provider of our name, the orphan sweep, CLI verify and
 /// backup/restore — and one test that needs fault injection, to show its skip line.
@@ -44,22 +43,29 @@ const TESTS: [&str; 9] = [
     "backup_delete_restore_is_ready_again_without_new_authentik_objects",
 ];
 
+/// `cargo xtask contract`: the subset on a test environment of its own (or the kept-up one).
+pub fn standalone(root: &Path) -> Result<()> {
+    let environment = RunEnvironment::acquire("test environment")?;
+    run(root, environment.variable()?)
+}
+
 /// Runs the subset against a double of its own; `environment` is the test environment's
-/// variable (`GITOPS_TESTENV_DIR`). The binaries are those `cargo test` built.
+/// variable (`GITOPS_TESTENV_DIR`).
 pub fn run(root: &Path, environment: (&str, &str)) -> Result<()> {
     let started = Instant::now();
+    let mut args = vec!["test", "--locked", "--workspace"];
+    for test in TEST_TARGETS {
+        args.extend(["--test", test]);
+    }
+    // Everything built first (nothing to do after `cargo test --workspace`), the double too.
+    let mut build = args.clone();
+    build.extend(["--test", DOUBLE_TEST_TARGET, "--no-run"]);
+    cargo(root, &build, &[environment])?;
     let addr = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))?.local_addr()?;
     let mut double = Double::start(root, addr)?;
     let bystander = Bystander::create(addr).context("making the bystander objects")?;
 
     let url = format!("http://{addr}");
-    let mut args = vec!["test", "--locked"];
-    for (package, _) in PACKAGES {
-        args.extend(["-p", package]);
-    }
-    for (_, test) in PACKAGES {
-        args.extend(["--test", test]);
-    }
     args.push("--");
     args.extend(TESTS);
     let tests = cargo(
@@ -84,11 +90,7 @@ struct Double(Option<Child>);
 impl Double {
     fn start(root: &Path, addr: SocketAddr) -> Result<Self> {
         let binary = root.join("target/debug/authentik-double");
-        ensure!(
-            binary.exists(),
-            "{} is not built (cargo test --workspace builds it)",
-            binary.display()
-        );
+        ensure!(binary.exists(), "{} is not built", binary.display());
         let child = Command::new(&binary)
             .args(["--listen", &addr.to_string(), "--token", TOKEN])
             .stdin(Stdio::null())
@@ -174,10 +176,10 @@ impl Bystander {
     /// The server holds the bystander's objects, unchanged, and nothing else.
     fn check_alone(&self, addr: SocketAddr) -> Result<()> {
         let providers = api(addr, "GET", "/api/v3/providers/all/?page_size=1000", None)?;
-        let names = names(&providers, "name");
+        let provider_names = names(&providers, "name");
         ensure!(
-            names == ["bystander"],
-            "providers left or deleted by the tests: {names:?}"
+            provider_names == ["bystander"],
+            "providers left or deleted by the tests: {provider_names:?}"
         );
         let applications = api(
             addr,

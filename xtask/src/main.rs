@@ -52,6 +52,10 @@ enum Command {
         #[arg(long)]
         all_versions: bool,
     },
+    /// Run a representative subset of the end-to-end tests in contract mode against an authentik
+    /// double started as a separate process (a step of `cargo xtask test`); to run them against
+    /// a real authentik, set GITOPS_TEST_AUTHENTIK_URL and _TOKEN and use `cargo test`.
+    Contract,
     /// Build OCI images of both controllers and the authentik double (static binaries, crane)
     /// into target/images/: an OCI layout and an archive for `ctr images import` each.
     Image(image::Args),
@@ -102,6 +106,7 @@ fn main() -> ExitCode {
             },
         ),
         Command::Test { all_versions } => test::run(&root, all_versions),
+        Command::Contract => contract::standalone(&root),
         Command::Image(args) => image::run(&root, &args),
         Command::Tools { names } => testenv::tools(&names),
         Command::Testenv { action } => testenv::run(action),

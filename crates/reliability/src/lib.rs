@@ -195,10 +195,9 @@ pub async fn assert_converged(h: &Harness, expected: &Expected) {
 /// outpost: the fixture no scenario may touch.
 pub async fn foreign_provider(h: &Harness, name: &str, in_outpost: bool) -> Provider {
     let created = h
-        .authentik()
-        .create_proxy_provider(&h.provider_request(name, "https://foreign.example.com"))
-        .await
-        .expect("a person creates a provider");
+        .authentik
+        .create_proxy_provider(name, "https://foreign.example.com")
+        .await;
     if in_outpost {
         let outpost = h.double().embedded_outpost_uuid();
         let mut list = h.double().embedded_outpost_providers();

@@ -114,7 +114,7 @@ async fn watches_resume_after_api_server_and_etcd_restarts_without_missing_chang
         assert_converged(&h, &Expected::default()).await;
         for name in &live[..2] {
             let provider = h
-                .double
+                .double()
                 .provider_by_name(&h.provider_name(name))
                 .expect("provider");
             assert_eq!(

@@ -32,7 +32,7 @@ async fn concurrent_outpost_rewrites_lose_no_provider() {
     // through the API, racing the controller.
     let stop = Arc::new(AtomicBool::new(false));
     let other = {
-        let client = h.authentik();
+        let client = h.authentik.client().clone();
         let outpost = h.double().embedded_outpost_uuid().to_string();
         let stop = stop.clone();
         let wanted = their_pks.clone();
@@ -82,7 +82,7 @@ async fn concurrent_outpost_rewrites_lose_no_provider() {
     eventually("our providers to be back in the outpost", || async {
         let outpost = h.double().embedded_outpost_providers();
         let claimed = h
-            .double
+            .double()
             .providers()
             .into_iter()
             .filter(|p| p.name.starts_with("ours-") && outpost.contains(&p.pk))

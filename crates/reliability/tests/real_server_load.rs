@@ -53,7 +53,7 @@ async fn the_controller_rides_out_what_a_real_server_does_under_load() {
         h.double().faults()
     );
     let stale_rejections = h
-        .double
+        .double()
         .requests()
         .iter()
         .filter(|r| r.method == "PATCH" && r.path.starts_with(OUTPOST_WRITES))
