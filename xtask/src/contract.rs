@@ -18,8 +18,34 @@ use crate::run::{RunEnvironment, cargo};
 
 /// `gitops_harness::AUTHENTIK_URL_VARIABLE` / `AUTHENTIK_TOKEN_VARIABLE` (xtask does not link
 /// the harness).
-const URL_VARIABLE: &str = "GITOPS_TEST_AUTHENTIK_URL";
-const TOKEN_VARIABLE: &str = "GITOPS_TEST_AUTHENTIK_TOKEN";
+pub const URL_VARIABLE: &str = "GITOPS_TEST_AUTHENTIK_URL";
+pub const TOKEN_VARIABLE: &str = "GITOPS_TEST_AUTHENTIK_TOKEN";
+
+/// An external authentik named by [`URL_VARIABLE`] and [`TOKEN_VARIABLE`].
+pub struct External {
+    pub url: String,
+    pub token: String,
+}
+
+/// The external authentik the variables name (contract mode); `None` without them. One of the
+/// two alone is a mistake, not a reason to fall back to the double.
+pub fn external_authentik() -> Result<Option<External>> {
+    let read = |name| {
+        std::env::var(name)
+            .ok()
+            .filter(|v: &String| !v.trim().is_empty())
+    };
+    match (read(URL_VARIABLE), read(TOKEN_VARIABLE)) {
+        (None, None) => Ok(None),
+        (Some(url), Some(token)) => Ok(Some(External {
+            url: url.trim_end_matches('/').to_owned(),
+            token,
+        })),
+        _ => bail!(
+            "contract mode needs both {URL_VARIABLE} and {TOKEN_VARIABLE}; set both, or neither"
+        ),
+    }
+}
 const TOKEN: &str = "gitops-contract-token";
 
 /// The test binaries of the subset (of gitops-service-discovery, gitops-cleanup and
