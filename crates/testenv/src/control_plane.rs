@@ -115,7 +115,12 @@ impl ControlPlane {
                 Ok(plane)
             }
             Err(error) => {
-                let _ = stop_dir(&dir);
+                if let Err(cleanup) = remove_failed_start(&dir) {
+                    eprintln!(
+                        "testenv: cleaning up after the failed start in {}: {cleanup}",
+                        dir.display()
+                    );
+                }
                 Err(error)
             }
         }
@@ -502,12 +507,7 @@ where
         let log = log.clone();
         async move {
             match exited.context(|| format!("checking on {name}"))? {
-                Some(status) => Err(Error::ComponentExited {
-                    component: name,
-                    status: status.to_string(),
-                    tail: tail(&log, 40),
-                    log,
-                }),
+                Some(status) => Err(exit_error(name, &status, log)),
                 None => probe.await,
             }
         }
@@ -524,6 +524,26 @@ where
         },
         other => other,
     })
+}
+
+/// Why a component exited during start-up: a port someone else holds, or else its log's tail.
+fn exit_error(name: &'static str, status: &std::process::ExitStatus, log: PathBuf) -> Error {
+    let tail = tail(&log, 40);
+    match crate::port_taken::taken_address(&tail) {
+        Some(address) => Error::PortTaken {
+            component: name,
+            holder: crate::port_taken::holder(&address),
+            address,
+            log,
+            tail,
+        },
+        None => Error::ComponentExited {
+            component: name,
+            status: status.to_string(),
+            log,
+            tail,
+        },
+    }
 }
 
 pub(crate) fn spawn(dir: &Path, name: &str, binary: &Path, args: &[String]) -> Result<Child> {
@@ -597,18 +617,42 @@ fn is_ours(pid: i32, dir: &Path) -> bool {
 /// Stops the watchdog and the components of the environment in `dir` (newest first), then
 /// removes the directory.
 pub(crate) fn stop_dir(dir: &Path) -> Result<()> {
-    stop_process(dir, WATCHDOG)?;
-    // Before the API server goes: nothing then restarts what the node tears down.
-    crate::node::teardown(dir)?;
-    for name in COMPONENTS.iter().rev().copied() {
-        stop_process(dir, name)?;
-    }
+    stop_everything(dir)?;
     match std::fs::remove_dir_all(dir) {
         Err(error) if error.kind() != std::io::ErrorKind::NotFound => {
             Err(error).context(|| format!("removing {}", dir.display()))
         }
         _ => Ok(()),
     }
+}
+
+/// Like [`stop_dir`], but keeps `<dir>/logs`: the start-up error names a log there.
+fn remove_failed_start(dir: &Path) -> Result<()> {
+    stop_everything(dir)?;
+    let entries = std::fs::read_dir(dir).context(|| format!("reading {}", dir.display()))?;
+    for entry in entries.flatten() {
+        if entry.file_name() == "logs" {
+            continue;
+        }
+        let path = entry.path();
+        let removed = if entry.file_type().is_ok_and(|kind| kind.is_dir()) {
+            std::fs::remove_dir_all(&path)
+        } else {
+            std::fs::remove_file(&path)
+        };
+        removed.context(|| format!("removing {}", path.display()))?;
+    }
+    Ok(())
+}
+
+fn stop_everything(dir: &Path) -> Result<()> {
+    stop_process(dir, WATCHDOG)?;
+    // Before the API server goes: nothing then restarts what the node tears down.
+    crate::node::teardown(dir)?;
+    for name in COMPONENTS.iter().rev().copied() {
+        stop_process(dir, name)?;
+    }
+    Ok(())
 }
 
 /// A component frozen by [`ControlPlane::freeze`]; it runs again when this is dropped.

@@ -20,6 +20,7 @@ mod node;
 mod pause;
 pub mod pins;
 mod pki;
+mod port_taken;
 pub mod registry;
 pub mod shared;
 mod tools;
@@ -34,6 +35,6 @@ pub use crds::{
 };
 pub use error::{Error, Result};
 pub use harness::{TEST_NAMESPACE_LABEL, TestEnv, TestNamespace};
-pub use node::{NODE_COMPONENTS, NODE_IP, NODE_NAME, PAUSE_IMAGE};
+pub use node::{KUBELET_PORT, NODE_COMPONENTS, NODE_IP, NODE_NAME, PAUSE_IMAGE};
 pub use tools::{ensure_all_tools, ensure_tools};
 pub use wait::{WAIT, eventually, metric_value, poll_until, wait_until};

@@ -1,18 +1,27 @@
 //! The environment's node: Pods really run (restricted securityContext, pod network on the
-//! bridge), a second node is refused with a clear error, and stopping leaves nothing behind.
-//! One test function: one node runs per machine.
+//! bridge), a second node is refused with a clear error, stopping leaves nothing behind, and
+//! a node that cannot start says why and leaves nothing behind either.
+//! One node runs per machine: the tests take turns ([`ONE_NODE`]).
 
+use std::net::{Ipv4Addr, TcpListener};
+use std::path::Path;
 use std::time::Duration;
 
-use gitops_testenv::{ControlPlane, NODE_IP, PAUSE_IMAGE, TestEnv, poll_until};
+use gitops_testenv::{
+    ControlPlane, Error, KUBELET_PORT, NODE_IP, PAUSE_IMAGE, TestEnv, poll_until,
+};
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, PostParams};
 use serde_json::json;
 
 const POD_START: Duration = Duration::from_secs(120);
 
+/// Held by each test while it may start a node.
+static ONE_NODE: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 #[tokio::test(flavor = "multi_thread")]
 async fn pods_run_on_the_node_and_stopping_leaves_nothing_behind() {
+    let _turn = ONE_NODE.lock().await;
     let env = TestEnv::with_node().expect("an environment with a node");
     let plane = env.control_plane().clone();
     assert!(plane.is_node_ready(), "node Ready");
@@ -73,8 +82,75 @@ async fn pods_run_on_the_node_and_stopping_leaves_nothing_behind() {
     drop(ns);
     drop(env);
     if owned {
-        assert_nothing_left(&plane);
+        assert!(!plane.dir().exists(), "{} removed", plane.dir().display());
+        assert_nothing_left(plane.dir());
     }
+}
+
+/// A port the kubelet needs is taken (here by this test; on a real machine, say, by another
+/// kubelet): the start fails with one line naming the kubelet, the address and the holder, then
+/// the kubelet's log; everything started before it (etcd, the API server, containerd, the
+/// bridge, cgroups, mounts) is gone again, only the logs are kept.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_taken_kubelet_port_fails_the_start_naming_it_and_leaves_nothing_behind() {
+    let _turn = ONE_NODE.lock().await;
+    if let Some(dir) = shared_dir_with_node() {
+        eprintln!(
+            "skipped: the shared environment in {} has a node, so no other can start",
+            dir.display()
+        );
+        return;
+    }
+    // Any listener on the port blocks the kubelet's bind on the node's address.
+    let taken = TcpListener::bind((Ipv4Addr::UNSPECIFIED, KUBELET_PORT))
+        .unwrap_or_else(|error| panic!("port {KUBELET_PORT} must be free for this test: {error}"));
+
+    let error = tokio::task::spawn_blocking(ControlPlane::start_with_node)
+        .await
+        .expect("start thread")
+        .expect_err("the kubelet cannot listen");
+    drop(taken);
+
+    let message = error.to_string();
+    let first_line = message.lines().next().unwrap_or_default();
+    assert!(
+        first_line.starts_with(&format!(
+            "kubelet cannot start: {NODE_IP}:{KUBELET_PORT} is already taken by pid {} (",
+            std::process::id()
+        )),
+        "{message}"
+    );
+    assert!(
+        message.contains("bind: address already in use"),
+        "the kubelet's log tail follows: {message}"
+    );
+    let Error::PortTaken { log, .. } = &error else {
+        panic!("a PortTaken error: {error:?}");
+    };
+    let dir = log
+        .parent()
+        .and_then(Path::parent)
+        .expect("logs live in <environment>/logs");
+    let kept: Vec<_> = std::fs::read_dir(dir)
+        .expect("the failed start's directory with its logs")
+        .map(|entry| entry.expect("entry").file_name())
+        .collect();
+    assert_eq!(
+        kept,
+        ["logs"],
+        "only the logs of {} are kept",
+        dir.display()
+    );
+    assert_nothing_left(dir);
+    std::fs::remove_dir_all(dir).expect("logs removed");
+}
+
+fn shared_dir_with_node() -> Option<std::path::PathBuf> {
+    gitops_testenv::shared::shared_environment()
+        .ok()
+        .flatten()
+        .filter(ControlPlane::has_node)
+        .map(|plane| plane.dir().to_owned())
 }
 
 fn shared_dir() -> Option<std::path::PathBuf> {
@@ -84,11 +160,19 @@ fn shared_dir() -> Option<std::path::PathBuf> {
         .map(|plane| plane.dir().to_owned())
 }
 
-/// No process, mount, interface, iptables chain or cgroup of the node remains.
-fn assert_nothing_left(plane: &ControlPlane) {
-    assert!(!plane.dir().exists(), "{} removed", plane.dir().display());
+/// No process, mount, interface, iptables chain or cgroup of the environment in `dir` remains.
+fn assert_nothing_left(dir: &Path) {
+    let needle = dir.to_string_lossy().into_owned();
+    let processes: Vec<String> = std::fs::read_dir("/proc")
+        .expect("/proc")
+        .filter_map(|entry| {
+            let cmdline = std::fs::read(entry.ok()?.path().join("cmdline")).ok()?;
+            let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
+            cmdline.contains(&needle).then_some(cmdline)
+        })
+        .collect();
+    assert!(processes.is_empty(), "processes left: {processes:#?}");
     let mounts = std::fs::read_to_string("/proc/self/mountinfo").expect("mountinfo");
-    let needle = plane.dir().to_string_lossy().into_owned();
     assert!(
         !mounts.contains(&needle),
         "mounts left under {needle}:\n{mounts}"
