@@ -79,7 +79,7 @@ impl ControlPlane {
     /// kube-controller-manager in a new temporary directory and waits until they work.
     /// On failure everything started so far is stopped and removed again.
     pub fn start() -> Result<Self> {
-        Self::start_in_new_dir(false)
+        Self::start_in_new_dir(false, false)
     }
 
     /// Like [`ControlPlane::start`], plus a node (containerd, kubelet, kube-proxy,
@@ -87,10 +87,17 @@ impl ControlPlane {
     /// [`crate::NODE_IP`] instead of loopback, and the `kubernetes` Service leads to it. One
     /// node runs per machine at a time.
     pub fn start_with_node() -> Result<Self> {
-        Self::start_in_new_dir(true)
+        Self::start_in_new_dir(true, false)
     }
 
-    fn start_in_new_dir(with_node: bool) -> Result<Self> {
+    /// Like [`ControlPlane::start_with_node`], watched from the first moment by a watchdog
+    /// that stops the node should this (test) process die without stopping it (see the
+    /// `node_watchdog` module).
+    pub(crate) fn start_with_watched_node() -> Result<Self> {
+        Self::start_in_new_dir(true, true)
+    }
+
+    fn start_in_new_dir(with_node: bool, watched: bool) -> Result<Self> {
         let mut tools = vec!["kubernetes", "etcd"];
         if with_node {
             crate::node::check_machine_is_free()?;
@@ -104,7 +111,7 @@ impl ControlPlane {
             .keep();
         let started = Instant::now();
         eprintln!("testenv: starting in {}", dir.display());
-        let result = block_on(start_in(dir.clone(), with_node)).and_then(|result| result);
+        let result = block_on(start_in(dir.clone(), with_node, watched)).and_then(|result| result);
         match result {
             Ok(plane) => {
                 eprintln!(
@@ -320,10 +327,13 @@ pub(crate) async fn client_for(kubeconfig: &Path, impersonate: Option<String>) -
     Ok(Client::try_from(config)?)
 }
 
-async fn start_in(dir: PathBuf, with_node: bool) -> Result<ControlPlane> {
+async fn start_in(dir: PathBuf, with_node: bool, watched: bool) -> Result<ControlPlane> {
     for sub in ["pids", "logs", "users"] {
         let path = dir.join(sub);
         std::fs::create_dir_all(&path).context(|| format!("creating {}", path.display()))?;
+    }
+    if watched {
+        crate::node_watchdog::start(&dir)?;
     }
     let kubernetes = pins::tool("kubernetes")?;
     let etcd_client = free_port()?;
@@ -647,6 +657,7 @@ fn remove_failed_start(dir: &Path) -> Result<()> {
 
 fn stop_everything(dir: &Path) -> Result<()> {
     stop_process(dir, WATCHDOG)?;
+    stop_process(dir, crate::node_watchdog::NODE_WATCHDOG)?;
     // Before the API server goes: nothing then restarts what the node tears down.
     crate::node::teardown(dir)?;
     for name in COMPONENTS.iter().rev().copied() {

@@ -86,6 +86,12 @@ pub enum Error {
 
     #[error("cannot start a test node: {0}")]
     NodeBusy(String),
+
+    #[error(
+        "this test binary cannot watch the node it starts: add `gitops_testenv::node_watchdog!();` \
+         to it (the test environment runs that test as the node's watchdog); {detail}"
+    )]
+    NoNodeWatchdog { detail: String },
 }
 
 /// Shorthand for results of this crate.

@@ -3,9 +3,11 @@
 //! a node that cannot start says why and leaves nothing behind either.
 //! One node runs per machine: the tests take turns ([`ONE_NODE`]).
 
+use std::io::{BufRead, BufReader};
 use std::net::{Ipv4Addr, TcpListener};
-use std::path::Path;
-use std::time::Duration;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
 
 use gitops_testenv::{
     ControlPlane, Error, KUBELET_PORT, NODE_IP, PAUSE_IMAGE, TestEnv, poll_until,
@@ -18,6 +20,8 @@ const POD_START: Duration = Duration::from_secs(120);
 
 /// Held by each test while it may start a node.
 static ONE_NODE: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+gitops_testenv::node_watchdog!();
 
 #[tokio::test(flavor = "multi_thread")]
 async fn pods_run_on_the_node_and_stopping_leaves_nothing_behind() {
@@ -145,6 +149,87 @@ async fn a_taken_kubelet_port_fails_the_start_naming_it_and_leaves_nothing_behin
     std::fs::remove_dir_all(dir).expect("logs removed");
 }
 
+/// Set for the helper process of [`a_killed_test_process_leaves_no_node_behind`].
+const KILL_HELPER_VARIABLE: &str = "GITOPS_TESTENV_TEST_KILL_HELPER";
+
+/// A test process that starts a node and waits to be killed; does nothing unless
+/// [`a_killed_test_process_leaves_no_node_behind`] runs it.
+#[test]
+#[ignore = "a helper process of a_killed_test_process_leaves_no_node_behind"]
+fn start_a_node_and_wait_to_be_killed() {
+    if std::env::var_os(KILL_HELPER_VARIABLE).is_none() {
+        return;
+    }
+    let env = TestEnv::with_node().expect("an environment with a node");
+    println!("\nnode in {}", env.control_plane().dir().display());
+    loop {
+        std::thread::sleep(Duration::from_secs(60));
+    }
+}
+
+/// SIGKILL gives a test process no chance to stop its node: the node's watchdog does, and
+/// nothing of it is left.
+#[test]
+fn a_killed_test_process_leaves_no_node_behind() {
+    let _turn = ONE_NODE.blocking_lock();
+    if let Some(dir) = shared_dir_with_node() {
+        eprintln!(
+            "skipped: the shared environment in {} has a node, so no other can start",
+            dir.display()
+        );
+        return;
+    }
+    let mut helper = Command::new(std::env::current_exe().expect("this test binary"))
+        .args([
+            "--exact",
+            "--ignored",
+            "--nocapture",
+            "start_a_node_and_wait_to_be_killed",
+        ])
+        .env(KILL_HELPER_VARIABLE, "1")
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("helper process");
+    let stdout = BufReader::new(helper.stdout.take().expect("helper's stdout"));
+    let dir = stdout
+        .lines()
+        .map_while(Result::ok)
+        .find_map(|line| line.strip_prefix("node in ").map(PathBuf::from));
+    helper.kill().expect("SIGKILL the helper");
+    helper.wait().expect("helper reaped");
+    let dir = dir.expect("the helper started a node");
+
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while (dir.exists() || bridge_exists() || !processes_naming(&dir).is_empty())
+        && Instant::now() < deadline
+    {
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    assert!(
+        !dir.exists(),
+        "{} still there two minutes after its owner was killed",
+        dir.display()
+    );
+    assert_nothing_left(&dir);
+}
+
+fn bridge_exists() -> bool {
+    Path::new("/sys/class/net/gitopsnode0").exists()
+}
+
+/// Command lines of the processes that name `dir`.
+fn processes_naming(dir: &Path) -> Vec<String> {
+    let needle = dir.to_string_lossy().into_owned();
+    std::fs::read_dir("/proc")
+        .expect("/proc")
+        .filter_map(|entry| {
+            let cmdline = std::fs::read(entry.ok()?.path().join("cmdline")).ok()?;
+            let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
+            cmdline.contains(&needle).then_some(cmdline)
+        })
+        .collect()
+}
+
 fn shared_dir_with_node() -> Option<std::path::PathBuf> {
     gitops_testenv::shared::shared_environment()
         .ok()
@@ -163,24 +248,14 @@ fn shared_dir() -> Option<std::path::PathBuf> {
 /// No process, mount, interface, iptables chain or cgroup of the environment in `dir` remains.
 fn assert_nothing_left(dir: &Path) {
     let needle = dir.to_string_lossy().into_owned();
-    let processes: Vec<String> = std::fs::read_dir("/proc")
-        .expect("/proc")
-        .filter_map(|entry| {
-            let cmdline = std::fs::read(entry.ok()?.path().join("cmdline")).ok()?;
-            let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
-            cmdline.contains(&needle).then_some(cmdline)
-        })
-        .collect();
+    let processes = processes_naming(dir);
     assert!(processes.is_empty(), "processes left: {processes:#?}");
     let mounts = std::fs::read_to_string("/proc/self/mountinfo").expect("mountinfo");
     assert!(
         !mounts.contains(&needle),
         "mounts left under {needle}:\n{mounts}"
     );
-    assert!(
-        !std::path::Path::new("/sys/class/net/gitopsnode0").exists(),
-        "bridge left"
-    );
+    assert!(!bridge_exists(), "bridge left");
     let rules = std::process::Command::new("iptables-save")
         .output()
         .expect("iptables-save");
