@@ -557,13 +557,23 @@ fn exit_error(name: &'static str, status: &std::process::ExitStatus, log: PathBu
 }
 
 pub(crate) fn spawn(dir: &Path, name: &str, binary: &Path, args: &[String]) -> Result<Child> {
+    let mut command = Command::new(binary);
+    command.args(args);
+    let child = spawn_logged(dir, name, command)?;
+    let command = serde_json::to_vec(&(binary, args))?;
+    crate::util::write_atomic(&command_path(dir, name), command)?;
+    Ok(child)
+}
+
+/// Starts `command` as the process `name` of the environment in `dir`: output to
+/// `logs/<name>.log`, pid in `pids/<name>.pid`, in its own process group.
+pub(crate) fn spawn_logged(dir: &Path, name: &str, mut command: Command) -> Result<Child> {
     let log = log_path(dir, name);
     let out = std::fs::File::create(&log).context(|| format!("creating {}", log.display()))?;
     let err = out
         .try_clone()
         .context(|| format!("opening {}", log.display()))?;
-    let child = Command::new(binary)
-        .args(args)
+    let child = command
         .current_dir(dir)
         .stdin(Stdio::null())
         .stdout(out)
@@ -571,10 +581,8 @@ pub(crate) fn spawn(dir: &Path, name: &str, binary: &Path, args: &[String]) -> R
         // Own process group: survives its starter and ignores the terminal's Ctrl-C.
         .process_group(0)
         .spawn()
-        .context(|| format!("starting {}", binary.display()))?;
+        .context(|| format!("starting {name} ({})", command.get_program().display()))?;
     write_pid(dir, name, child.id())?;
-    let command = serde_json::to_vec(&(binary, args))?;
-    crate::util::write_atomic(&command_path(dir, name), command)?;
     Ok(child)
 }
 
@@ -588,7 +596,7 @@ pub(crate) fn write_pid(dir: &Path, name: &str, pid: u32) -> Result<()> {
     std::fs::write(&path, pid.to_string()).context(|| format!("writing {}", path.display()))
 }
 
-fn log_path(dir: &Path, name: &str) -> PathBuf {
+pub(crate) fn log_path(dir: &Path, name: &str) -> PathBuf {
     dir.join("logs").join(format!("{name}.log"))
 }
 

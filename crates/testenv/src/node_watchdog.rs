@@ -7,12 +7,11 @@
 //! binary itself, run again with one test selected: the one [`node_watchdog!`](crate::node_watchdog)
 //! defines. It runs in its own process group, so it outlives its owner.
 
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
-use crate::control_plane::{stop_dir, write_pid};
+use crate::control_plane::{log_path, spawn_logged, stop_dir};
 use crate::error::{Error, IoContext, Result};
 
 /// The name of the test [`node_watchdog!`](crate::node_watchdog) defines.
@@ -97,26 +96,16 @@ pub(crate) fn start(dir: &Path) -> Result<()> {
         detail: "cannot read this process's start time in /proc".into(),
     })?;
     let binary = std::env::current_exe().context(|| "finding this test binary".to_owned())?;
-    let log = dir.join("logs").join(format!("{NODE_WATCHDOG}.log"));
-    let out = std::fs::File::create(&log).context(|| format!("creating {}", log.display()))?;
-    let err = out
-        .try_clone()
-        .context(|| format!("opening {}", log.display()))?;
-    let mut child = Command::new(&binary)
+    let mut command = Command::new(&binary);
+    command
         // The directory is a second (never matching) name filter: it puts the directory on the
         // command line, which is how stopping checks a pid is still this environment's.
         .args(["--exact", "--ignored", "--nocapture", NODE_WATCHDOG_TEST])
         .arg(dir)
         .env(OWNER_VARIABLE, owner)
-        .env(DIR_VARIABLE, dir)
-        .current_dir(dir)
-        .stdin(Stdio::null())
-        .stdout(out)
-        .stderr(err)
-        .process_group(0)
-        .spawn()
-        .context(|| format!("starting {} as the node's watchdog", binary.display()))?;
-    write_pid(dir, NODE_WATCHDOG, child.id())?;
+        .env(DIR_VARIABLE, dir);
+    let mut child = spawn_logged(dir, NODE_WATCHDOG, command)?;
+    let log = log_path(dir, NODE_WATCHDOG);
     let started = dir.join("pids").join(STARTED_FILE);
     let deadline = Instant::now() + START_TIMEOUT;
     while !started.exists() {
