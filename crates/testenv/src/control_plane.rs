@@ -167,8 +167,9 @@ impl ControlPlane {
         self.info.node.is_some()
     }
 
-    /// Imports an image archive (OCI layout tarball or `docker save` format) into the node's
-    /// containerd, so Pods can use it without a registry (`imagePullPolicy: IfNotPresent`).
+    /// Imports an image archive (an OCI layout tarball as `cargo xtask image` writes) into the
+    /// node's containerd, so Pods can use it without a registry (`imagePullPolicy:
+    /// IfNotPresent`). A missing or broken archive is one line naming it, not a runtime error.
     pub fn import_image(&self, archive: &Path) -> Result<()> {
         if !self.has_node() {
             return Err(Error::NotRunning {
@@ -176,6 +177,7 @@ impl ControlPlane {
                 reason: "this environment has no node to import images into".into(),
             });
         }
+        crate::images::read_archive(archive)?;
         crate::node::import_image(&self.dir, archive)
     }
 

@@ -73,6 +73,33 @@ async fn pods_run_on_the_node_and_stopping_leaves_nothing_behind() {
         "{pod_ip}"
     );
 
+    let archives = tempfile::tempdir().expect("a directory for archives");
+    let missing = archives.path().join("missing.tar");
+    let error = plane
+        .import_image(&missing)
+        .expect_err("a missing archive")
+        .to_string();
+    assert_eq!(
+        error,
+        format!(
+            "image archive {}: missing; build the images with `cargo xtask image`",
+            missing.display()
+        )
+    );
+    let corrupt = archives.path().join("corrupt.tar");
+    std::fs::write(&corrupt, "not a tar archive\n").expect("corrupt archive written");
+    let error = plane
+        .import_image(&corrupt)
+        .expect_err("a corrupt archive")
+        .to_string();
+    assert!(
+        error.starts_with(&format!(
+            "image archive {}: not an OCI image archive (",
+            corrupt.display()
+        )) && !error.contains('\n'),
+        "{error}"
+    );
+
     let second = ControlPlane::start_with_node().expect_err("a second node on one machine");
     assert!(
         second
