@@ -121,7 +121,7 @@ async fn pods_run_on_the_node_and_stopping_leaves_nothing_behind() {
 /// A port the kubelet needs is taken (here by this test; on a real machine, say, by another
 /// kubelet): the start fails with one line naming the kubelet, the address and the holder, then
 /// the kubelet's log; everything started before it (etcd, the API server, containerd, the
-/// bridge, cgroups, mounts) is gone again, only the logs are kept.
+/// bridge, cgroups, mounts, the node watchdog) is gone again, only the logs are kept.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_taken_kubelet_port_fails_the_start_naming_it_and_leaves_nothing_behind() {
     let _turn = ONE_NODE.lock().await;
@@ -136,7 +136,7 @@ async fn a_taken_kubelet_port_fails_the_start_naming_it_and_leaves_nothing_behin
     let taken = TcpListener::bind((Ipv4Addr::UNSPECIFIED, KUBELET_PORT))
         .unwrap_or_else(|error| panic!("port {KUBELET_PORT} must be free for this test: {error}"));
 
-    let error = tokio::task::spawn_blocking(ControlPlane::start_with_node)
+    let error = tokio::task::spawn_blocking(TestEnv::with_node)
         .await
         .expect("start thread")
         .expect_err("the kubelet cannot listen");
