@@ -112,7 +112,7 @@ pub fn run(root: &Path, options: Options) -> Result<()> {
         );
     }
     step("building the controllers, the authentik double and kubectl-gitops");
-    let status = Command::new(env!("CARGO"))
+    let status = crate::run::cargo_command()
         .args([
             "build",
             "-p",
