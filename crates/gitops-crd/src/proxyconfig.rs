@@ -88,6 +88,33 @@ pub struct ProxyConfigSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(extend("maxProperties" = 64))]
     pub annotations: Option<BTreeMap<String, String>>,
+
+    /// The reverse proxy's half of forward auth, created and kept by the controller (optional:
+    /// without it the proxy is wired by hand, as before).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub forward_auth: Option<ForwardAuth>,
+}
+
+/// The reverse-proxy wiring that sends each request to the authentik outpost first.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("has(self.traefik)").message("forwardAuth must name the proxy to wire: set forwardAuth.traefik (use traefik: {} for the defaults)"))]
+pub struct ForwardAuth {
+    /// A Traefik `Middleware` (traefik.io/v1alpha1) with `forwardAuth` to the outpost, in the
+    /// ProxyConfig's namespace, owned by the ProxyConfig. Routes name it in their `middlewares`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub traefik: Option<TraefikForwardAuth>,
+}
+
+/// The Traefik `Middleware` the controller keeps.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct TraefikForwardAuth {
+    /// Name of the Middleware; defaults to the ProxyConfig's name followed by `-authentik`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = Rule::new("self.matches('^[a-z0-9]([-a-z0-9]*[a-z0-9])?$')").message("forwardAuth.traefik.middlewareName must be a lowercase name: letters, digits and '-'"))]
+    #[schemars(length(min = 1, max = 63))]
+    pub middleware_name: Option<String>,
 }
 
 /// Scheme of the internal service.
