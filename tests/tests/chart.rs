@@ -350,6 +350,13 @@ const SERVICE_DISCOVERY_NEEDS: &[(&str, &str, &[&str])] = &[
         &["get", "list", "watch", "create", "update", "delete"],
     ),
     ("", "services", &["list", "watch"]),
+    // Traefik Middlewares of ProxyConfigs with forwardAuth: fresh read, create, guarded
+    // replace; listed by label and deleted when renamed or no longer asked for.
+    (
+        "traefik.io",
+        "middlewares",
+        &["get", "list", "create", "update", "delete"],
+    ),
     ("events.k8s.io", "events", &["create", "patch"]),
 ];
 

@@ -11,6 +11,7 @@ use crate::backoff::Backoff;
 
 use crate::config::Settings;
 use crate::conflicts::Claims;
+use crate::forward_auth::ServedKinds;
 use crate::outpost::OutpostAssigner;
 use crate::ownership::Records;
 use crate::status::StatusWriter;
@@ -29,4 +30,6 @@ pub struct Context {
     pub defaults: gitops_plan::Defaults,
     pub backoff: Backoff,
     pub caches: gitops_runtime::watches::Caches,
+    /// Which reverse-proxy kinds the API server serves (for `forwardAuth`).
+    pub served_kinds: ServedKinds,
 }

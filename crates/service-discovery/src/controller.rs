@@ -154,6 +154,7 @@ fn run_controller(
             settings: settings.clone(),
             backoff: Backoff::new(Duration::from_secs(1), Duration::from_secs(300)),
             caches: caches.clone(),
+            served_kinds: Default::default(),
         });
 
         let synced = {

@@ -113,7 +113,9 @@ async fn converge(pc: &ProxyConfig, ctx: &Context, report: &mut Report) -> Resul
     converge_application(pc, ctx, provider_pk, groups.as_deref(), &requester, report).await?;
     // Step 5.
     assign_outpost(ctx, &outpost, provider_pk, report).await?;
-    Ok(())
+    // Step 5b: the reverse proxy's half, once authentik can answer its requests.
+    crate::forward_auth::converge(pc, ctx, report).await
+
 }
 
 /// Whether the Service exists and agrees with `internalHost` and `port`. A mismatch is reported

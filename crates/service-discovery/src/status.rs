@@ -19,6 +19,8 @@ use crate::metrics;
 /// What one reconcile found, step by step.
 pub struct Report {
     steps: Vec<ConditionUpdate>,
+    /// Conditions of steps that no longer apply (e.g. `forwardAuth` removed from the spec).
+    forgotten: Vec<&'static str>,
     events: Vec<(&'static str, String)>,
     pub provider_id: Option<i64>,
     pub application_slug: Option<String>,
@@ -31,6 +33,7 @@ impl Report {
     pub fn new(_pc: &ProxyConfig) -> Self {
         Self {
             steps: Vec::new(),
+            forgotten: Vec::new(),
             events: Vec::new(),
             provider_id: None,
             application_slug: None,
@@ -41,6 +44,11 @@ impl Report {
 
     pub fn step(&mut self, condition: ConditionUpdate) {
         self.steps.push(condition);
+    }
+
+    /// Drops the condition `type_` from the status: its step no longer applies.
+    pub fn forget(&mut self, type_: &'static str) {
+        self.forgotten.push(type_);
     }
 
     /// A Normal Event about a change made in authentik.
@@ -66,6 +74,9 @@ pub fn next_status(
 ) -> ProxyConfigStatus {
     let mut status = pc.status.clone().unwrap_or_default();
     let generation = pc.metadata.generation;
+    status
+        .conditions
+        .retain(|c| !report.forgotten.contains(&c.type_.as_str()));
     for step in &report.steps {
         merge_condition(&mut status.conditions, step.clone(), generation, now);
     }
@@ -172,6 +183,7 @@ fn condition_order(type_: &str) -> usize {
         condition_types::PROVIDER_SYNCED,
         condition_types::APPLICATION_SYNCED,
         condition_types::OUTPOST_ASSIGNED,
+        condition_types::FORWARD_AUTH_READY,
         condition_types::AUTHENTIK_VERSION_SUPPORTED,
     ]
     .iter()
