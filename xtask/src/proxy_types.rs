@@ -63,37 +63,42 @@ fn pinned_crd(name: &str) -> Result<String> {
             .with_context(|| format!("reading {}", path.display()))?;
         let documents: Vec<serde_json::Value> = serde_saphyr::from_multiple(&text)
             .with_context(|| format!("parsing {}", path.display()))?;
-        if let Some(crd) = documents
-            .iter()
-            .find(|document| document.pointer("/metadata/name").and_then(|n| n.as_str()) == Some(name))
-        {
+        if let Some(crd) = documents.iter().find(|document| {
+            document.pointer("/metadata/name").and_then(|n| n.as_str()) == Some(name)
+        }) {
             return serde_saphyr::to_string(crd).context("rendering the CRD");
         }
     }
     bail!("no pinned third-party CRD is named {name} (tools.toml [crds.*])")
 }
 
-fn generate(kopium: &Path, crd: &str) -> Result<String> {
-    let mut child = Command::new(kopium)
-        .args(KOPIUM_FLAGS)
+/// Runs `program` with `input` on stdin; its stdout.
+fn pipe(program: &mut Command, input: &str) -> Result<String> {
+    let mut child = program
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .with_context(|| format!("running {}", kopium.display()))?;
+        .with_context(|| format!("running {program:?}"))?;
     child
         .stdin
         .take()
-        .context("kopium's stdin")?
-        .write_all(crd.as_bytes())?;
+        .context("stdin")?
+        .write_all(input.as_bytes())?;
     let output = child.wait_with_output()?;
     if !output.status.success() {
         bail!(
-            "kopium failed: {}",
+            "{program:?} failed: {}",
             String::from_utf8_lossy(&output.stderr).trim()
         );
     }
-    String::from_utf8(output.stdout).context("kopium's output is not UTF-8")
+    String::from_utf8(output.stdout).context("output is not UTF-8")
+}
+
+/// kopium's types for `crd`, formatted as `cargo fmt` would (so that it leaves them alone).
+fn generate(kopium: &Path, crd: &str) -> Result<String> {
+    let types = pipe(Command::new(kopium).args(KOPIUM_FLAGS), crd)?;
+    pipe(Command::new("rustfmt").args(["--edition", "2024"]), &types)
 }
 
 /// Every generated file (path relative to the repository root) with its expected content.

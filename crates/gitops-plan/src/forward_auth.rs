@@ -110,7 +110,10 @@ pub fn desired_middleware(
                 )),
                 trust_forward_header: Some(true),
                 auth_response_headers: Some(
-                    AUTH_RESPONSE_HEADERS.iter().map(|h| (*h).to_owned()).collect(),
+                    AUTH_RESPONSE_HEADERS
+                        .iter()
+                        .map(|h| (*h).to_owned())
+                        .collect(),
                 ),
                 ..MiddlewareForwardAuth::default()
             }),

@@ -154,8 +154,10 @@ impl Args {
         if self.resync_interval < Duration::from_secs(1) {
             return Err(ConfigError::ResyncTooShort);
         }
-        let forward_auth_outpost_url =
-            outpost_url(self.forward_auth_outpost_url.as_deref(), &authentik.base_url)?;
+        let forward_auth_outpost_url = outpost_url(
+            self.forward_auth_outpost_url.as_deref(),
+            &authentik.base_url,
+        )?;
         Ok(Settings {
             authentik,
             default_authorization_flow: self.default_authorization_flow,
@@ -263,7 +265,10 @@ mod tests {
         };
         let given = outpost(&["--forward-auth-outpost-url", "https://outpost.example.com/"])
             .expect("valid");
-        assert_eq!(given.forward_auth_outpost_url, "https://outpost.example.com");
+        assert_eq!(
+            given.forward_auth_outpost_url,
+            "https://outpost.example.com"
+        );
         assert_eq!(
             outpost_url(None, "https://auth.example.com/api/v3/").expect("valid"),
             "https://auth.example.com"

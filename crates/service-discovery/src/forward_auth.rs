@@ -37,11 +37,7 @@ impl ServedKinds {
         if self.middleware.load(Ordering::Relaxed) {
             return Ok(true);
         }
-        let group_version = format!(
-            "{}/{}",
-            Middleware::group(&()),
-            Middleware::version(&())
-        );
+        let group_version = format!("{}/{}", Middleware::group(&()), Middleware::version(&()));
         let served = match client.list_api_group_resources(&group_version).await {
             Ok(resources) => resources
                 .resources

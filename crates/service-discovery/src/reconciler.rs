@@ -115,7 +115,6 @@ async fn converge(pc: &ProxyConfig, ctx: &Context, report: &mut Report) -> Resul
     assign_outpost(ctx, &outpost, provider_pk, report).await?;
     // Step 5b: the reverse proxy's half, once authentik can answer its requests.
     crate::forward_auth::converge(pc, ctx, report).await
-
 }
 
 /// Whether the Service exists and agrees with `internalHost` and `port`. A mismatch is reported

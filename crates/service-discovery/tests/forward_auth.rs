@@ -35,7 +35,11 @@ fn address(middleware: &Middleware) -> Option<String> {
     middleware.spec.forward_auth.as_ref()?.address.clone()
 }
 
-async fn wait_middleware(h: &Harness, name: &str, check: impl Fn(&Middleware) -> bool) -> Middleware {
+async fn wait_middleware(
+    h: &Harness,
+    name: &str,
+    check: impl Fn(&Middleware) -> bool,
+) -> Middleware {
     let api = middlewares(h);
     h.wait_until(&format!("Middleware {name}"), || async {
         api.get_opt(name).await.ok().flatten().filter(|m| check(m))
@@ -66,7 +70,10 @@ async fn middleware_is_created_reverted_renamed_and_removed_with_its_proxyconfig
         "{ready:?}"
     );
 
-    let want = format!("{}{TRAEFIK_AUTH_PATH}", h.double.base_url().trim_end_matches('/'));
+    let want = format!(
+        "{}{TRAEFIK_AUTH_PATH}",
+        h.double.base_url().trim_end_matches('/')
+    );
     let created = wait_middleware(&h, "web-authentik", |_| true).await;
     let forward_auth = created.spec.forward_auth.clone().expect("forwardAuth");
     assert_eq!(forward_auth.address.as_deref(), Some(want.as_str()));
@@ -94,11 +101,18 @@ async fn middleware_is_created_reverted_renamed_and_removed_with_its_proxyconfig
         )
         .await
         .expect("hand edit");
-    wait_middleware(&h, "web-authentik", |m| address(m).as_deref() == Some(want.as_str())).await;
+    wait_middleware(&h, "web-authentik", |m| {
+        address(m).as_deref() == Some(want.as_str())
+    })
+    .await;
 
     // A new name: the new Middleware is created and the old one removed.
-    h.apply(with_forward_auth(&h, "web", json!({"traefik": {"middlewareName": "web-sso"}})))
-        .await;
+    h.apply(with_forward_auth(
+        &h,
+        "web",
+        json!({"traefik": {"middlewareName": "web-sso"}}),
+    ))
+    .await;
     wait_middleware(&h, "web-sso", |_| true).await;
     wait_middleware_gone(&h, "web-authentik").await;
 
@@ -125,7 +139,10 @@ async fn removing_forward_auth_removes_the_middleware_and_its_condition() {
             let pc = h.get("web").await?;
             let status = pc.status.as_ref()?;
             (status.observed_generation == pc.metadata.generation
-                && status.conditions.iter().all(|c| c.type_ != FORWARD_AUTH_READY))
+                && status
+                    .conditions
+                    .iter()
+                    .all(|c| c.type_ != FORWARD_AUTH_READY))
             .then_some(pc)
         })
         .await;
@@ -178,23 +195,31 @@ async fn a_middleware_the_product_did_not_create_is_never_overwritten_or_deleted
                 .into_iter()
                 .find(|e| {
                     e.type_.as_deref() == Some("Warning")
-                        && e
-                            .note
+                        && e.note
                             .as_deref()
                             .is_some_and(|n| n.contains("MiddlewareNotOurs"))
                 })
         })
         .await;
     assert!(
-        event.note.as_deref().is_some_and(|n| n.contains("web-authentik")),
+        event
+            .note
+            .as_deref()
+            .is_some_and(|n| n.contains("web-authentik")),
         "{event:?}"
     );
 
     h.delete("web").await;
     h.wait_gone("web").await;
-    let kept = middlewares(&h).get("web-authentik").await.expect("still there");
+    let kept = middlewares(&h)
+        .get("web-authentik")
+        .await
+        .expect("still there");
     assert_eq!(kept.resource_version(), foreign.resource_version());
-    assert_eq!(address(&kept).as_deref(), Some("http://someone-elses-auth/check"));
+    assert_eq!(
+        address(&kept).as_deref(),
+        Some("http://someone-elses-auth/check")
+    );
 }
 
 #[tokio::test]
