@@ -357,6 +357,12 @@ const SERVICE_DISCOVERY_NEEDS: &[(&str, &str, &[&str])] = &[
         "middlewares",
         &["get", "list", "create", "update", "delete"],
     ),
+    // HTTPRoutes forwardAuth.httpRoute names: fresh read, guarded replace; listed by label.
+    (
+        "gateway.networking.k8s.io",
+        "httproutes",
+        &["get", "list", "update"],
+    ),
     ("events.k8s.io", "events", &["create", "patch"]),
 ];
 

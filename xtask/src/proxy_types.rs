@@ -22,11 +22,19 @@ const KOPIUM_FLAGS: [&str; 8] = [
     "-",
 ];
 
-/// (CRD name, file generated from it).
-const GENERATED: [(&str, &str); 1] = [(
-    "middlewares.traefik.io",
-    "crates/proxy-crds/src/traefik_middleware.rs",
-)];
+/// (CRD name, the version to generate (the CRD's only or storage version), generated file).
+const GENERATED: [(&str, &str, &str); 2] = [
+    (
+        "middlewares.traefik.io",
+        "v1alpha1",
+        "crates/proxy-crds/src/traefik_middleware.rs",
+    ),
+    (
+        "httproutes.gateway.networking.k8s.io",
+        "v1",
+        "crates/proxy-crds/src/gateway_httproute.rs",
+    ),
+];
 
 /// The pinned kopium, installed into the tools cache on first use.
 fn kopium() -> Result<PathBuf> {
@@ -96,8 +104,13 @@ fn pipe(program: &mut Command, input: &str) -> Result<String> {
 }
 
 /// kopium's types for `crd`, formatted as `cargo fmt` would (so that it leaves them alone).
-fn generate(kopium: &Path, crd: &str) -> Result<String> {
-    let types = pipe(Command::new(kopium).args(KOPIUM_FLAGS), crd)?;
+fn generate(kopium: &Path, crd: &str, version: &str) -> Result<String> {
+    let types = pipe(
+        Command::new(kopium)
+            .args(KOPIUM_FLAGS)
+            .args(["--api-version", version]),
+        crd,
+    )?;
     pipe(Command::new("rustfmt").args(["--edition", "2024"]), &types)
 }
 
@@ -106,7 +119,10 @@ pub fn generated_files() -> Result<Vec<(String, String)>> {
     let kopium = kopium()?;
     GENERATED
         .iter()
-        .map(|(crd, path)| Ok(((*path).to_owned(), generate(&kopium, &pinned_crd(crd)?)?)))
+        .map(|(crd, version, path)| {
+            let types = generate(&kopium, &pinned_crd(crd)?, version)?;
+            Ok(((*path).to_owned(), types))
+        })
         .collect()
 }
 

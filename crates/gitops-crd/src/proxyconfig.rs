@@ -98,12 +98,27 @@ pub struct ProxyConfigSpec {
 /// The reverse-proxy wiring that sends each request to the authentik outpost first.
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase")]
-#[x_kube(validation = Rule::new("has(self.traefik)").message("forwardAuth must name the proxy to wire: set forwardAuth.traefik (use traefik: {} for the defaults)"))]
+#[x_kube(validation = Rule::new("has(self.traefik) || has(self.httpRoute)").message("forwardAuth must name the proxy to wire: set forwardAuth.traefik (traefik: {} for the defaults) and/or forwardAuth.httpRoute"))]
 pub struct ForwardAuth {
     /// A Traefik `Middleware` (traefik.io/v1alpha1) with `forwardAuth` to the outpost, in the
     /// ProxyConfig's namespace, owned by the ProxyConfig. Routes name it in their `middlewares`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub traefik: Option<TraefikForwardAuth>,
+
+    /// A Gateway API `HTTPRoute` (experimental channel) in the ProxyConfig's namespace whose
+    /// every rule gets an `ExternalAuth` filter (GEP-1494) to the outpost.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub http_route: Option<HttpRouteForwardAuth>,
+}
+
+/// The HTTPRoute the controller adds the `ExternalAuth` filter to.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct HttpRouteForwardAuth {
+    /// Name of the HTTPRoute (in the ProxyConfig's namespace).
+    #[x_kube(validation = Rule::new("self.matches('^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$')").message("forwardAuth.httpRoute.name must be an object name: lowercase letters, digits, '-' and '.'"))]
+    #[schemars(length(min = 1, max = 253))]
+    pub name: String,
 }
 
 /// The Traefik `Middleware` the controller keeps.

@@ -237,6 +237,19 @@ impl Failure {
         .after(KIND_RECHECK)
     }
 
+    /// `forwardAuth.httpRoute` names a route that does not exist (yet); looked at again soon.
+    pub fn route_not_found(namespace: &str, name: &str) -> Self {
+        Self::new(
+            Phase::Failed,
+            "RouteNotFound",
+            condition_types::FORWARD_AUTH_READY,
+            format!(
+                "forwardAuth.httpRoute names HTTPRoute {namespace}/{name}, which does not exist; create it or correct the name"
+            ),
+        )
+        .after(KIND_RECHECK)
+    }
+
     /// A failed API-server call while wiring the reverse proxy.
     pub fn proxy_api(condition: &'static str, message: String) -> Self {
         Self::new(Phase::Pending, "ProxyWiringFailed", condition, message).with_backoff()

@@ -1,13 +1,18 @@
-//! `spec.forwardAuth`: the Traefik Middleware the controller keeps for a ProxyConfig, against a
-//! real API server (with Traefik's CRDs and kube-controller-manager's garbage collector) and
-//! the authentik double.
+//! `spec.forwardAuth`: the Traefik Middleware and the HTTPRoute ExternalAuth filter the
+//! controller keeps for a ProxyConfig, against a real API server (with Traefik's and Gateway
+//! API's CRDs and kube-controller-manager's garbage collector) and the authentik double.
 
 mod common;
 
 use common::{Harness, RESYNCS, condition};
 use gitops_crd::Phase;
+use gitops_crd::names::PROXYCONFIG_LABEL;
 use gitops_crd::names::condition_types::FORWARD_AUTH_READY;
-use gitops_plan::forward_auth::{AUTH_RESPONSE_HEADERS, TRAEFIK_AUTH_PATH};
+use gitops_plan::forward_auth::{
+    AUTH_RESPONSE_HEADERS, ENVOY_AUTH_PATH, TRAEFIK_AUTH_PATH, external_auth_filter,
+    outpost_service,
+};
+use gitops_proxy_crds::gateway_httproute::HttpRoute;
 use gitops_proxy_crds::traefik_middleware::Middleware;
 use kube::ResourceExt;
 use kube::api::{Api, Patch, PatchParams, PostParams};
@@ -66,7 +71,7 @@ async fn middleware_is_created_reverted_renamed_and_removed_with_its_proxyconfig
     let ready = condition(&pc, FORWARD_AUTH_READY);
     assert_eq!(
         (ready.status.as_str(), ready.reason.as_str()),
-        ("True", "MiddlewareReady"),
+        ("True", "ForwardAuthWired"),
         "{ready:?}"
     );
 
@@ -238,4 +243,204 @@ async fn forward_auth_in_proxy_mode_is_refused_without_writing_anything() {
         .await
         .expect("list");
     assert!(listed.items.is_empty(), "{:?}", listed.items);
+}
+
+/// The outpost as an in-cluster Service address (an ExternalAuth filter's backendRef).
+const OUTPOST_SERVICE_URL: &str = "http://authentik-server.authentik.svc.cluster.local:9000";
+
+fn routes(h: &Harness) -> Api<HttpRoute> {
+    Api::namespaced(h.client.clone(), h.namespace())
+}
+
+/// An HTTPRoute `name` with two rules to Service `web`, the first with a header filter.
+async fn create_route(h: &Harness, name: &str, first_rule_filters: Value) -> HttpRoute {
+    let route: HttpRoute = serde_json::from_value(json!({
+        "apiVersion": "gateway.networking.k8s.io/v1",
+        "kind": "HTTPRoute",
+        "metadata": {"name": name},
+        "spec": {
+            "parentRefs": [{"name": "gateway"}],
+            "hostnames": [format!("web.{}.example.com", h.namespace())],
+            "rules": [
+                {
+                    "matches": [{"path": {"type": "PathPrefix", "value": "/app"}}],
+                    "filters": first_rule_filters,
+                    "backendRefs": [{"name": "web", "port": 80}],
+                },
+                {"backendRefs": [{"name": "web", "port": 80}]},
+            ],
+        },
+    }))
+    .expect("HTTPRoute");
+    routes(h)
+        .create(&PostParams::default(), &route)
+        .await
+        .expect("HTTPRoute created")
+}
+
+fn external_auth_count(route: &HttpRoute) -> Vec<usize> {
+    route
+        .spec
+        .rules
+        .iter()
+        .flatten()
+        .map(|rule| {
+            rule.filters
+                .iter()
+                .flatten()
+                .filter(|f| f.external_auth.is_some())
+                .count()
+        })
+        .collect()
+}
+
+async fn wait_route(h: &Harness, name: &str, check: impl Fn(&HttpRoute) -> bool) -> HttpRoute {
+    let api = routes(h);
+    h.wait_until(&format!("HTTPRoute {name}"), || async {
+        api.get_opt(name).await.ok().flatten().filter(|r| check(r))
+    })
+    .await
+}
+
+#[tokio::test]
+async fn http_route_rules_get_the_external_auth_filter_until_the_proxyconfig_goes() {
+    let mut h = harness("fa-httproute").await;
+    h.create_service("web", 80).await;
+    let header = json!([{"type": "RequestHeaderModifier", "requestHeaderModifier": {"set": [{"name": "X-Team", "value": "web"}]}}]);
+    create_route(&h, "web", header.clone()).await;
+    let controller = h.start_controller(&[
+        "--leader-election",
+        "false",
+        "--forward-auth-outpost-url",
+        OUTPOST_SERVICE_URL,
+    ]);
+    h.apply(with_forward_auth(
+        &h,
+        "web",
+        json!({"httpRoute": {"name": "web"}}),
+    ))
+    .await;
+    let pc = h.wait_phase("web", Phase::Ready).await;
+    let wired = condition(&pc, FORWARD_AUTH_READY);
+    assert!(
+        wired.message.contains("authentik/authentik-server"),
+        "{wired:?}"
+    );
+
+    let filter = external_auth_filter(&outpost_service(OUTPOST_SERVICE_URL).expect("Service"));
+    let route = wait_route(&h, "web", |r| external_auth_count(r) == [1, 1]).await;
+    for rule in route.spec.rules.iter().flatten() {
+        assert_eq!(rule.filters.as_ref().expect("filters")[0], filter);
+    }
+    let auth = serde_json::to_value(&filter).expect("JSON");
+    assert_eq!(auth["externalAuth"]["http"]["path"], ENVOY_AUTH_PATH);
+    assert_eq!(route.labels()[PROXYCONFIG_LABEL], "web");
+    assert_eq!(
+        route.spec.rules.as_ref().expect("rules")[0]
+            .filters
+            .as_ref()
+            .expect("filters")
+            .len(),
+        2,
+        "the route's own filter stays"
+    );
+
+    // Converged: the API server's defaults compare equal, so resyncs write nothing.
+    let resyncs = h.metric(controller, RESYNCS).await.unwrap_or_default();
+    h.wait_metric(controller, RESYNCS, resyncs + 2.0).await;
+    let unchanged = routes(&h).get("web").await.expect("get");
+    assert_eq!(unchanged.resource_version(), route.resource_version());
+
+    // A hand edit that drops the filter is reverted.
+    let mut edited = route.clone();
+    if let Some(rules) = edited.spec.rules.as_mut() {
+        rules[1].filters = None;
+    }
+    routes(&h)
+        .replace("web", &PostParams::default(), &edited)
+        .await
+        .expect("hand edit");
+    wait_route(&h, "web", |r| {
+        external_auth_count(r) == [1, 1] && r.resource_version() != edited.resource_version()
+    })
+    .await;
+
+    // Deleting the ProxyConfig takes the filters out again; the route itself stays.
+    h.delete("web").await;
+    h.wait_gone("web").await;
+    let unwired = routes(&h).get("web").await.expect("the route stays");
+    assert_eq!(external_auth_count(&unwired), [0, 0]);
+    assert!(!unwired.labels().contains_key(PROXYCONFIG_LABEL));
+    let first = serde_json::to_value(&unwired.spec.rules.expect("rules")[0].filters).expect("JSON");
+    assert_eq!(
+        first[0]["requestHeaderModifier"],
+        header[0]["requestHeaderModifier"]
+    );
+}
+
+#[tokio::test]
+async fn http_route_problems_are_reported_and_nothing_is_written() {
+    let mut h = harness("fa-httproute-bad").await;
+    h.create_service("web", 80).await;
+    let foreign = json!([{"type": "ExternalAuth", "externalAuth": {
+        "protocol": "HTTP",
+        "backendRef": {"name": "someone-elses-auth", "port": 8080},
+        "http": {"path": "/check"},
+    }}]);
+    let taken = create_route(&h, "taken", foreign).await;
+    h.start_controller(&[
+        "--leader-election",
+        "false",
+        "--forward-auth-outpost-url",
+        OUTPOST_SERVICE_URL,
+    ]);
+
+    h.apply(with_forward_auth(
+        &h,
+        "web",
+        json!({"httpRoute": {"name": "missing"}}),
+    ))
+    .await;
+    let pc = h.wait_phase("web", Phase::Failed).await;
+    assert_eq!(condition(&pc, FORWARD_AUTH_READY).reason, "RouteNotFound");
+
+    h.apply(with_forward_auth(
+        &h,
+        "web",
+        json!({"httpRoute": {"name": "taken"}}),
+    ))
+    .await;
+    let pc = h.wait_phase("web", Phase::Failed).await;
+    let refused = condition(&pc, FORWARD_AUTH_READY);
+    assert_eq!(refused.reason, "RouteHasOtherExternalAuth", "{refused:?}");
+    assert!(refused.message.contains("/taken"), "{refused:?}");
+
+    h.delete("web").await;
+    h.wait_gone("web").await;
+    let kept = routes(&h).get("taken").await.expect("still there");
+    assert_eq!(kept.resource_version(), taken.resource_version());
+}
+
+#[tokio::test]
+async fn an_outpost_address_that_is_no_service_cannot_back_an_http_route_filter() {
+    // The harness's outpost is the double on a loopback address.
+    let mut h = harness("fa-httproute-url").await;
+    h.create_service("web", 80).await;
+    let route = create_route(&h, "web", json!([])).await;
+    h.start_single();
+    h.apply(with_forward_auth(
+        &h,
+        "web",
+        json!({"httpRoute": {"name": "web"}}),
+    ))
+    .await;
+    let pc = h.wait_phase("web", Phase::Failed).await;
+    let refused = condition(&pc, FORWARD_AUTH_READY);
+    assert_eq!(refused.reason, "OutpostNotAService", "{refused:?}");
+    assert!(
+        refused.message.contains("FORWARD_AUTH_OUTPOST_URL"),
+        "{refused:?}"
+    );
+    let unchanged = routes(&h).get("web").await.expect("route");
+    assert_eq!(unchanged.resource_version(), route.resource_version());
 }
