@@ -23,11 +23,16 @@ const KOPIUM_FLAGS: [&str; 8] = [
 ];
 
 /// (CRD name, the version to generate (the CRD's only or storage version), generated file).
-const GENERATED: [(&str, &str, &str); 2] = [
+const GENERATED: [(&str, &str, &str); 3] = [
     (
         "middlewares.traefik.io",
         "v1alpha1",
         "crates/proxy-crds/src/traefik_middleware.rs",
+    ),
+    (
+        "ingressroutes.traefik.io",
+        "v1alpha1",
+        "crates/proxy-crds/src/traefik_ingressroute.rs",
     ),
     (
         "httproutes.gateway.networking.k8s.io",

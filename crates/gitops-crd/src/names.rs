@@ -76,4 +76,8 @@ pub mod condition_types {
     /// Whether the reverse-proxy wiring `spec.forwardAuth` asks for exists (only on ProxyConfigs
     /// that ask for it).
     pub const FORWARD_AUTH_READY: &str = "ForwardAuthReady";
+    /// Whether every route serving the external host sends requests through forward auth to
+    /// the outpost (False with reason `RouteWithoutForwardAuth` names the exposed routes;
+    /// Unknown when no route serves the host). Set on Ready ProxyConfigs.
+    pub const PROTECTED: &str = "Protected";
 }
