@@ -350,18 +350,21 @@ const SERVICE_DISCOVERY_NEEDS: &[(&str, &str, &[&str])] = &[
         &["get", "list", "watch", "create", "update", "delete"],
     ),
     ("", "services", &["list", "watch"]),
-    // Traefik Middlewares of ProxyConfigs with forwardAuth: fresh read, create, guarded
-    // replace; listed by label and deleted when renamed or no longer asked for.
+    // Traefik Middlewares: reflector (Protected); of forwardAuth: fresh read, create, guarded
+    // replace, listed by label and deleted when renamed or no longer asked for.
     (
         "traefik.io",
         "middlewares",
-        &["get", "list", "create", "update", "delete"],
+        &["get", "list", "watch", "create", "update", "delete"],
     ),
-    // HTTPRoutes forwardAuth.httpRoute names: fresh read, guarded replace; listed by label.
+    // Routes serving ProxyConfigs' hosts: reflectors (Protected).
+    ("networking.k8s.io", "ingresses", &["list", "watch"]),
+    ("traefik.io", "ingressroutes", &["list", "watch"]),
+    // HTTPRoutes: reflector; the one forwardAuth.httpRoute names: fresh read, guarded replace.
     (
         "gateway.networking.k8s.io",
         "httproutes",
-        &["get", "list", "update"],
+        &["get", "list", "watch", "update"],
     ),
     ("events.k8s.io", "events", &["create", "patch"]),
 ];

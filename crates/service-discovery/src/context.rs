@@ -11,6 +11,7 @@ use crate::backoff::Backoff;
 
 use crate::config::Settings;
 use crate::conflicts::Claims;
+use crate::exposure::Routes;
 use crate::forward_auth::ServedKinds;
 use crate::outpost::OutpostAssigner;
 use crate::ownership::Records;
@@ -32,4 +33,6 @@ pub struct Context {
     pub caches: gitops_runtime::watches::Caches,
     /// Which reverse-proxy kinds the API server serves (for `forwardAuth`).
     pub served_kinds: ServedKinds,
+    /// The routes serving ProxyConfigs' hosts (for `Protected`).
+    pub routes: Routes,
 }

@@ -31,10 +31,10 @@ const STEP: &str = condition_types::FORWARD_AUTH_READY;
 /// One kind's "served by the API server" answer. A yes is kept (a CRD is not uninstalled under
 /// a running proxy); a no is asked again, so installing the CRDs later needs no restart.
 #[derive(Debug, Default)]
-struct Served(AtomicBool);
+pub struct Served(AtomicBool);
 
 impl Served {
-    async fn ask<K: Resource<DynamicType = ()>>(
+    pub async fn ask<K: Resource<DynamicType = ()>>(
         &self,
         client: &kube::Client,
     ) -> Result<bool, kube::Error> {
@@ -55,8 +55,9 @@ impl Served {
 /// Which reverse-proxy kinds the API server serves.
 #[derive(Debug, Default)]
 pub struct ServedKinds {
-    middleware: Served,
-    http_route: Served,
+    pub middleware: Served,
+    pub http_route: Served,
+    pub ingress_route: Served,
 }
 
 /// The kinds `forwardAuth` can wire.

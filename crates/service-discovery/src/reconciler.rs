@@ -61,6 +61,13 @@ async fn apply(pc: &ProxyConfig, ctx: &Context) -> Result<Action, Error> {
     ctx.caches.wait().await?;
     let mut report = Report::new(pc);
     let outcome = converge(pc, ctx, &mut report).await;
+    // Step 7: for a Ready ProxyConfig, whether every route serving its host asks the outpost.
+    if outcome.is_ok() {
+        report.step(ctx.routes.protected(pc));
+    } else {
+        metrics::set_exposed(&pc.namespace().unwrap_or_default(), &pc.name_any(), false);
+        report.forget(condition_types::PROTECTED);
+    }
     // Read after converging: the version is read before each snapshot, which converging waits for.
     report.authentik_version = ctx.authentik.server_version();
     let action = match &outcome {

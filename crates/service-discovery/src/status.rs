@@ -184,6 +184,7 @@ fn condition_order(type_: &str) -> usize {
         condition_types::APPLICATION_SYNCED,
         condition_types::OUTPOST_ASSIGNED,
         condition_types::FORWARD_AUTH_READY,
+        condition_types::PROTECTED,
         condition_types::AUTHENTIK_VERSION_SUPPORTED,
     ]
     .iter()

@@ -444,3 +444,99 @@ async fn an_outpost_address_that_is_no_service_cannot_back_an_http_route_filter(
     let unchanged = routes(&h).get("web").await.expect("route");
     assert_eq!(unchanged.resource_version(), route.resource_version());
 }
+
+/// Waits until `name`'s Protected condition has `status`; returns its message.
+async fn wait_protected(h: &Harness, name: &str, status: &str) -> String {
+    h.wait_until(&format!("{name} Protected={status}"), || async {
+        let pc = h.get(name).await?;
+        let protected = pc
+            .status?
+            .conditions
+            .into_iter()
+            .find(|c| c.type_ == gitops_crd::names::condition_types::PROTECTED)?;
+        (protected.status == status)
+            .then_some(format!("{}: {}", protected.reason, protected.message))
+    })
+    .await
+}
+
+#[tokio::test]
+async fn protected_follows_the_routes_serving_the_host_as_they_come_and_go() {
+    use k8s_openapi::api::networking::v1::Ingress;
+    use kube::api::{ApiResource, DeleteParams, DynamicObject, GroupVersionKind};
+
+    let mut h = harness("fa-protected").await;
+    h.create_service("web", 80).await;
+    // Resyncs an hour apart: every change below is noticed through the route watches.
+    let controller = h.start_controller(&["--leader-election", "false", "--resync-interval", "1h"]);
+    h.apply(with_forward_auth(&h, "web", json!({"traefik": {}})))
+        .await;
+    h.wait_phase("web", Phase::Ready).await;
+    let host = format!("web.{}.example.com", h.namespace());
+    assert!(
+        wait_protected(&h, "web", "Unknown")
+            .await
+            .starts_with("NoRouteFound")
+    );
+
+    let ingress_routes = ApiResource::from_gvk_with_plural(
+        &GroupVersionKind::gvk("traefik.io", "v1alpha1", "IngressRoute"),
+        "ingressroutes",
+    );
+    let guarded = DynamicObject::new("web", &ingress_routes).data(json!({"spec": {"routes": [{
+        "match": format!("Host(`{host}`)"),
+        "middlewares": [{"name": "web-authentik"}],
+        "services": [{"name": "web", "port": 80}],
+    }]}}));
+    Api::<DynamicObject>::namespaced_with(h.client.clone(), h.namespace(), &ingress_routes)
+        .create(&PostParams::default(), &guarded)
+        .await
+        .expect("IngressRoute");
+    let protected = wait_protected(&h, "web", "True").await;
+    assert!(protected.contains("IngressRoute"), "{protected}");
+
+    // A route added later without forward auth turns it False, naming the route.
+    let exposed: Ingress = serde_json::from_value(json!({
+        "metadata": {"name": "web-direct"},
+        "spec": {"rules": [{"host": host, "http": {"paths": [{
+            "path": "/", "pathType": "Prefix",
+            "backend": {"service": {"name": "web", "port": {"number": 80}}},
+        }]}}]},
+    }))
+    .expect("Ingress");
+    let ingresses: Api<Ingress> = Api::namespaced(h.client.clone(), h.namespace());
+    ingresses
+        .create(&PostParams::default(), &exposed)
+        .await
+        .expect("Ingress");
+    let message = wait_protected(&h, "web", "False").await;
+    assert!(message.starts_with("RouteWithoutForwardAuth"), "{message}");
+    assert!(
+        message.contains(&format!("Ingress {}/web-direct", h.namespace())),
+        "{message}"
+    );
+    let series = format!(
+        r#"gitops_proxyconfig_exposed{{namespace="{}",name="web"}}"#,
+        h.namespace()
+    );
+    h.wait_metric(controller, &series, 1.0).await;
+
+    // Protected again once that route names the Middleware.
+    ingresses
+        .patch(
+            "web-direct",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"metadata": {"annotations": {
+                "traefik.ingress.kubernetes.io/router.middlewares":
+                    format!("{}-web-authentik@kubernetescrd", h.namespace()),
+            }}})),
+        )
+        .await
+        .expect("annotated");
+    wait_protected(&h, "web", "True").await;
+    assert_eq!(h.metric(controller, &series).await, Some(0.0));
+    ingresses
+        .delete("web-direct", &DeleteParams::default())
+        .await
+        .expect("deleted");
+}

@@ -1,0 +1,307 @@
+//! The routes that serve ProxyConfigs' hosts (Ingress; Traefik IngressRoute and Gateway API
+//! HTTPRoute when their CRDs are served at start-up) and the Middlewares they use, watched into
+//! caches, never polled: a route event reconciles the ProxyConfigs whose host it serves, and the
+//! `Protected` condition is computed from the caches without an API call. `gitops_plan::exposure`
+//! decides.
+
+use std::collections::BTreeSet;
+
+use futures::stream::{self, BoxStream, StreamExt};
+use gitops_crd::ProxyConfig;
+use gitops_crd::conditions::{ConditionStatus, ConditionUpdate, find_condition};
+use gitops_crd::names::{PROXYCONFIG_LABEL, condition_types};
+use gitops_plan::exposure::{
+    Outpost, ServingRoute, external_hostname, forward_auth_middlewares, http_route_serving,
+    ingress_route_serving, ingress_serving, protected_condition,
+};
+use gitops_plan::forward_auth::outpost_service;
+use gitops_proxy_crds::gateway_httproute::HttpRoute;
+use gitops_proxy_crds::traefik_ingressroute::IngressRoute;
+use gitops_proxy_crds::traefik_middleware::Middleware;
+use gitops_runtime::Readiness;
+use gitops_runtime::watches::{
+    CacheSynced, cached_watch, clear_managed_fields, resource_name, scoped,
+};
+use k8s_openapi::api::networking::v1::Ingress;
+use kube::ResourceExt;
+use kube::runtime::reflector::{ObjectRef, Store};
+use kube::runtime::watcher;
+
+use crate::forward_auth::{Served, ServedKinds};
+
+/// The cached routes and Middlewares, and where forward auth must go.
+#[derive(Clone)]
+pub struct Routes {
+    ingresses: Store<Ingress>,
+    ingress_routes: Option<Store<IngressRoute>>,
+    http_routes: Option<Store<HttpRoute>>,
+    middlewares: Option<Store<Middleware>>,
+    outpost: Outpost,
+}
+
+impl Routes {
+    /// The routes serving `pc`'s host, each with whether it asks the outpost first.
+    pub fn serving(&self, pc: &ProxyConfig) -> Vec<ServingRoute> {
+        let host = external_hostname(&pc.spec.external_host);
+        let guards: BTreeSet<(String, String)> = self
+            .middlewares
+            .as_ref()
+            .map(|store| {
+                forward_auth_middlewares(store.state().iter().map(|m| &**m), &self.outpost)
+            })
+            .unwrap_or_default();
+        let mut routes: Vec<ServingRoute> = self
+            .ingresses
+            .state()
+            .iter()
+            .filter_map(|i| ingress_serving(i, &host, &guards, &self.outpost))
+            .collect();
+        if let Some(store) = &self.ingress_routes {
+            routes.extend(
+                store
+                    .state()
+                    .iter()
+                    .filter_map(|r| ingress_route_serving(r, &host, &guards)),
+            );
+        }
+        if let Some(store) = &self.http_routes {
+            routes.extend(
+                store
+                    .state()
+                    .iter()
+                    .filter_map(|r| http_route_serving(r, &host, &self.outpost)),
+            );
+        }
+        routes.sort_by(|a, b| a.route.cmp(&b.route));
+        routes
+    }
+
+    /// The `Protected` condition of a Ready `pc`.
+    pub fn protected(&self, pc: &ProxyConfig) -> ConditionUpdate {
+        let condition = protected_condition(
+            &external_hostname(&pc.spec.external_host),
+            &self.serving(pc),
+        );
+        crate::metrics::set_exposed(
+            &pc.namespace().unwrap_or_default(),
+            &pc.name_any(),
+            condition.status == ConditionStatus::False,
+        );
+        condition
+    }
+}
+
+/// The route watches: their caches, when each is full, and the ProxyConfigs to reconcile on
+/// their events.
+pub struct RouteWatches {
+    pub routes: Routes,
+    pub synced: Vec<CacheSynced>,
+    pub triggers: BoxStream<'static, ObjectRef<ProxyConfig>>,
+}
+
+/// Starts the watches of the route kinds the API server serves now (a CRD installed later is
+/// watched after a restart; until then its routes are not seen).
+pub async fn watch(
+    client: &kube::Client,
+    namespace: Option<&str>,
+    readiness: &Readiness,
+    served: &ServedKinds,
+    proxyconfigs: Store<ProxyConfig>,
+    outpost_url: &str,
+) -> RouteWatches {
+    let outpost = Outpost {
+        url: outpost_url.to_owned(),
+        service: outpost_service(outpost_url).ok(),
+    };
+    let mut synced = Vec::new();
+    let mut triggers: Vec<BoxStream<'static, ObjectRef<ProxyConfig>>> = Vec::new();
+
+    let ingresses = cached_watch::<Ingress>(
+        scoped(client, namespace),
+        watcher::Config::default(),
+        clear_managed_fields,
+        |_| {},
+        readiness.resource(resource_name::<Ingress>()),
+    );
+    synced.push(ingresses.synced);
+    let mut routes = Routes {
+        ingresses: ingresses.store,
+        ingress_routes: None,
+        http_routes: None,
+        middlewares: None,
+        outpost,
+    };
+
+    let ingress_routes = if served_at_start::<IngressRoute>(&served.ingress_route, client).await {
+        let watch = cached_watch::<IngressRoute>(
+            scoped(client, namespace),
+            watcher::Config::default(),
+            clear_managed_fields,
+            |_| {},
+            readiness.resource(resource_name::<IngressRoute>()),
+        );
+        synced.push(watch.synced);
+        routes.ingress_routes = Some(watch.store);
+        Some(watch.stream)
+    } else {
+        None
+    };
+    let http_routes = if served_at_start::<HttpRoute>(&served.http_route, client).await {
+        let watch = cached_watch::<HttpRoute>(
+            scoped(client, namespace),
+            watcher::Config::default(),
+            clear_managed_fields,
+            |_| {},
+            readiness.resource(resource_name::<HttpRoute>()),
+        );
+        synced.push(watch.synced);
+        routes.http_routes = Some(watch.store);
+        Some(watch.stream)
+    } else {
+        None
+    };
+    let middlewares = if served_at_start::<Middleware>(&served.middleware, client).await {
+        let watch = cached_watch::<Middleware>(
+            scoped(client, namespace),
+            watcher::Config::default(),
+            clear_managed_fields,
+            |_| {},
+            readiness.resource(resource_name::<Middleware>()),
+        );
+        synced.push(watch.synced);
+        routes.middlewares = Some(watch.store);
+        Some(watch.stream)
+    } else {
+        None
+    };
+
+    // A route event reconciles the ProxyConfigs whose host the route serves (before or after:
+    // the cache holds the new object, the ProxyConfig's condition names the old one).
+    let affected = {
+        let routes = routes.clone();
+        let proxyconfigs = proxyconfigs.clone();
+        move |route: ServedBy| -> Vec<ObjectRef<ProxyConfig>> {
+            proxyconfigs
+                .state()
+                .iter()
+                .filter(|pc| {
+                    let host = external_hostname(&pc.spec.external_host);
+                    route.serves(&host, &routes.outpost) || names_route(pc, &route.name())
+                })
+                .map(|pc| ObjectRef::from_obj(&**pc))
+                .collect()
+        }
+    };
+    triggers.push(
+        ingresses
+            .stream
+            .filter_map(|e| async move { e.ok() })
+            .flat_map({
+                let affected = affected.clone();
+                move |i| stream::iter(affected(ServedBy::Ingress(i)))
+            })
+            .boxed(),
+    );
+    if let Some(stream) = ingress_routes {
+        let affected = affected.clone();
+        triggers.push(
+            stream
+                .filter_map(|e| async move { e.ok() })
+                .flat_map(move |r| stream::iter(affected(ServedBy::IngressRoute(r))))
+                .boxed(),
+        );
+    }
+    if let Some(stream) = http_routes {
+        let affected = affected.clone();
+        triggers.push(
+            stream
+                .filter_map(|e| async move { e.ok() })
+                .flat_map(move |r| stream::iter(affected(ServedBy::HttpRoute(r))))
+                .boxed(),
+        );
+    }
+    // A Middleware decides whether the routes naming it are protected: reconcile the
+    // ProxyConfig it was made for and those reported unprotected (the few that can change).
+    if let Some(stream) = middlewares {
+        triggers.push(
+            stream
+                .filter_map(|e| async move { e.ok() })
+                .flat_map(move |m: Middleware| {
+                    let owner = m.labels().get(PROXYCONFIG_LABEL).cloned();
+                    let namespace = m.namespace();
+                    stream::iter(
+                        proxyconfigs
+                            .state()
+                            .iter()
+                            .filter(|pc| {
+                                (owner.as_deref() == Some(pc.name_any().as_str())
+                                    && pc.namespace() == namespace)
+                                    || not_protected(pc)
+                            })
+                            .map(|pc| ObjectRef::from_obj(&**pc))
+                            .collect::<Vec<_>>(),
+                    )
+                })
+                .boxed(),
+        );
+    }
+    RouteWatches {
+        routes,
+        synced,
+        triggers: stream::select_all(triggers).boxed(),
+    }
+}
+
+/// Whether `K` is served; an unanswered discovery request counts as no (logged).
+async fn served_at_start<K: kube::Resource<DynamicType = ()>>(
+    served: &Served,
+    client: &kube::Client,
+) -> bool {
+    served.ask::<K>(client).await.unwrap_or_else(|error| {
+        tracing::warn!(%error, kind = %resource_name::<K>(), "could not tell whether the kind is served; its routes are not watched");
+        false
+    })
+}
+
+/// One changed route.
+enum ServedBy {
+    Ingress(Ingress),
+    IngressRoute(IngressRoute),
+    HttpRoute(HttpRoute),
+}
+
+impl ServedBy {
+    fn serves(&self, host: &str, outpost: &Outpost) -> bool {
+        let none = BTreeSet::new();
+        match self {
+            ServedBy::Ingress(i) => ingress_serving(i, host, &none, outpost).is_some(),
+            ServedBy::IngressRoute(r) => ingress_route_serving(r, host, &none).is_some(),
+            ServedBy::HttpRoute(r) => http_route_serving(r, host, outpost).is_some(),
+        }
+    }
+
+    /// `Kind namespace/name`, as conditions name it.
+    fn name(&self) -> String {
+        let (kind, namespace, name) = match self {
+            ServedBy::Ingress(i) => ("Ingress", i.namespace(), i.name_any()),
+            ServedBy::IngressRoute(r) => ("IngressRoute", r.namespace(), r.name_any()),
+            ServedBy::HttpRoute(r) => ("HTTPRoute", r.namespace(), r.name_any()),
+        };
+        format!("{kind} {}/{name}", namespace.unwrap_or_default())
+    }
+}
+
+/// Whether `pc`'s Protected condition names `route` (it served the host before a change).
+fn names_route(pc: &ProxyConfig, route: &str) -> bool {
+    pc.status
+        .as_ref()
+        .and_then(|s| find_condition(&s.conditions, condition_types::PROTECTED))
+        .is_some_and(|c| c.message.contains(route))
+}
+
+fn not_protected(pc: &ProxyConfig) -> bool {
+    pc.status
+        .as_ref()
+        .and_then(|s| find_condition(&s.conditions, condition_types::PROTECTED))
+        .is_some_and(|c| c.status != "True")
+}
