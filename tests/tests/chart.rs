@@ -520,6 +520,8 @@ const SPEC_ALERTS: &[&str] = &[
     "GitOpsControllerRestarting",
     // Not in SPEC §5: a controller that cannot watch a resource it needs (issue 17).
     "GitOpsRequiredResourceUnavailable",
+    // Not in SPEC §5: a route serves a ProxyConfig's host without forward auth (issue 15).
+    "GitOpsProxyConfigExposed",
 ];
 
 /// Series that come from Prometheus itself, cAdvisor (kubelet) and kube-state-metrics, not from
