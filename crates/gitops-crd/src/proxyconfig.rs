@@ -296,6 +296,11 @@ pub struct ProxyConfigStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub authentik_version: Option<String>,
 
+    /// Routes (`Kind namespace/name`) that serve the external host without forward auth to the
+    /// outpost, as the `Protected` condition found them (empty when none).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub exposed_routes: Vec<String>,
+
     /// The spec generation this status describes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,

@@ -76,18 +76,21 @@ impl Routes {
         routes
     }
 
-    /// The `Protected` condition of a Ready `pc`.
-    pub fn protected(&self, pc: &ProxyConfig) -> ConditionUpdate {
-        let condition = protected_condition(
-            &external_hostname(&pc.spec.external_host),
-            &self.serving(pc),
-        );
+    /// The `Protected` condition of a Ready `pc`, and the routes that leave it exposed.
+    pub fn protected(&self, pc: &ProxyConfig) -> (ConditionUpdate, Vec<String>) {
+        let serving = self.serving(pc);
+        let condition = protected_condition(&external_hostname(&pc.spec.external_host), &serving);
+        let exposed = serving
+            .iter()
+            .filter(|r| !r.protected)
+            .map(|r| r.route.to_string())
+            .collect();
         crate::metrics::set_exposed(
             &pc.namespace().unwrap_or_default(),
             &pc.name_any(),
             condition.status == ConditionStatus::False,
         );
-        condition
+        (condition, exposed)
     }
 }
 

@@ -63,7 +63,9 @@ async fn apply(pc: &ProxyConfig, ctx: &Context) -> Result<Action, Error> {
     let outcome = converge(pc, ctx, &mut report).await;
     // Step 7: for a Ready ProxyConfig, whether every route serving its host asks the outpost.
     if outcome.is_ok() {
-        report.step(ctx.routes.protected(pc));
+        let (protected, exposed) = ctx.routes.protected(pc);
+        report.step(protected);
+        report.exposed_routes = exposed;
     } else {
         metrics::set_exposed(&pc.namespace().unwrap_or_default(), &pc.name_any(), false);
         report.forget(condition_types::PROTECTED);

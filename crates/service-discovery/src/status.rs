@@ -27,6 +27,8 @@ pub struct Report {
     pub outpost_id: Option<String>,
     /// The authentik version this reconcile talked to, when known.
     pub authentik_version: Option<ServerVersion>,
+    /// Routes serving the host without forward auth (set with the `Protected` step).
+    pub exposed_routes: Vec<String>,
 }
 
 impl Report {
@@ -39,6 +41,7 @@ impl Report {
             application_slug: None,
             outpost_id: None,
             authentik_version: None,
+            exposed_routes: Vec::new(),
         }
     }
 
@@ -143,6 +146,7 @@ pub fn next_status(
     if report.outpost_id.is_some() {
         status.outpost_id.clone_from(&report.outpost_id);
     }
+    status.exposed_routes.clone_from(&report.exposed_routes);
     status
 }
 
