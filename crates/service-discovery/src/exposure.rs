@@ -22,6 +22,7 @@ use gitops_runtime::Readiness;
 use gitops_runtime::watches::{
     CacheSynced, cached_watch, clear_managed_fields, resource_name, scoped,
 };
+use k8s_openapi::NamespaceResourceScope;
 use k8s_openapi::api::networking::v1::Ingress;
 use kube::ResourceExt;
 use kube::runtime::reflector::{ObjectRef, Store};
@@ -102,6 +103,37 @@ pub struct RouteWatches {
     pub triggers: BoxStream<'static, ObjectRef<ProxyConfig>>,
 }
 
+/// One kind's watch: its cache, filled by the returned stream of changed objects.
+type Watched<K> = (Store<K>, BoxStream<'static, K>);
+
+/// Starts a cached watch of `K` and registers when its cache is full.
+fn start<K>(
+    client: &kube::Client,
+    namespace: Option<&str>,
+    readiness: &Readiness,
+    synced: &mut Vec<CacheSynced>,
+) -> Watched<K>
+where
+    K: kube::Resource<DynamicType = (), Scope = NamespaceResourceScope>
+        + Clone
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug
+        + Send
+        + Sync
+        + 'static,
+{
+    let watch = cached_watch::<K>(
+        scoped(client, namespace),
+        watcher::Config::default(),
+        clear_managed_fields,
+        |_| {},
+        readiness.resource(resource_name::<K>()),
+    );
+    synced.push(watch.synced);
+    let changed = watch.stream.filter_map(|e| async move { e.ok() }).boxed();
+    (watch.store, changed)
+}
+
 /// Starts the watches of the route kinds the API server serves now (a CRD installed later is
 /// watched after a restart; until then its routes are not seen).
 pub async fn watch(
@@ -112,138 +144,88 @@ pub async fn watch(
     proxyconfigs: Store<ProxyConfig>,
     outpost_url: &str,
 ) -> RouteWatches {
-    let outpost = Outpost {
-        url: outpost_url.to_owned(),
-        service: outpost_service(outpost_url).ok(),
-    };
     let mut synced = Vec::new();
-    let mut triggers: Vec<BoxStream<'static, ObjectRef<ProxyConfig>>> = Vec::new();
-
-    let ingresses = cached_watch::<Ingress>(
-        scoped(client, namespace),
-        watcher::Config::default(),
-        clear_managed_fields,
-        |_| {},
-        readiness.resource(resource_name::<Ingress>()),
-    );
-    synced.push(ingresses.synced);
-    let mut routes = Routes {
-        ingresses: ingresses.store,
-        ingress_routes: None,
-        http_routes: None,
-        middlewares: None,
-        outpost,
-    };
-
-    let ingress_routes = if served_at_start::<IngressRoute>(&served.ingress_route, client).await {
-        let watch = cached_watch::<IngressRoute>(
-            scoped(client, namespace),
-            watcher::Config::default(),
-            clear_managed_fields,
-            |_| {},
-            readiness.resource(resource_name::<IngressRoute>()),
-        );
-        synced.push(watch.synced);
-        routes.ingress_routes = Some(watch.store);
-        Some(watch.stream)
-    } else {
-        None
-    };
-    let http_routes = if served_at_start::<HttpRoute>(&served.http_route, client).await {
-        let watch = cached_watch::<HttpRoute>(
-            scoped(client, namespace),
-            watcher::Config::default(),
-            clear_managed_fields,
-            |_| {},
-            readiness.resource(resource_name::<HttpRoute>()),
-        );
-        synced.push(watch.synced);
-        routes.http_routes = Some(watch.store);
-        Some(watch.stream)
-    } else {
-        None
-    };
-    let middlewares = if served_at_start::<Middleware>(&served.middleware, client).await {
-        let watch = cached_watch::<Middleware>(
-            scoped(client, namespace),
-            watcher::Config::default(),
-            clear_managed_fields,
-            |_| {},
-            readiness.resource(resource_name::<Middleware>()),
-        );
-        synced.push(watch.synced);
-        routes.middlewares = Some(watch.store);
-        Some(watch.stream)
-    } else {
-        None
+    let (ingresses, ingress_events) = start::<Ingress>(client, namespace, readiness, &mut synced);
+    let ingress_routes = served_at_start::<IngressRoute>(&served.ingress_route, client)
+        .await
+        .then(|| start::<IngressRoute>(client, namespace, readiness, &mut synced));
+    let http_routes = served_at_start::<HttpRoute>(&served.http_route, client)
+        .await
+        .then(|| start::<HttpRoute>(client, namespace, readiness, &mut synced));
+    let middlewares = served_at_start::<Middleware>(&served.middleware, client)
+        .await
+        .then(|| start::<Middleware>(client, namespace, readiness, &mut synced));
+    let routes = Routes {
+        ingresses,
+        ingress_routes: ingress_routes.as_ref().map(|(store, _)| store.clone()),
+        http_routes: http_routes.as_ref().map(|(store, _)| store.clone()),
+        middlewares: middlewares.as_ref().map(|(store, _)| store.clone()),
+        outpost: Outpost {
+            url: outpost_url.to_owned(),
+            service: outpost_service(outpost_url).ok(),
+        },
     };
 
     // A route event reconciles the ProxyConfigs whose host the route serves (before or after:
     // the cache holds the new object, the ProxyConfig's condition names the old one).
     let affected = {
-        let routes = routes.clone();
+        let outpost = routes.outpost.clone();
         let proxyconfigs = proxyconfigs.clone();
-        move |route: ServedBy| -> Vec<ObjectRef<ProxyConfig>> {
-            proxyconfigs
+        move |route: ServedBy| {
+            let refs: Vec<ObjectRef<ProxyConfig>> = proxyconfigs
                 .state()
                 .iter()
                 .filter(|pc| {
                     let host = external_hostname(&pc.spec.external_host);
-                    route.serves(&host, &routes.outpost) || names_route(pc, &route.name())
+                    route.serves(&host, &outpost) || names_route(pc, &route.name())
                 })
                 .map(|pc| ObjectRef::from_obj(&**pc))
-                .collect()
+                .collect();
+            stream::iter(refs)
         }
     };
-    triggers.push(
-        ingresses
-            .stream
-            .filter_map(|e| async move { e.ok() })
+    let mut triggers = vec![
+        ingress_events
             .flat_map({
                 let affected = affected.clone();
-                move |i| stream::iter(affected(ServedBy::Ingress(i)))
+                move |i| affected(ServedBy::Ingress(i))
             })
             .boxed(),
-    );
-    if let Some(stream) = ingress_routes {
+    ];
+    if let Some((_, events)) = ingress_routes {
         let affected = affected.clone();
         triggers.push(
-            stream
-                .filter_map(|e| async move { e.ok() })
-                .flat_map(move |r| stream::iter(affected(ServedBy::IngressRoute(r))))
+            events
+                .flat_map(move |r| affected(ServedBy::IngressRoute(r)))
                 .boxed(),
         );
     }
-    if let Some(stream) = http_routes {
-        let affected = affected.clone();
+    if let Some((_, events)) = http_routes {
         triggers.push(
-            stream
-                .filter_map(|e| async move { e.ok() })
-                .flat_map(move |r| stream::iter(affected(ServedBy::HttpRoute(r))))
+            events
+                .flat_map(move |r| affected(ServedBy::HttpRoute(r)))
                 .boxed(),
         );
     }
     // A Middleware decides whether the routes naming it are protected: reconcile the
     // ProxyConfig it was made for and those reported unprotected (the few that can change).
-    if let Some(stream) = middlewares {
+    if let Some((_, events)) = middlewares {
         triggers.push(
-            stream
-                .filter_map(|e| async move { e.ok() })
+            events
                 .flat_map(move |m: Middleware| {
                     let owner = m.labels().get(PROXYCONFIG_LABEL).cloned();
                     let namespace = m.namespace();
-                    stream::iter(
-                        proxyconfigs
-                            .state()
-                            .iter()
-                            .filter(|pc| {
-                                (owner.as_deref() == Some(pc.name_any().as_str())
-                                    && pc.namespace() == namespace)
-                                    || not_protected(pc)
-                            })
-                            .map(|pc| ObjectRef::from_obj(&**pc))
-                            .collect::<Vec<_>>(),
-                    )
+                    let refs: Vec<ObjectRef<ProxyConfig>> = proxyconfigs
+                        .state()
+                        .iter()
+                        .filter(|pc| {
+                            (owner.as_deref() == Some(pc.name_any().as_str())
+                                && pc.namespace() == namespace)
+                                || not_protected(pc)
+                        })
+                        .map(|pc| ObjectRef::from_obj(&**pc))
+                        .collect();
+                    stream::iter(refs)
                 })
                 .boxed(),
         );

@@ -248,6 +248,16 @@ async fn forward_auth_in_proxy_mode_is_refused_without_writing_anything() {
 /// The outpost as an in-cluster Service address (an ExternalAuth filter's backendRef).
 const OUTPOST_SERVICE_URL: &str = "http://authentik-server.authentik.svc.cluster.local:9000";
 
+/// Starts the controller with the outpost at [`OUTPOST_SERVICE_URL`]; returns its index.
+fn start_with_service_outpost(h: &mut Harness) -> usize {
+    h.start_controller(&[
+        "--leader-election",
+        "false",
+        "--forward-auth-outpost-url",
+        OUTPOST_SERVICE_URL,
+    ])
+}
+
 fn routes(h: &Harness) -> Api<HttpRoute> {
     Api::namespaced(h.client.clone(), h.namespace())
 }
@@ -308,12 +318,7 @@ async fn http_route_rules_get_the_external_auth_filter_until_the_proxyconfig_goe
     h.create_service("web", 80).await;
     let header = json!([{"type": "RequestHeaderModifier", "requestHeaderModifier": {"set": [{"name": "X-Team", "value": "web"}]}}]);
     create_route(&h, "web", header.clone()).await;
-    let controller = h.start_controller(&[
-        "--leader-election",
-        "false",
-        "--forward-auth-outpost-url",
-        OUTPOST_SERVICE_URL,
-    ]);
+    let controller = start_with_service_outpost(&mut h);
     h.apply(with_forward_auth(
         &h,
         "web",
@@ -388,12 +393,7 @@ async fn http_route_problems_are_reported_and_nothing_is_written() {
         "http": {"path": "/check"},
     }}]);
     let taken = create_route(&h, "taken", foreign).await;
-    h.start_controller(&[
-        "--leader-election",
-        "false",
-        "--forward-auth-outpost-url",
-        OUTPOST_SERVICE_URL,
-    ]);
+    start_with_service_outpost(&mut h);
 
     h.apply(with_forward_auth(
         &h,
