@@ -23,6 +23,7 @@ mod pki;
 pub mod registry;
 pub mod shared;
 mod tools;
+mod traefik;
 mod util;
 mod wait;
 
@@ -36,4 +37,5 @@ pub use error::{Error, Result};
 pub use harness::{TEST_NAMESPACE_LABEL, TestEnv, TestNamespace};
 pub use node::{NODE_COMPONENTS, NODE_IP, NODE_NAME, PAUSE_IMAGE};
 pub use tools::{ensure_all_tools, ensure_tools};
+pub use traefik::Traefik;
 pub use wait::{WAIT, eventually, metric_value, poll_until, wait_until};
