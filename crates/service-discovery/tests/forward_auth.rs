@@ -540,3 +540,141 @@ async fn protected_follows_the_routes_serving_the_host_as_they_come_and_go() {
         .await
         .expect("deleted");
 }
+
+/// The whole request path with a real proxy: Traefik (the pinned build, reading the test API
+/// server) in front of an IngressRoute that names the Middleware the controller made for a
+/// ProxyConfig. A request without a session is sent to sign in and never reaches the backend
+/// (Traefik's own API); the path the spec's skipPathRegex names passes; after signing in the
+/// request gets through.
+#[tokio::test]
+async fn traefik_with_the_controllers_middleware_lets_only_signed_in_requests_through() {
+    use gitops_testenv::Traefik;
+    use kube::api::{ApiResource, DynamicObject, GroupVersionKind};
+
+    let mut h = harness("fa-traefik").await;
+    h.create_service("web", 80).await;
+    h.start_single();
+    let mut manifest = with_forward_auth(&h, "web", json!({"traefik": {}}));
+    manifest["spec"]["authentikConfig"]["skipPathRegex"] = json!("^/api/version$");
+    h.apply(manifest).await;
+    h.wait_phase("web", Phase::Ready).await;
+    let host = format!("web.{}.example.com", h.namespace());
+    let ingress_routes = ApiResource::from_gvk_with_plural(
+        &GroupVersionKind::gvk("traefik.io", "v1alpha1", "IngressRoute"),
+        "ingressroutes",
+    );
+    let route = DynamicObject::new("web", &ingress_routes).data(json!({"spec": {
+        "entryPoints": ["web"],
+        "routes": [{
+            "match": format!("Host(`{host}`)"),
+            "kind": "Rule",
+            "middlewares": [{"name": "web-authentik"}],
+            "services": [{"name": "api@internal", "kind": "TraefikService"}],
+        }],
+    }}));
+    Api::<DynamicObject>::namespaced_with(h.client.clone(), h.namespace(), &ingress_routes)
+        .create(&PostParams::default(), &route)
+        .await
+        .expect("IngressRoute");
+    assert!(
+        wait_protected(&h, "web", "True")
+            .await
+            .contains("IngressRoute")
+    );
+
+    let (env, ns) = (h.env, h.namespace().to_owned());
+    let traefik = tokio::task::spawn_blocking(move || Traefik::start(env, &ns))
+        .await
+        .expect("start task")
+        .expect("traefik starts");
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("client");
+    let get = |path: &str, cookie: Option<String>, status: u16| {
+        let (http, url, host) = (http.clone(), traefik.url(path), host.clone());
+        async move {
+            gitops_testenv::poll_until(
+                &format!("{url} to answer {status}"),
+                std::time::Duration::from_secs(60),
+                || async {
+                    let mut request = http.get(&url).header("Host", &host);
+                    if let Some(cookie) = &cookie {
+                        request = request.header("Cookie", cookie);
+                    }
+                    Ok(request
+                        .send()
+                        .await
+                        .ok()
+                        .filter(|r| r.status().as_u16() == status))
+                },
+            )
+            .await
+        }
+    };
+
+    // No session: the outpost's redirect to sign in; the backend (Traefik's API) is not reached.
+    let first = get("/api/overview", None, 302)
+        .await
+        .unwrap_or_else(|e| panic!("{e}; traefik log:\n{}", traefik.log()));
+    let location = first.headers()["location"]
+        .to_str()
+        .expect("location")
+        .to_owned();
+    assert!(
+        location.starts_with(&format!("{}/application/o/authorize/", h.double.base_url())),
+        "{location}"
+    );
+    let proxy_cookie = first.headers()["set-cookie"]
+        .to_str()
+        .expect("cookie")
+        .split(';')
+        .next()
+        .expect("name=value")
+        .to_owned();
+
+    // The spec's skipPathRegex passes without a session and reaches the backend.
+    let version: Value = get("/api/version", None, 200)
+        .await
+        .expect("skipped path")
+        .json()
+        .await
+        .expect("Traefik's version JSON");
+    assert!(version["Version"].is_string(), "{version}");
+
+    // Sign in, let core authorize, hand the callback to the outpost through Traefik.
+    let signed_in: Value = http
+        .post(format!("{}/_double/sign-in", h.double.base_url()))
+        .json(&json!({"username": "alice"}))
+        .send()
+        .await
+        .expect("sign-in")
+        .json()
+        .await
+        .expect("sign-in JSON");
+    let authorized = http
+        .get(&location)
+        .header("Cookie", signed_in["cookie"].as_str().expect("cookie"))
+        .send()
+        .await
+        .expect("authorize");
+    assert_eq!(authorized.status(), 302);
+    let callback =
+        reqwest::Url::parse(authorized.headers()["location"].to_str().expect("callback"))
+            .expect("callback URL");
+    let callback_path = format!(
+        "{}?{}",
+        callback.path(),
+        callback.query().unwrap_or_default()
+    );
+    get(&callback_path, Some(proxy_cookie.clone()), 302)
+        .await
+        .expect("callback");
+    let overview: Value = get("/api/overview", Some(proxy_cookie), 200)
+        .await
+        .expect("signed in, the request gets through")
+        .json()
+        .await
+        .expect("Traefik's overview JSON");
+    assert!(overview.get("http").is_some(), "{overview}");
+}
