@@ -208,7 +208,7 @@ pub async fn watch(
         );
     }
     // A Middleware decides whether the routes naming it are protected: reconcile the
-    // ProxyConfig it was made for and those reported unprotected (the few that can change).
+    // ProxyConfig it was made for and those reported exposed (the few that can change).
     if let Some((_, events)) = middlewares {
         triggers.push(
             events
@@ -221,7 +221,7 @@ pub async fn watch(
                         .filter(|pc| {
                             (owner.as_deref() == Some(pc.name_any().as_str())
                                 && pc.namespace() == namespace)
-                                || not_protected(pc)
+                                || exposed(pc)
                         })
                         .map(|pc| ObjectRef::from_obj(&**pc))
                         .collect();
@@ -284,9 +284,12 @@ fn names_route(pc: &ProxyConfig, route: &str) -> bool {
         .is_some_and(|c| c.message.contains(route))
 }
 
-fn not_protected(pc: &ProxyConfig) -> bool {
+/// Whether `pc` is reported exposed: a Middleware can turn only those protected (an Unknown
+/// one has no route a Middleware could change, and reconciling all of them on every Middleware
+/// event would cost a reconcile per ProxyConfig).
+fn exposed(pc: &ProxyConfig) -> bool {
     pc.status
         .as_ref()
         .and_then(|s| find_condition(&s.conditions, condition_types::PROTECTED))
-        .is_some_and(|c| c.status != "True")
+        .is_some_and(|c| c.status == "False")
 }
