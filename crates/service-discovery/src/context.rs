@@ -12,7 +12,7 @@ use crate::backoff::Backoff;
 use crate::config::Settings;
 use crate::conflicts::Claims;
 use crate::exposure::Routes;
-use crate::forward_auth::ServedKinds;
+use crate::forward_auth::{OutpostProbe, ServedKinds};
 use crate::outpost::OutpostAssigner;
 use crate::ownership::Records;
 use crate::status::StatusWriter;
@@ -33,6 +33,7 @@ pub struct Context {
     pub caches: gitops_runtime::watches::Caches,
     /// Which reverse-proxy kinds the API server serves (for `forwardAuth`).
     pub served_kinds: ServedKinds,
+    pub outpost_probe: OutpostProbe,
     /// The routes serving ProxyConfigs' hosts (for `Protected`).
     pub routes: Routes,
 }

@@ -165,6 +165,7 @@ fn run_controller(
             backoff: Backoff::new(Duration::from_secs(1), Duration::from_secs(300)),
             caches: caches.clone(),
             served_kinds,
+            outpost_probe: Default::default(),
             routes: route_watches.routes,
         });
 

@@ -250,6 +250,19 @@ impl Failure {
         .after(KIND_RECHECK)
     }
 
+    /// The outpost the wiring would point at does not answer its ping; nothing was written.
+    pub fn outpost_unreachable(url: &str, why: String) -> Self {
+        Self::new(
+            Phase::Pending,
+            "OutpostUnreachable",
+            condition_types::FORWARD_AUTH_READY,
+            format!(
+                "the outpost does not answer {url} ({why}); the forward-auth wiring is not written until it does, as it would lock every user out. Check FORWARD_AUTH_OUTPOST_URL and that the outpost runs"
+            ),
+        )
+        .with_backoff()
+    }
+
     /// A failed API-server call while wiring the reverse proxy.
     pub fn proxy_api(condition: &'static str, message: String) -> Self {
         Self::new(Phase::Pending, "ProxyWiringFailed", condition, message).with_backoff()

@@ -60,6 +60,41 @@ pub struct ServedKinds {
     pub ingress_route: Served,
 }
 
+/// Asks the outpost's `/outpost.goauthentik.io/ping` before wiring that points a proxy at it is
+/// written: wiring to an outpost that does not answer would lock every user out. Only before a
+/// write, so a converged ProxyConfig costs no request.
+#[derive(Debug)]
+pub struct OutpostProbe {
+    http: reqwest::Client,
+}
+
+impl Default for OutpostProbe {
+    fn default() -> Self {
+        Self {
+            http: reqwest::Client::builder()
+                .timeout(std::time::Duration::from_secs(5))
+                .redirect(reqwest::redirect::Policy::none())
+                .build()
+                .unwrap_or_default(),
+        }
+    }
+}
+
+impl OutpostProbe {
+    async fn check(&self, outpost_url: &str) -> Result<(), Failure> {
+        let url = format!("{outpost_url}/outpost.goauthentik.io/ping");
+        let answer = self.http.get(&url).send().await;
+        match answer {
+            Ok(response) if response.status().is_success() => Ok(()),
+            Ok(response) => Err(Failure::outpost_unreachable(
+                &url,
+                format!("it answered {}", response.status()),
+            )),
+            Err(error) => Err(Failure::outpost_unreachable(&url, error.to_string())),
+        }
+    }
+}
+
 /// The kinds `forwardAuth` can wire.
 #[derive(Clone, Copy)]
 enum Kind {
@@ -156,7 +191,13 @@ async fn wire_middleware(
     let name = desired.name_any();
     let api: Api<Middleware> = Api::namespaced(ctx.client.clone(), &namespace);
     let existing = api.get_opt(&name).await.map_err(api_failure)?;
-    match middleware_action(&desired, existing.as_ref()).map_err(refused)? {
+    let action = middleware_action(&desired, existing.as_ref()).map_err(refused)?;
+    if action != MiddlewareAction::Keep {
+        ctx.outpost_probe
+            .check(&ctx.settings.forward_auth_outpost_url)
+            .await?;
+    }
+    match action {
         MiddlewareAction::Keep => {}
         MiddlewareAction::Create => {
             api.create(&post_params(), &desired)

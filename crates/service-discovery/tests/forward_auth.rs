@@ -678,3 +678,36 @@ async fn traefik_with_the_controllers_middleware_lets_only_signed_in_requests_th
         .expect("Traefik's overview JSON");
     assert!(overview.get("http").is_some(), "{overview}");
 }
+
+#[tokio::test]
+async fn an_outpost_that_does_not_answer_gets_no_middleware_pointing_at_it() {
+    let mut h = harness("fa-unreachable").await;
+    h.create_service("web", 80).await;
+    // A loopback port nothing listens on.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port");
+    let outpost = format!("http://{closed}");
+    h.start_controller(&[
+        "--leader-election",
+        "false",
+        "--forward-auth-outpost-url",
+        &outpost,
+    ]);
+    h.apply(with_forward_auth(&h, "web", json!({"traefik": {}})))
+        .await;
+    let pc = h.wait_phase("web", Phase::Pending).await;
+    let wiring = condition(&pc, FORWARD_AUTH_READY);
+    assert_eq!(wiring.reason, "OutpostUnreachable", "{wiring:?}");
+    assert!(
+        wiring
+            .message
+            .contains(&format!("{outpost}/outpost.goauthentik.io/ping")),
+        "{wiring:?}"
+    );
+    let listed = middlewares(&h)
+        .list(&Default::default())
+        .await
+        .expect("list");
+    assert!(listed.items.is_empty(), "{:?}", listed.items);
+}
