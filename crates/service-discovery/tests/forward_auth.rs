@@ -544,8 +544,8 @@ async fn protected_follows_the_routes_serving_the_host_as_they_come_and_go() {
 /// The whole request path with a real proxy: Traefik (the pinned build, reading the test API
 /// server) in front of an IngressRoute that names the Middleware the controller made for a
 /// ProxyConfig. A request without a session is sent to sign in and never reaches the backend
-/// (Traefik's own API); the path the spec's skipPathRegex names passes; after signing in the
-/// request gets through.
+/// (Traefik's own API); the path the spec's skipPathRegex names passes; someone outside
+/// allowedGroups never gets through; after a member signs in the request gets through.
 #[tokio::test]
 async fn traefik_with_the_controllers_middleware_lets_only_signed_in_requests_through() {
     use gitops_testenv::Traefik;
@@ -554,8 +554,18 @@ async fn traefik_with_the_controllers_middleware_lets_only_signed_in_requests_th
     let mut h = harness("fa-traefik").await;
     h.create_service("web", 80).await;
     h.start_single();
+    let group = format!("team-{}", h.namespace());
+    let created = reqwest::Client::new()
+        .post(format!("{}/core/groups/", h.double.api_url()))
+        .bearer_auth(h.double.token())
+        .json(&json!({"name": group}))
+        .send()
+        .await
+        .expect("group");
+    assert_eq!(created.status(), 201);
     let mut manifest = with_forward_auth(&h, "web", json!({"traefik": {}}));
     manifest["spec"]["authentikConfig"]["skipPathRegex"] = json!("^/api/version$");
+    manifest["spec"]["authentikConfig"]["allowedGroups"] = json!([group]);
     h.apply(manifest).await;
     h.wait_phase("web", Phase::Ready).await;
     let host = format!("web.{}.example.com", h.namespace());
@@ -642,19 +652,50 @@ async fn traefik_with_the_controllers_middleware_lets_only_signed_in_requests_th
         .expect("Traefik's version JSON");
     assert!(version["Version"].is_string(), "{version}");
 
-    // Sign in, let core authorize, hand the callback to the outpost through Traefik.
-    let signed_in: Value = http
-        .post(format!("{}/_double/sign-in", h.double.base_url()))
-        .json(&json!({"username": "alice"}))
+    let sign_in = |username: &'static str, groups: Value| {
+        let http = http.clone();
+        let url = format!("{}/_double/sign-in", h.double.base_url());
+        async move {
+            let session: Value = http
+                .post(url)
+                .json(&json!({"username": username, "groups": groups}))
+                .send()
+                .await
+                .expect("sign-in")
+                .json()
+                .await
+                .expect("sign-in JSON");
+            session["cookie"].as_str().expect("cookie").to_owned()
+        }
+    };
+
+    // Someone outside allowedGroups is stopped at authentik's authorize page: no callback, so
+    // no session, so Traefik keeps redirecting.
+    let outsider = sign_in("mallory", json!([])).await;
+    let denied = http
+        .get(&location)
+        .header("Cookie", &outsider)
         .send()
         .await
-        .expect("sign-in")
-        .json()
+        .expect("authorize");
+    assert_eq!(denied.status(), 200);
+    assert!(
+        denied
+            .text()
+            .await
+            .expect("page")
+            .contains("Permission denied"),
+        "the authorize page refuses"
+    );
+    get("/api/overview", Some(proxy_cookie.clone()), 302)
         .await
-        .expect("sign-in JSON");
+        .expect("still redirected");
+
+    // A member signs in, core authorizes, the callback goes to the outpost through Traefik.
+    let member = sign_in("alice", json!([group])).await;
     let authorized = http
         .get(&location)
-        .header("Cookie", signed_in["cookie"].as_str().expect("cookie"))
+        .header("Cookie", member)
         .send()
         .await
         .expect("authorize");
