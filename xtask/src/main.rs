@@ -10,6 +10,7 @@ mod contract;
 mod crd;
 mod demo;
 mod image;
+mod proxy_types;
 mod reliability;
 mod run;
 mod test;
@@ -38,7 +39,8 @@ enum Command {
         #[arg(long)]
         in_cluster: bool,
     },
-    /// Generate the ProxyConfig CRD files from the Rust types (or check them with --check).
+    /// Generate the ProxyConfig CRD files from the Rust types and the Rust types of the
+    /// third-party CRDs the controller writes (kopium), or check them with --check.
     Crd {
         /// Fail instead of writing when the committed files are out of date.
         #[arg(long)]

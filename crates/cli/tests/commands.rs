@@ -231,6 +231,54 @@ async fn verify_judges_by_the_defaults_the_controller_runs_with() {
     assert_eq!(findings_about(&h, &json), Vec::<Value>::new());
 }
 
+/// A route serving a ProxyConfig's host without forward auth, as the controller's Protected
+/// condition finds it, makes verify list it and exit 1.
+#[tokio::test]
+async fn verify_lists_routes_that_expose_a_protected_host() {
+    use k8s_openapi::api::networking::v1::Ingress;
+
+    let (h, _controller) = converged("cli-exposed", &["web"]).await;
+    verify_exit(&h, 0).await;
+    let ingress: Ingress = serde_json::from_value(json!({
+        "metadata": {"name": "web-direct"},
+        "spec": {"rules": [{"host": format!("web.{}.example.com", h.namespace())}]},
+    }))
+    .expect("Ingress");
+    let ingresses: Api<Ingress> = Api::namespaced(h.client.clone(), h.namespace());
+    ingresses
+        .create(&PostParams::default(), &ingress)
+        .await
+        .expect("Ingress");
+    h.wait_until("the route to be reported", || async {
+        let pc = h.get("web").await?;
+        (!pc.status?.exposed_routes.is_empty()).then_some(())
+    })
+    .await;
+    let found = verify_exit(&h, 1).await;
+    let route = format!("Ingress {}/web-direct", h.namespace());
+    assert!(found.stdout.contains("EXPOSED ROUTE"), "{found:#?}");
+    assert!(found.stdout.contains(&route), "{found:#?}");
+    let report = cli(&h, &["verify", "-o", "json"]).await.json();
+    assert_eq!(report["exposed"][0]["route"], route.as_str(), "{report:#}");
+
+    ingresses
+        .delete("web-direct", &DeleteParams::default())
+        .await
+        .expect("deleted");
+    h.wait_until("the route to be gone from the status", || async {
+        let pc = h.get("web").await?;
+        pc.status?.exposed_routes.is_empty().then_some(())
+    })
+    .await;
+    verify_exit(&h, 0).await;
+}
+
+async fn verify_exit(h: &Harness, code: i32) -> common::Run {
+    let run = cli(h, &["verify"]).await;
+    run.expect_code(code);
+    run
+}
+
 #[tokio::test]
 async fn verify_finds_drift_missing_orphaned_and_foreign() {
     let (mut h, controller) = converged("cli-verify", &["alpha", "beta"]).await;

@@ -4,6 +4,8 @@
 //! Fields authentik rewrites by itself (`property_mappings`, `redirect_uris`) are never
 //! compared, so a converged object never churns.
 
+pub mod exposure;
+pub mod forward_auth;
 pub mod ownership;
 
 use std::collections::BTreeSet;

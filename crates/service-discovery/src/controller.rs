@@ -24,6 +24,7 @@ use crate::backoff::Backoff;
 use crate::config::{Args, Settings};
 use crate::conflicts::Claims;
 use crate::context::Context;
+use crate::forward_auth::ServedKinds;
 use crate::outpost::OutpostAssigner;
 use crate::ownership::Records;
 use crate::reconciler::{error_policy, reconcile};
@@ -105,10 +106,19 @@ fn run_controller(
         let (records_store, records_stream) = (records.store, records.stream);
         let (services_store, services_stream) = (services.store, services.stream);
         let (proxyconfig_store, proxyconfig_stream) = (proxyconfigs.store, proxyconfigs.stream);
-        let caches = Caches::new(
-            vec![records.synced, services.synced, proxyconfigs.synced],
-            token.clone(),
-        );
+        let served_kinds = ServedKinds::default();
+        let route_watches = crate::exposure::watch(
+            &client,
+            namespace,
+            &readiness,
+            &served_kinds,
+            proxyconfig_store.clone(),
+            &settings.forward_auth_outpost_url,
+        )
+        .await;
+        let mut synced = vec![records.synced, services.synced, proxyconfigs.synced];
+        synced.extend(route_watches.synced);
+        let caches = Caches::new(synced, token.clone());
         let controller = Controller::for_stream(proxyconfig_stream, proxyconfig_store.clone())
             .with_config(controller::Config::default().concurrency(settings.concurrency));
 
@@ -154,6 +164,9 @@ fn run_controller(
             settings: settings.clone(),
             backoff: Backoff::new(Duration::from_secs(1), Duration::from_secs(300)),
             caches: caches.clone(),
+            served_kinds,
+            outpost_probe: Default::default(),
+            routes: route_watches.routes,
         });
 
         let synced = {
@@ -192,6 +205,7 @@ fn run_controller(
                     .map(|pc| ObjectRef::from_obj(&*pc))
                     .collect::<Vec<_>>()
             })
+            .reconcile_on(route_watches.triggers)
             .reconcile_all_on(resync_rx)
             .graceful_shutdown_on(token.clone().cancelled_owned())
             .run(reconcile, error_policy, ctx)

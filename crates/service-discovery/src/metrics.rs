@@ -15,6 +15,9 @@ pub mod names {
     pub const RECONCILE_ERRORS: &str = "gitops_proxyconfig_reconcile_errors_total";
     /// Gauge: 1 for the ProxyConfig's current phase, 0 for the others.
     pub const PHASE: &str = "gitops_proxyconfig_phase";
+    /// Gauge: 1 while a route serves the ProxyConfig's host without forward auth to the outpost
+    /// (its `Protected` condition is False), else 0.
+    pub const EXPOSED: &str = "gitops_proxyconfig_exposed";
     /// Gauge: Unix time of the last successful reconcile of a ProxyConfig.
     pub const LAST_RECONCILED: &str = "gitops_proxyconfig_last_reconciled";
     /// Counter: writes of outpost provider lists.
@@ -64,8 +67,12 @@ pub fn reconcile_failed(reason: &'static str) {
     metrics::counter!(names::RECONCILE_ERRORS, "reason" => reason).increment(1);
 }
 
-/// Sets the phase gauges of one ProxyConfig; `None` (deleted) zeroes all of them.
+/// Sets the phase gauges of one ProxyConfig; `None` (deleted) zeroes all of them, and its
+/// exposure gauge.
 pub fn set_phase(namespace: &str, name: &str, phase: Option<Phase>) {
+    if phase.is_none() {
+        set_exposed(namespace, name, false);
+    }
     for candidate in Phase::ALL {
         let value = if Some(candidate) == phase { 1.0 } else { 0.0 };
         metrics::gauge!(
@@ -76,4 +83,14 @@ pub fn set_phase(namespace: &str, name: &str, phase: Option<Phase>) {
         )
         .set(value);
     }
+}
+
+/// Sets whether one ProxyConfig's host is served by a route without forward auth.
+pub fn set_exposed(namespace: &str, name: &str, exposed: bool) {
+    metrics::gauge!(
+        names::EXPOSED,
+        "namespace" => namespace.to_owned(),
+        "name" => name.to_owned()
+    )
+    .set(if exposed { 1.0 } else { 0.0 });
 }

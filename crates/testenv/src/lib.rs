@@ -25,6 +25,7 @@ mod port_taken;
 pub mod registry;
 pub mod shared;
 mod tools;
+mod traefik;
 mod util;
 mod wait;
 
@@ -39,4 +40,5 @@ pub use harness::{TEST_NAMESPACE_LABEL, TestEnv, TestNamespace};
 pub use node::{KUBELET_PORT, NODE_COMPONENTS, NODE_IP, NODE_NAME, PAUSE_IMAGE};
 pub use node_watchdog::{NODE_WATCHDOG_TEST, run_node_watchdog};
 pub use tools::{ensure_all_tools, ensure_tools};
+pub use traefik::Traefik;
 pub use wait::{WAIT, eventually, metric_value, poll_until, wait_until};
