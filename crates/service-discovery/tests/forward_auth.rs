@@ -17,6 +17,9 @@ use gitops_proxy_crds::traefik_middleware::Middleware;
 use kube::ResourceExt;
 use kube::api::{Api, Patch, PatchParams, PostParams};
 use serde_json::{Value, json};
+use std::sync::{Arc, Mutex};
+
+use axum::http::{HeaderMap, Uri};
 
 async fn harness(purpose: &str) -> Harness {
     let h = common::harness(purpose).await;
@@ -121,10 +124,27 @@ async fn middleware_is_created_reverted_renamed_and_removed_with_its_proxyconfig
     wait_middleware(&h, "web-sso", |_| true).await;
     wait_middleware_gone(&h, "web-authentik").await;
 
-    // Deleting the ProxyConfig deletes what it owned (garbage collection by owner).
+    // Deleting the ProxyConfig deletes what it owned (garbage collection by owner) and
+    // nothing else: another Middleware in the namespace stays as it was.
+    let neighbour: Middleware = serde_json::from_value(json!({
+        "apiVersion": "traefik.io/v1alpha1",
+        "kind": "Middleware",
+        "metadata": {"name": "web-headers"},
+        "spec": {"headers": {"customRequestHeaders": {"X-Team": "web"}}},
+    }))
+    .expect("Middleware");
+    let neighbour = middlewares(&h)
+        .create(&PostParams::default(), &neighbour)
+        .await
+        .expect("created by hand");
     h.delete("web").await;
     h.wait_gone("web").await;
     wait_middleware_gone(&h, "web-sso").await;
+    let kept = middlewares(&h)
+        .get("web-headers")
+        .await
+        .expect("the other Middleware stays");
+    assert_eq!(kept.resource_version(), neighbour.resource_version());
 }
 
 #[tokio::test]
@@ -547,14 +567,70 @@ async fn protected_follows_the_routes_serving_the_host_as_they_come_and_go() {
         .expect("deleted");
 }
 
+/// A backend on a loopback port that records every request Traefik forwards to it.
+#[derive(Clone, Default)]
+struct RecordingBackend {
+    seen: Arc<Mutex<Vec<(String, HeaderMap)>>>,
+}
+
+impl RecordingBackend {
+    /// Serves on a free loopback port for the rest of the test; returns the port.
+    async fn start(&self) -> u16 {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("a loopback port");
+        let port = listener.local_addr().expect("address").port();
+        let seen = self.seen.clone();
+        let app = axum::Router::new().fallback(move |uri: Uri, headers: HeaderMap| {
+            let seen = seen.clone();
+            async move {
+                seen.lock()
+                    .expect("not poisoned")
+                    .push((uri.path().to_owned(), headers));
+                "the backend"
+            }
+        });
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        port
+    }
+
+    fn count(&self) -> usize {
+        self.seen.lock().expect("not poisoned").len()
+    }
+
+    /// The path and headers of the last request that arrived.
+    fn last(&self) -> (String, HeaderMap) {
+        self.seen
+            .lock()
+            .expect("not poisoned")
+            .last()
+            .cloned()
+            .expect("a request reached the backend")
+    }
+}
+
+/// The `X-authentik-*` headers a request carried, lower-cased name → value.
+fn identity_headers(headers: &HeaderMap) -> Vec<(String, String)> {
+    headers
+        .iter()
+        .filter(|(name, _)| name.as_str().starts_with("x-authentik-"))
+        .map(|(name, value)| {
+            let value = value.to_str().unwrap_or("<not text>");
+            (name.as_str().to_owned(), value.to_owned())
+        })
+        .collect()
+}
+
 /// The whole request path with a real proxy: Traefik (the pinned build, reading the test API
 /// server) in front of an IngressRoute that names the Middleware the controller made for a
-/// ProxyConfig. A request without a session is sent to sign in and never reaches the backend
-/// (Traefik's own API); the path the spec's skipPathRegex names passes; someone outside
-/// allowedGroups never gets through; after a member signs in the request gets through.
+/// ProxyConfig, and a backend in this process that counts what reaches it. A request without a
+/// session is sent to sign in and never reaches the backend; the path the spec's skipPathRegex
+/// names reaches it without identity headers; someone outside allowedGroups never reaches it;
+/// after a member signs in the request reaches it with the identity headers.
 #[tokio::test]
 async fn traefik_with_the_controllers_middleware_lets_only_signed_in_requests_through() {
     use gitops_testenv::Traefik;
+    use k8s_openapi::api::core::v1::Service;
     use kube::api::{ApiResource, DynamicObject, GroupVersionKind};
 
     if skip_in_contract_mode("its sign-in shortcut issues the outpost sessions") {
@@ -573,10 +649,28 @@ async fn traefik_with_the_controllers_middleware_lets_only_signed_in_requests_th
         .expect("group");
     assert_eq!(created.status(), 201);
     let mut manifest = with_forward_auth(&h, "web", json!({"traefik": {}}));
-    manifest["spec"]["authentikConfig"]["skipPathRegex"] = json!("^/api/version$");
+    manifest["spec"]["authentikConfig"]["skipPathRegex"] = json!("^/api/");
     manifest["spec"]["authentikConfig"]["allowedGroups"] = json!([group]);
     h.apply(manifest).await;
     h.wait_phase("web", Phase::Ready).await;
+
+    // Without a node there are no Pods: Traefik reaches the backend through an ExternalName
+    // Service naming the loopback address.
+    let backend = RecordingBackend::default();
+    let backend_port = backend.start().await;
+    let backend_service: Service = serde_json::from_value(json!({
+        "metadata": {"name": "backend"},
+        "spec": {
+            "type": "ExternalName",
+            "externalName": "127.0.0.1",
+            "ports": [{"port": backend_port}],
+        },
+    }))
+    .expect("Service");
+    Api::<Service>::namespaced(h.client.clone(), h.namespace())
+        .create(&PostParams::default(), &backend_service)
+        .await
+        .expect("backend Service");
     let host = format!("web.{}.example.com", h.namespace());
     let ingress_routes = ApiResource::from_gvk_with_plural(
         &GroupVersionKind::gvk("traefik.io", "v1alpha1", "IngressRoute"),
@@ -588,7 +682,7 @@ async fn traefik_with_the_controllers_middleware_lets_only_signed_in_requests_th
             "match": format!("Host(`{host}`)"),
             "kind": "Rule",
             "middlewares": [{"name": "web-authentik"}],
-            "services": [{"name": "api@internal", "kind": "TraefikService"}],
+            "services": [{"name": "backend", "port": backend_port}],
         }],
     }}));
     Api::<DynamicObject>::namespaced_with(h.client.clone(), h.namespace(), &ingress_routes)
@@ -610,6 +704,7 @@ async fn traefik_with_the_controllers_middleware_lets_only_signed_in_requests_th
         .redirect(reqwest::redirect::Policy::none())
         .build()
         .expect("client");
+    // Every request claims an identity of its own: only the outpost's may reach the backend.
     let get = |path: &str, cookie: Option<String>, status: u16| {
         let (http, url, host) = (http.clone(), traefik.url(path), host.clone());
         async move {
@@ -617,7 +712,11 @@ async fn traefik_with_the_controllers_middleware_lets_only_signed_in_requests_th
                 &format!("{url} to answer {status}"),
                 std::time::Duration::from_secs(60),
                 || async {
-                    let mut request = http.get(&url).header("Host", &host);
+                    let mut request = http
+                        .get(&url)
+                        .header("Host", &host)
+                        .header("X-authentik-username", "forged")
+                        .header("X-authentik-groups", "forged");
                     if let Some(cookie) = &cookie {
                         request = request.header("Cookie", cookie);
                     }
@@ -632,10 +731,11 @@ async fn traefik_with_the_controllers_middleware_lets_only_signed_in_requests_th
         }
     };
 
-    // No session: the outpost's redirect to sign in; the backend (Traefik's API) is not reached.
-    let first = get("/api/overview", None, 302)
+    // No session: the outpost's redirect to sign in; the backend is not reached.
+    let first = get("/app", None, 302)
         .await
         .unwrap_or_else(|e| panic!("{e}; traefik log:\n{}", traefik.log()));
+    assert_eq!(backend.count(), 0, "reached without a session");
     let location = first.headers()["location"]
         .to_str()
         .expect("location")
@@ -655,14 +755,14 @@ async fn traefik_with_the_controllers_middleware_lets_only_signed_in_requests_th
         .expect("name=value")
         .to_owned();
 
-    // The spec's skipPathRegex passes without a session and reaches the backend.
-    let version: Value = get("/api/version", None, 200)
-        .await
-        .expect("skipped path")
-        .json()
-        .await
-        .expect("Traefik's version JSON");
-    assert!(version["Version"].is_string(), "{version}");
+    // The spec's skipPathRegex passes without a session and reaches the backend, with no
+    // identity (the forged ones are dropped too).
+    let skipped = get("/api/version", None, 200).await.expect("skipped path");
+    assert_eq!(skipped.text().await.expect("body"), "the backend");
+    assert_eq!(backend.count(), 1);
+    let (path, headers) = backend.last();
+    assert_eq!(path, "/api/version");
+    assert_eq!(identity_headers(&headers), Vec::new());
 
     let sign_in = |username: &'static str, groups: Value| {
         let http = http.clone();
@@ -682,7 +782,7 @@ async fn traefik_with_the_controllers_middleware_lets_only_signed_in_requests_th
     };
 
     // Someone outside allowedGroups is stopped at authentik's authorize page: no callback, so
-    // no session, so Traefik keeps redirecting.
+    // no session, so Traefik keeps redirecting and the backend never sees them.
     let outsider = sign_in("mallory", json!([])).await;
     let denied = http
         .get(&location)
@@ -699,9 +799,10 @@ async fn traefik_with_the_controllers_middleware_lets_only_signed_in_requests_th
             .contains("Permission denied"),
         "the authorize page refuses"
     );
-    get("/api/overview", Some(proxy_cookie.clone()), 302)
+    get("/app", Some(proxy_cookie.clone()), 302)
         .await
         .expect("still redirected");
+    assert_eq!(backend.count(), 1, "an outsider reached the backend");
 
     // A member signs in, core authorizes, the callback goes to the outpost through Traefik.
     let member = sign_in("alice", json!([group])).await;
@@ -723,13 +824,39 @@ async fn traefik_with_the_controllers_middleware_lets_only_signed_in_requests_th
     get(&callback_path, Some(proxy_cookie.clone()), 302)
         .await
         .expect("callback");
-    let overview: Value = get("/api/overview", Some(proxy_cookie), 200)
+    assert_eq!(backend.count(), 1, "the callback is the outpost's");
+
+    let through = get("/app", Some(proxy_cookie), 200)
         .await
-        .expect("signed in, the request gets through")
-        .json()
-        .await
-        .expect("Traefik's overview JSON");
-    assert!(overview.get("http").is_some(), "{overview}");
+        .expect("signed in, the request gets through");
+    assert_eq!(through.text().await.expect("body"), "the backend");
+    assert_eq!(backend.count(), 2);
+    let (path, headers) = backend.last();
+    assert_eq!(path, "/app");
+    let identity = identity_headers(&headers);
+    let value = |name: &str| {
+        identity
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+    };
+    assert_eq!(value("x-authentik-username"), Some("alice"), "{identity:?}");
+    assert_eq!(
+        value("x-authentik-groups"),
+        Some(group.as_str()),
+        "{identity:?}"
+    );
+    for name in [
+        "x-authentik-email",
+        "x-authentik-uid",
+        "x-authentik-jwt",
+        "x-authentik-meta-app",
+    ] {
+        assert!(
+            value(name).is_some_and(|v| !v.is_empty()),
+            "{name} missing: {identity:?}"
+        );
+    }
 }
 
 #[tokio::test]

@@ -1,6 +1,7 @@
 //! The pinned Traefik as a process of a test, with its Kubernetes CRD provider reading one
 //! namespace of the test environment's API server (as the admin token), serving plain HTTP on a
-//! free loopback port.
+//! free loopback port. ExternalName Services are allowed, so a test can put a backend it runs on
+//! loopback behind a route (there are no Pods to send traffic to without a node).
 
 use std::net::TcpListener;
 use std::path::PathBuf;
@@ -46,6 +47,7 @@ impl Traefik {
                 format!("--providers.kubernetescrd.token={token}"),
                 format!("--providers.kubernetescrd.certAuthFilePath={ca}"),
                 format!("--providers.kubernetescrd.namespaces={namespace}"),
+                "--providers.kubernetescrd.allowExternalNameServices=true".to_owned(),
                 "--log.level=INFO".to_owned(),
             ])
             .stdout(Stdio::null())
