@@ -5,8 +5,8 @@
 
 use std::time::Duration;
 
-use authentik_client::{ClientConfig, ConnectionArgs, ConnectionError};
 use clap::Parser;
+use gitops_authentik::{ClientConfig, ConnectionArgs, ConnectionError};
 use gitops_runtime::{ProcessArgs, duration};
 
 use crate::policy::{JobPolicy, LabelMatch, NamespaceScope, OrphanPolicy, PodPolicy};
@@ -207,7 +207,7 @@ fn parse_rate(value: &str) -> Result<f64, String> {
 
 #[cfg(test)]
 mod tests {
-    use authentik_client::{ApiToken, TokenSourceError};
+    use gitops_authentik::{ApiToken, TokenSourceError};
 
     use super::*;
 

@@ -295,7 +295,7 @@ async fn verify_finds_drift_missing_orphaned_and_foreign() {
     let alpha = provider_pk(&h.get("alpha").await.expect("alpha"));
     let beta = provider_pk(&h.get("beta").await.expect("beta"));
     let mut edit =
-        authentik_client::ProxyProviderPatch::new(authentik_client::ProxyMode::ForwardSingle);
+        gitops_authentik::ProxyProviderPatch::new(gitops_authentik::ProxyMode::ForwardSingle);
     edit.skip_path_regex = Some("^/health$".into());
     let authentik = h.authentik.client();
     authentik

@@ -10,7 +10,7 @@ pub mod ownership;
 
 use std::collections::BTreeSet;
 
-use authentik_client::{
+use gitops_authentik::{
     Application, ApplicationPatch, ApplicationRequest, PolicyBinding, PolicyEngineMode,
     ProxyMode as WireMode, ProxyProvider, ProxyProviderPatch, ProxyProviderRequest,
 };

@@ -12,11 +12,11 @@
 use std::io::Write as _;
 use std::sync::Mutex;
 
-use authentik_client::{
+use authentik_double::{AuthentikDouble, DoubleConfig, DoubleHandle};
+use gitops_authentik::{
     ApiToken, Application, AuthentikClient, ClientConfig, Outpost, ProxyMode, ProxyProvider,
     ProxyProviderRequest, not_found_as_none,
 };
-use authentik_double::{AuthentikDouble, DoubleConfig, DoubleHandle};
 use serde_json::json;
 
 /// Base URL of an external authentik (`https://authentik.example.com`, without `/api/v3`).

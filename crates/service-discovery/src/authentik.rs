@@ -14,7 +14,7 @@ use std::hash::Hash;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
-use authentik_client::{
+use gitops_authentik::{
     Application, ApplicationPatch, ApplicationRequest, AuthentikClient, Error, FlowDesignation,
     Outpost, OutpostSelector, ProxyProvider, ProxyProviderPatch, ProxyProviderRequest,
     ServerVersion, not_found_as_none,

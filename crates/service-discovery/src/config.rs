@@ -5,8 +5,8 @@
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use authentik_client::{ClientConfig, ConnectionArgs, ConnectionError, OutpostSelector};
 use clap::Parser;
+use gitops_authentik::{ClientConfig, ConnectionArgs, ConnectionError, OutpostSelector};
 use gitops_crd::names;
 use gitops_runtime::{ProcessArgs, duration};
 
@@ -220,7 +220,7 @@ fn parse_namespace_pair(value: &str) -> Result<(String, String), String> {
 
 #[cfg(test)]
 mod tests {
-    use authentik_client::{ApiToken, TokenSourceError};
+    use gitops_authentik::{ApiToken, TokenSourceError};
 
     use super::*;
 

@@ -5,8 +5,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use authentik_client::AuthentikClient;
 use futures::StreamExt;
+use gitops_authentik::AuthentikClient;
 use gitops_crd::ProxyConfig;
 use gitops_crd::names::SERVICE_DISCOVERY_MANAGER;
 use gitops_crd::ownership::AuthentikObject;
@@ -32,7 +32,7 @@ use crate::status::StatusWriter;
 
 pub async fn run(args: Args) -> anyhow::Result<()> {
     let process = Process::start(&args.process, SERVICE_DISCOVERY_MANAGER).await?;
-    authentik_client::describe_metrics();
+    gitops_authentik::describe_metrics();
     let settings = Arc::new(args.into_settings()?);
     let authentik = AuthentikClient::new(settings.authentik.clone()).context("AUTHENTIK_HOST")?;
 

@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use authentik_client::{ErrorCategory, OutpostSelector};
+use gitops_authentik::{ErrorCategory, OutpostSelector};
 use gitops_crd::Phase;
 use gitops_crd::names::{SKIP_AUTHENTIK_CLEANUP_ANNOTATION, condition_types};
 
@@ -143,7 +143,7 @@ impl Failure {
     }
 
     /// A failed authentik call, classified by what it calls for.
-    pub fn authentik(condition: &'static str, doing: &str, error: authentik_client::Error) -> Self {
+    pub fn authentik(condition: &'static str, doing: &str, error: gitops_authentik::Error) -> Self {
         let category = error.category();
         let message = format!("{doing}: {error}");
         let mut failure = match category {

@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use authentik_client::{
+use gitops_authentik::{
     FlowDesignation, Outpost, OutpostSelector, PolicyBindingRequest, not_found_as_none,
 };
 use gitops_crd::ProxyConfig;

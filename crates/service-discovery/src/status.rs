@@ -1,7 +1,7 @@
 //! Step 6: status through the status subresource (server-side apply) and Events, written only
 //! when something changed, so a converged system makes no API-server writes.
 
-use authentik_client::ServerVersion;
+use gitops_authentik::ServerVersion;
 use gitops_crd::conditions::{ConditionUpdate, merge_condition};
 use gitops_crd::names::{SERVICE_DISCOVERY_MANAGER, condition_types};
 use gitops_crd::{Phase, ProxyConfig, ProxyConfigStatus};

@@ -5,10 +5,10 @@ mod common;
 
 use std::time::Duration;
 
-use authentik_client::{ProxyMode, ProxyProviderPatch};
 use common::{
     FAILED_RECONCILES, Harness, RESYNCS, SUCCESSFUL_RECONCILES, condition, skip_in_contract_mode,
 };
+use gitops_authentik::{ProxyMode, ProxyProviderPatch};
 use gitops_crd::Phase;
 use gitops_crd::names::FINALIZER;
 use gitops_crd::ownership::AuthentikObject;

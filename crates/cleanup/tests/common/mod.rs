@@ -468,7 +468,7 @@ impl Harness {
 
     /// Creates an application in authentik as a person would; returns its uuid.
     pub async fn create_application(&self, slug: &str) -> String {
-        let request = authentik_client::ApplicationRequest {
+        let request = gitops_authentik::ApplicationRequest {
             name: slug.to_owned(),
             slug: slug.to_owned(),
             ..Default::default()
