@@ -1,7 +1,6 @@
 //! The controllers under test, run as their release binaries (separate processes, as in a
 //! cluster), so that their memory and CPU are the kernel's figures for them alone.
 
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
@@ -39,10 +38,6 @@ fn bin_dir() -> Result<PathBuf> {
         .context("the bench executable has no directory")
 }
 
-fn free_port() -> Result<u16> {
-    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
-}
-
 #[derive(Debug)]
 pub struct Controller {
     child: Child,
@@ -70,7 +65,8 @@ impl Controller {
                 kind.binary()
             );
         }
-        let (metrics_port, health_port) = (free_port()?, free_port()?);
+        let (metrics_port, health_port) =
+            (gitops_testenv::free_port()?, gitops_testenv::free_port()?);
         std::fs::create_dir_all(log_dir)?;
         let log = log_dir.join(format!("{}-{}.log", kind.binary(), metrics_port));
         let out = std::fs::File::create(&log)?;

@@ -8,7 +8,6 @@
 //! the double (fault injection, latency, its request log or state) starts with
 //! `if skip_in_contract_mode("why") { return; }` and then uses [`Harness::double`].
 
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
@@ -75,10 +74,7 @@ pub struct ControllerProcess {
 }
 
 fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free loopback port")
+    gitops_testenv::free_port().expect("a free loopback port")
 }
 
 impl Drop for Harness {

@@ -7,7 +7,7 @@
 //! starting terminal does not reach them. They are stopped by the pid in their pid file, after
 //! checking that the process's command line still names this environment's directory.
 
-use std::net::{IpAddr, Ipv4Addr, TcpListener};
+use std::net::{IpAddr, Ipv4Addr};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -25,6 +25,7 @@ use crate::error::{Error, IoContext, Result};
 use crate::node::NODE_COMPONENTS;
 use crate::pins;
 use crate::pki::{self, ADMIN_USER, Pki, TOKEN_USER};
+use crate::ports::free_port;
 use crate::util::{block_on, tail};
 use crate::wait::poll_until;
 
@@ -716,15 +717,6 @@ pub(crate) fn stop_process(dir: &Path, name: &str) -> Result<()> {
         what: format!("{name} (pid {pid}) to exit after SIGKILL"),
         waited: STOP_TIMEOUT * 2,
     })
-}
-
-pub(crate) fn free_port() -> Result<u16> {
-    let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
-        .context(|| "finding a free loopback port".to_owned())?;
-    Ok(listener
-        .local_addr()
-        .context(|| "reading a bound port".to_owned())?
-        .port())
 }
 
 /// The admin kubeconfig (certificate and token contexts) and kube-controller-manager's.

@@ -20,10 +20,11 @@ use kube::Client;
 use kube::api::Api;
 use serde::{Deserialize, Serialize};
 
-use crate::control_plane::{SERVICE_CIDR, free_port, spawn, stop_process, wait_for};
+use crate::control_plane::{SERVICE_CIDR, spawn, stop_process, wait_for};
 use crate::error::{Error, IoContext, Result};
 use crate::pins;
 use crate::pki::Pki;
+use crate::ports::free_port;
 use crate::util::write_atomic;
 
 /// The node's processes, in start order.

@@ -3,7 +3,6 @@
 //! free loopback port. ExternalName Services are allowed, so a test can put a backend it runs on
 //! loopback behind a route (there are no Pods to send traffic to without a node).
 
-use std::net::TcpListener;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 
@@ -12,6 +11,7 @@ use serde_json::Value;
 use crate::error::{Error, IoContext, Result};
 use crate::harness::TestEnv;
 use crate::pins;
+use crate::ports::free_port;
 
 /// A running Traefik; stopped when dropped (also on panic).
 #[derive(Debug)]
@@ -77,13 +77,6 @@ impl Drop for Traefik {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
-}
-
-fn free_port() -> Result<u16> {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .context(|| "finding a free loopback port".to_owned())
 }
 
 /// The static admin token and the CA file of the environment's kubeconfig.
