@@ -5,7 +5,6 @@
 //! has.
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
-use k8s_openapi::{Metadata, NamespaceResourceScope, Resource};
 use serde::{Deserialize, Serialize};
 
 #[derive(Clone, Debug, Default, Deserialize, Serialize)]
@@ -26,26 +25,13 @@ pub struct PortNumber {
     pub port: i32,
 }
 
-impl Resource for ServicePorts {
-    const API_VERSION: &'static str = "v1";
-    const GROUP: &'static str = "";
-    const KIND: &'static str = "Service";
-    const VERSION: &'static str = "v1";
-    const URL_PATH_SEGMENT: &'static str = "services";
-    type Scope = NamespaceResourceScope;
-}
-
-impl Metadata for ServicePorts {
-    type Ty = ObjectMeta;
-
-    fn metadata(&self) -> &Self::Ty {
-        &self.metadata
-    }
-
-    fn metadata_mut(&mut self) -> &mut Self::Ty {
-        &mut self.metadata
-    }
-}
+gitops_runtime::partial_resource!(
+    ServicePorts,
+    group = "",
+    version = "v1",
+    kind = "Service",
+    plural = "services"
+);
 
 impl ServicePorts {
     /// The port numbers, in the Service's order.
@@ -116,6 +102,7 @@ mod tests {
         .expect("a Service parses");
         assert!(service.port_numbers().is_empty());
         assert_eq!(<ServicePorts as kube::Resource>::kind(&()), "Service");
+        assert_eq!(<ServicePorts as kube::Resource>::api_version(&()), "v1");
         assert_eq!(
             gitops_runtime::watches::resource_name::<ServicePorts>(),
             "services/v1"
