@@ -350,6 +350,22 @@ const SERVICE_DISCOVERY_NEEDS: &[(&str, &str, &[&str])] = &[
         &["get", "list", "watch", "create", "update", "delete"],
     ),
     ("", "services", &["list", "watch"]),
+    // Traefik Middlewares: reflector (Protected); of forwardAuth: fresh read, create, guarded
+    // replace, listed by label and deleted when renamed or no longer asked for.
+    (
+        "traefik.io",
+        "middlewares",
+        &["get", "list", "watch", "create", "update", "delete"],
+    ),
+    // Routes serving ProxyConfigs' hosts: reflectors (Protected).
+    ("networking.k8s.io", "ingresses", &["list", "watch"]),
+    ("traefik.io", "ingressroutes", &["list", "watch"]),
+    // HTTPRoutes: reflector; the one forwardAuth.httpRoute names: fresh read, guarded replace.
+    (
+        "gateway.networking.k8s.io",
+        "httproutes",
+        &["get", "list", "watch", "update"],
+    ),
     ("events.k8s.io", "events", &["create", "patch"]),
 ];
 
@@ -504,6 +520,8 @@ const SPEC_ALERTS: &[&str] = &[
     "GitOpsControllerRestarting",
     // Not in SPEC §5: a controller that cannot watch a resource it needs (issue 17).
     "GitOpsRequiredResourceUnavailable",
+    // Not in SPEC §5: a route serves a ProxyConfig's host without forward auth (issue 15).
+    "GitOpsProxyConfigExposed",
 ];
 
 /// Series that come from Prometheus itself, cAdvisor (kubelet) and kube-state-metrics, not from

@@ -29,6 +29,8 @@ const LEASE_DURATION: Duration = Duration::from_secs(15);
 const SERVICE_DISCOVERY: &str = "gitops-service-discovery";
 const CLEANUP: &str = "gitops-cleanup";
 
+gitops_testenv::node_watchdog!();
+
 #[tokio::test(flavor = "multi_thread")]
 async fn the_chart_runs_on_a_real_node() {
     gitops_runtime::install_crypto_provider();

@@ -44,7 +44,7 @@ pub fn chart_yaml(crd: &CustomResourceDefinition) -> Result<String> {
     ))
 }
 
-/// Every generated file (path relative to the repository root) with its expected content.
+/// Every generated CRD file (path relative to the repository root) with its expected content.
 pub fn generated_files() -> Result<Vec<(String, String)>> {
     let mut files = Vec::new();
     for (file, crd) in crds() {
@@ -54,9 +54,11 @@ pub fn generated_files() -> Result<Vec<(String, String)>> {
     Ok(files)
 }
 
-/// Writes the generated files under `root`.
+/// Writes the generated CRD files and the Rust types of third-party CRDs under `root`.
 pub fn write(root: &Path) -> Result<()> {
-    for (path, content) in generated_files()? {
+    let mut files = generated_files()?;
+    files.extend(crate::proxy_types::generated_files()?);
+    for (path, content) in files {
         let path = root.join(path);
         if let Some(parent) = path.parent() {
             std::fs::create_dir_all(parent)?;
@@ -67,16 +69,22 @@ pub fn write(root: &Path) -> Result<()> {
     Ok(())
 }
 
-/// Paths whose committed content differs from what the code generates.
+/// Paths whose committed content differs from what the code and the pins generate.
 pub fn drifted(root: &Path) -> Result<Vec<String>> {
-    let mut drifted = Vec::new();
-    for (path, content) in generated_files()? {
-        let committed = std::fs::read_to_string(root.join(&path)).unwrap_or_default();
-        if committed != content {
-            drifted.push(path);
-        }
-    }
-    Ok(drifted)
+    let mut files = generated_files()?;
+    files.extend(crate::proxy_types::generated_files()?);
+    Ok(drifted_files(root, files))
+}
+
+/// Those of `files` whose committed content under `root` differs.
+pub fn drifted_files(root: &Path, files: Vec<(String, String)>) -> Vec<String> {
+    files
+        .into_iter()
+        .filter(|(path, content)| {
+            std::fs::read_to_string(root.join(path)).unwrap_or_default() != *content
+        })
+        .map(|(path, _)| path)
+        .collect()
 }
 
 #[cfg(test)]
@@ -86,7 +94,7 @@ mod tests {
     #[test]
     fn committed_crds_match_the_code() {
         let root = crate::workspace_root();
-        let drifted = drifted(&root).expect("render");
+        let drifted = drifted_files(&root, generated_files().expect("render"));
         assert!(
             drifted.is_empty(),
             "generated CRD files are out of date: {drifted:?}; run `cargo xtask crd` and commit"

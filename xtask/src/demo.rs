@@ -12,6 +12,12 @@
 //! `cargo xtask image` are imported into it, the double listens on the node's address and
 //! `helm install` deploys release `gitops-lifecycle-management` into `flux-system`.
 //!
+//! Contract mode (`GITOPS_TEST_AUTHENTIK_URL` and `_TOKEN` set): no double; the controllers
+//! talk to that authentik. Each example's provider name and application slug carry a mark of
+//! this run (`demo-<hex>`), `verify` is judged on the examples' findings only, and the examples'
+//! ProxyConfigs are deleted before the controllers stop, so their finalizers remove exactly
+//! what the run created.
+//!
 //! Plain processes and kubectl only: no async runtime, so every step is easy to follow.
 
 use std::io::{Read, Write};
@@ -49,10 +55,35 @@ const RELEASE_NAMESPACE: &str = "flux-system";
 struct Running {
     plane: ControlPlane,
     children: Vec<(&'static str, Child)>,
+    /// Contract mode: the example namespaces whose ProxyConfigs are deleted (and their
+    /// authentik objects with them) while the controllers still run.
+    remove_examples: Option<(Kubectl, Vec<String>)>,
 }
 
 impl Drop for Running {
     fn drop(&mut self) {
+        if let Some((kubectl, namespaces)) = self.remove_examples.take() {
+            step(
+                "deleting the examples' ProxyConfigs: the controller removes their authentik objects",
+            );
+            for namespace in namespaces {
+                let deleted = kubectl.run(
+                    &[
+                        "delete",
+                        "proxyconfigs",
+                        "--all",
+                        "-n",
+                        &namespace,
+                        "--wait",
+                        "--timeout=120s",
+                    ],
+                    None,
+                );
+                if let Err(error) = deleted {
+                    eprintln!("==> demo: {error}; authentik objects of this run may remain");
+                }
+            }
+        }
         for (name, child) in self.children.iter_mut().rev() {
             // SIGTERM first so controllers shut down cleanly; SIGKILL if they hang.
             let pid = nix::unistd::Pid::from_raw(i32::try_from(child.id()).unwrap_or(i32::MAX));
@@ -73,8 +104,15 @@ impl Drop for Running {
 }
 
 pub fn run(root: &Path, options: Options) -> Result<()> {
+    let external = crate::contract::external_authentik()?;
+    if external.is_some() && options.in_cluster {
+        bail!(
+            "contract mode ({}) runs the controllers as local processes; drop --in-cluster",
+            crate::contract::URL_VARIABLE
+        );
+    }
     step("building the controllers, the authentik double and kubectl-gitops");
-    let status = Command::new(env!("CARGO"))
+    let status = crate::run::cargo_command()
         .args([
             "build",
             "-p",
@@ -112,6 +150,7 @@ pub fn run(root: &Path, options: Options) -> Result<()> {
     let mut running = Running {
         plane,
         children: Vec::new(),
+        remove_examples: None,
     };
     let kubeconfig = running.plane.kubeconfig();
     let logs = running.plane.dir().join("logs");
@@ -140,34 +179,53 @@ pub fn run(root: &Path, options: Options) -> Result<()> {
         None,
     )?;
 
-    step("starting the authentik double");
-    // Pods reach the node's address, not the host's loopback.
-    let double_ip = if options.in_cluster {
-        IpAddr::V4(gitops_testenv::NODE_IP)
-    } else {
-        IpAddr::V4(Ipv4Addr::LOCALHOST)
+    let (authentik_url, token, double_addr) = match &external {
+        Some(external) => {
+            step(&format!("contract mode: the authentik at {}", external.url));
+            (external.url.clone(), external.token.clone(), None)
+        }
+        None => {
+            step("starting the authentik double");
+            // Pods reach the node's address, not the host's loopback.
+            let double_ip = if options.in_cluster {
+                IpAddr::V4(gitops_testenv::NODE_IP)
+            } else {
+                IpAddr::V4(Ipv4Addr::LOCALHOST)
+            };
+            let double_addr = free_addr_on(double_ip)?;
+            running.children.push((
+                "authentik-double",
+                spawn(
+                    Command::new(bin.join("authentik-double")).args([
+                        "--listen",
+                        &double_addr.to_string(),
+                        "--token",
+                        TOKEN,
+                    ]),
+                    &logs,
+                    "authentik-double",
+                )?,
+            ));
+            wait_for_port(double_addr)?;
+            (
+                format!("http://{double_addr}"),
+                TOKEN.to_owned(),
+                Some(double_addr),
+            )
+        }
     };
-    let double_addr = free_addr_on(double_ip)?;
-    let double_url = format!("http://{double_addr}");
-    running.children.push((
-        "authentik-double",
-        spawn(
-            Command::new(bin.join("authentik-double")).args([
-                "--listen",
-                &double_addr.to_string(),
-                "--token",
-                TOKEN,
-            ]),
-            &logs,
-            "authentik-double",
-        )?,
-    ));
-    wait_for_port(double_addr)?;
 
     if options.in_cluster {
-        install_chart(root, &running.plane, &kubectl, &double_url)?;
+        install_chart(root, &running.plane, &kubectl, &authentik_url)?;
     } else {
-        start_controllers(&bin, &kubeconfig, &double_url, &logs, &mut running)?;
+        start_controllers(
+            &bin,
+            &kubeconfig,
+            &authentik_url,
+            &token,
+            &logs,
+            &mut running,
+        )?;
     }
 
     step("applying deploy/examples/");
@@ -178,7 +236,18 @@ pub fn run(root: &Path, options: Options) -> Result<()> {
             json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace}});
         kubectl.run(&["apply", "-f", "-"], Some(&manifest.to_string()))?;
     }
-    kubectl.run(&["apply", "-f", &examples.to_string_lossy()], None)?;
+    let mark = external.as_ref().map(|_| run_mark());
+    match &mark {
+        None => {
+            kubectl.run(&["apply", "-f", &examples.to_string_lossy()], None)?;
+        }
+        Some(mark) => {
+            running.remove_examples = Some((kubectl.clone(), namespaces_of(&expected)));
+            for document in marked_examples(&examples, mark)? {
+                kubectl.run(&["apply", "-f", "-"], Some(&document.to_string()))?;
+            }
+        }
+    }
 
     step("creating a finished Job for the cleanup controller");
     create_finished_job(&kubectl)?;
@@ -192,8 +261,8 @@ pub fn run(root: &Path, options: Options) -> Result<()> {
     let cli = bin.join("kubectl-gitops");
     let cli_env = [
         ("KUBECONFIG", kubeconfig.to_string_lossy().into_owned()),
-        ("AUTHENTIK_HOST", double_url.clone()),
-        ("AUTHENTIK_TOKEN", TOKEN.to_owned()),
+        ("AUTHENTIK_HOST", authentik_url.clone()),
+        ("AUTHENTIK_TOKEN", token.clone()),
     ];
     step("kubectl gitops health (no Helm release here: the controllers run as local processes)");
     let health = Command::new(&cli)
@@ -206,22 +275,45 @@ pub fn run(root: &Path, options: Options) -> Result<()> {
         .arg("verify")
         .envs(cli_env.clone())
         .status()?;
-    if !verify.success() {
-        bail!(
-            "kubectl gitops verify found differences ({verify}); logs in {}",
-            logs.display()
-        );
+    match (&mark, double_addr) {
+        (None, Some(double_addr)) => {
+            if !verify.success() {
+                bail!(
+                    "kubectl gitops verify found differences ({verify}); logs in {}",
+                    logs.display()
+                );
+            }
+            step("authentik objects created");
+            print_authentik(&http_get_json(double_addr, "/_double/state")?);
+        }
+        _ => {
+            // A real server's outposts may hold other people's providers: judge the examples'.
+            let output = Command::new(&cli)
+                .args(["verify", "-o", "json"])
+                .envs(cli_env.clone())
+                .output()?;
+            let report: Value = serde_json::from_slice(&output.stdout)
+                .context("kubectl gitops verify -o json printed no JSON")?;
+            let ours = findings_about_examples(&report, &expected, mark.as_deref());
+            if !ours.is_empty() {
+                bail!(
+                    "kubectl gitops verify found differences in the examples: {ours:?}; logs in {}",
+                    logs.display()
+                );
+            }
+        }
     }
-
-    step("authentik objects created");
-    print_authentik(&http_get_json(double_addr, "/_double/state")?);
 
     println!();
     println!("The demo is up. In another shell:");
     println!("  export KUBECONFIG={}", kubeconfig.display());
-    println!(
-        "  export AUTHENTIK_HOST={double_url} AUTHENTIK_TOKEN={TOKEN}   # the double's demo token"
-    );
+    if external.is_some() {
+        println!("  export AUTHENTIK_HOST={authentik_url} AUTHENTIK_TOKEN=...   # your token");
+    } else {
+        println!(
+            "  export AUTHENTIK_HOST={authentik_url} AUTHENTIK_TOKEN={TOKEN}   # the double's demo token"
+        );
+    }
     println!(
         "  export PATH={}:$PATH                # kubectl gitops …",
         bin.display()
@@ -260,7 +352,8 @@ fn free_addr_on(ip: IpAddr) -> Result<SocketAddr> {
 fn start_controllers(
     bin: &Path,
     kubeconfig: &Path,
-    double_url: &str,
+    authentik_url: &str,
+    token: &str,
     logs: &Path,
     running: &mut Running,
 ) -> Result<()> {
@@ -268,8 +361,8 @@ fn start_controllers(
     let common = |command: &mut Command| -> Result<()> {
         command
             .env("KUBECONFIG", kubeconfig)
-            .env("AUTHENTIK_HOST", double_url)
-            .env("AUTHENTIK_TOKEN", TOKEN)
+            .env("AUTHENTIK_HOST", authentik_url)
+            .env("AUTHENTIK_TOKEN", token)
             .env("LEADER_ELECTION", "false")
             .env("LOG_FORMAT", "json")
             .env("METRICS_ADDR", free_addr()?.to_string())
@@ -389,6 +482,7 @@ fn wait_for_port(addr: SocketAddr) -> Result<()> {
     Ok(())
 }
 
+#[derive(Clone)]
 struct Kubectl {
     binary: PathBuf,
     kubeconfig: PathBuf,
@@ -425,13 +519,22 @@ impl Kubectl {
 }
 
 /// `(namespace, name)` of every ProxyConfig in the example files.
-fn example_proxyconfigs(dir: &Path) -> Result<Vec<(String, String)>> {
-    let mut found = Vec::new();
+/// The YAML files of `deploy/examples/`.
+fn example_files(dir: &Path) -> Result<Vec<PathBuf>> {
+    let mut files = Vec::new();
     for entry in std::fs::read_dir(dir)? {
         let path = entry?.path();
-        if path.extension().is_none_or(|e| e != "yaml") {
-            continue;
+        if path.extension().is_some_and(|e| e == "yaml") {
+            files.push(path);
         }
+    }
+    files.sort();
+    Ok(files)
+}
+
+fn example_proxyconfigs(dir: &Path) -> Result<Vec<(String, String)>> {
+    let mut found = Vec::new();
+    for path in example_files(dir)? {
         let text = std::fs::read_to_string(&path)?;
         let documents: Vec<Value> = serde_saphyr::from_multiple(&text)
             .with_context(|| format!("reading {}", path.display()))?;
@@ -449,6 +552,54 @@ fn example_proxyconfigs(dir: &Path) -> Result<Vec<(String, String)>> {
         bail!("no ProxyConfig in {}", dir.display());
     }
     Ok(found)
+}
+
+/// This run's mark for its authentik names: `demo-` and 8 hex digits from the clock and pid.
+fn run_mark() -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos());
+    format!("demo-{:08x}", nanos ^ std::process::id().rotate_left(16))
+}
+
+/// The examples' documents, each ProxyConfig's provider name and application slug carrying
+/// `mark` (so the run never meets an authentik object it did not create).
+fn marked_examples(dir: &Path, mark: &str) -> Result<Vec<Value>> {
+    let mut documents = Vec::new();
+    for path in example_files(dir)? {
+        let text = std::fs::read_to_string(&path)?;
+        let mut found: Vec<Value> = serde_saphyr::from_multiple(&text)
+            .with_context(|| format!("reading {}", path.display()))?;
+        for document in found.iter_mut().filter(|d| d["kind"] == "ProxyConfig") {
+            let text = |value: &Value, default: &str| value.as_str().unwrap_or(default).to_owned();
+            let name = text(&document["metadata"]["name"], "");
+            let config = &mut document["spec"]["authentikConfig"];
+            let provider = text(&config["providerName"], &name);
+            config["providerName"] = json!(format!("{provider}-{mark}"));
+            config["applicationSlug"] = json!(format!("{mark}-{name}"));
+        }
+        documents.extend(found);
+    }
+    Ok(documents)
+}
+
+/// verify's findings about the examples (by ProxyConfig or by this run's mark).
+fn findings_about_examples(
+    report: &Value,
+    examples: &[(String, String)],
+    mark: Option<&str>,
+) -> Vec<Value> {
+    let findings = report["findings"].as_array().cloned().unwrap_or_default();
+    findings
+        .into_iter()
+        .filter(|finding| {
+            let text = finding.to_string();
+            mark.is_some_and(|mark| text.contains(mark))
+                || examples
+                    .iter()
+                    .any(|(namespace, name)| text.contains(&format!("{namespace}/{name}")))
+        })
+        .collect()
 }
 
 fn namespaces_of(proxyconfigs: &[(String, String)]) -> Vec<String> {

@@ -258,7 +258,7 @@ fn build_binaries(root: &Path, profile: &str, triple: &str) -> Result<()> {
         args.extend(["--package", spec.package]);
     }
     eprintln!("==> cargo {}", args.join(" "));
-    let mut command = Command::new(env!("CARGO"));
+    let mut command = crate::run::cargo_command();
     command.args(&args).current_dir(root);
     for (name, _) in std::env::vars_os() {
         let text = name.to_string_lossy();

@@ -6,9 +6,11 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 mod bench;
+mod contract;
 mod crd;
 mod demo;
 mod image;
+mod proxy_types;
 mod reliability;
 mod run;
 mod test;
@@ -37,7 +39,8 @@ enum Command {
         #[arg(long)]
         in_cluster: bool,
     },
-    /// Generate the ProxyConfig CRD files from the Rust types (or check them with --check).
+    /// Generate the ProxyConfig CRD files from the Rust types and the Rust types of the
+    /// third-party CRDs the controller writes (kopium), or check them with --check.
     Crd {
         /// Fail instead of writing when the committed files are out of date.
         #[arg(long)]
@@ -51,6 +54,10 @@ enum Command {
         #[arg(long)]
         all_versions: bool,
     },
+    /// Run a representative subset of the end-to-end tests in contract mode against an authentik
+    /// double started as a separate process (a step of `cargo xtask test`); to run them against
+    /// a real authentik, set GITOPS_TEST_AUTHENTIK_URL and _TOKEN and use `cargo test`.
+    Contract,
     /// Build OCI images of both controllers and the authentik double (static binaries, crane)
     /// into target/images/: an OCI layout and an archive for `ctr images import` each.
     Image(image::Args),
@@ -101,6 +108,7 @@ fn main() -> ExitCode {
             },
         ),
         Command::Test { all_versions } => test::run(&root, all_versions),
+        Command::Contract => contract::standalone(&root),
         Command::Image(args) => image::run(&root, &args),
         Command::Tools { names } => testenv::tools(&names),
         Command::Testenv { action } => testenv::run(action),

@@ -67,7 +67,7 @@ pub enum FuzzBudget {
 /// Runs the response-parser fuzz target (installing cargo-fuzz once; it needs the nightly
 /// toolchain, which rustup machines of this project carry).
 pub fn fuzz(root: &Path, budget: FuzzBudget) -> Result<()> {
-    let installed = Command::new(env!("CARGO"))
+    let installed = crate::run::cargo_command()
         .args(["fuzz", "--version"])
         .output()
         .is_ok_and(|output| output.status.success());
@@ -92,7 +92,7 @@ pub fn fuzz(root: &Path, budget: FuzzBudget) -> Result<()> {
             )
         }
     };
-    let status = Command::new("cargo")
+    let status = Command::new("cargo") // the rustup proxy, which understands `+nightly`
         .args(["+nightly", "fuzz", "run", FUZZ_TARGET])
         .args(corpus)
         .arg("--")

@@ -6,10 +6,21 @@ use std::process::Command;
 use anyhow::{Result, bail};
 use gitops_testenv::{ControlPlane, shared};
 
+/// The cargo that runs xtask, without the variables it set for xtask itself: a child cargo that
+/// inherits `CARGO_MANIFEST_DIR` reruns build scripts that watch it (ring's), so every switch
+/// between `cargo xtask …` and a plain `cargo test` rebuilt about 20 crates.
+pub fn cargo_command() -> Command {
+    let mut command = Command::new(env!("CARGO"));
+    command
+        .env_remove("CARGO_MANIFEST_DIR")
+        .env_remove("CARGO_MANIFEST_PATH");
+    command
+}
+
 /// Runs `cargo <args>` in the workspace with extra environment variables.
 pub fn cargo(root: &Path, args: &[&str], env: &[(&str, &str)]) -> Result<()> {
     eprintln!("==> cargo {}", args.join(" "));
-    let status = Command::new(env!("CARGO"))
+    let status = cargo_command()
         .args(args)
         .envs(env.iter().copied())
         .current_dir(root)

@@ -82,6 +82,9 @@ pub fn run(root: &Path, all_versions: bool) -> Result<()> {
             ],
         )?;
     }
+    // Contract mode (GITOPS_TEST_AUTHENTIK_URL) against a double reached only as an external
+    // server, so the mode cannot rot unnoticed.
+    crate::contract::run(root, environment.variable()?)?;
     drop(environment); // stops what this run started before the demo starts its own
 
     crate::reliability::fuzz(root, FUZZ_BUDGET)?;

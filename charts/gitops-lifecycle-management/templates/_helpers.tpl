@@ -158,6 +158,7 @@ because leaving EXCLUDED_JOB_LABELS out would bring back its default, helm.sh/ho
   "AUTHENTIK_OUTPOST_TIMEOUT" $v.outpostWriteTimeout
   "CROSS_NAMESPACE_ALLOWLIST" (join "," $v.crossNamespaceAllowlist)
   "SERVICE_DISCOVERY_ENABLED" (toString $v.discovery)
+  "FORWARD_AUTH_OUTPOST_URL" $v.forwardAuthOutpostUrl
 ) }}
 {{- else }}
 {{- $env = merge $env (dict

@@ -5,8 +5,8 @@
 //! # Use
 //!
 //! ```no_run
-//! # async fn demo() -> Result<(), authentik_client::Error> {
-//! use authentik_client::{ApiToken, AuthentikClient, ClientConfig, ProxyMode, ProxyProviderRequest};
+//! # async fn demo() -> Result<(), gitops_authentik::Error> {
+//! use gitops_authentik::{ApiToken, AuthentikClient, ClientConfig, ProxyMode, ProxyProviderRequest};
 //!
 //! let config = ClientConfig::new(
 //!     "http://authentik-server.authentik.svc.cluster.local:9000", // or …/api/v3

@@ -1,6 +1,6 @@
 //! Response types decode real authentik 2025.12.4 responses and tolerate version drift.
 
-use authentik_client::{
+use gitops_authentik::{
     Application, Flow, Group, Outpost, Paginated, PolicyBinding, ProviderSummary, ProxyMode,
     ProxyProvider, SessionUser, Version,
 };

@@ -5,13 +5,13 @@ use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use authentik_client::{
-    ApiToken, AuthentikClient, ClientConfig, Error, ErrorCategory, ProxyProviderRequest,
-    RetryPolicy, metric_names,
-};
 use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::response::Response;
+use gitops_authentik::{
+    ApiToken, AuthentikClient, ClientConfig, Error, ErrorCategory, ProxyProviderRequest,
+    RetryPolicy, metric_names,
+};
 use serde_json::{Value, json};
 
 const SECRET: &str = "tok-RECOGNISABLE-5ecret-0123456789";
@@ -576,7 +576,7 @@ async fn flows_of_another_designation_are_never_returned() {
     let server = Server::start(vec![json_reply(200, &everything)]).await;
     let flows = server
         .client(RetryPolicy::none())
-        .list_flows_by_designation(authentik_client::FlowDesignation::Authorization)
+        .list_flows_by_designation(gitops_authentik::FlowDesignation::Authorization)
         .await
         .expect("list");
     let slugs: Vec<&str> = flows.iter().map(|f| f.slug.as_str()).collect();

@@ -189,14 +189,14 @@ impl<'a> Form<'a> {
         }
     }
 
-    /// A uuid foreign key (`PrimaryKeyRelatedField`). Returns `Some(None)` for an allowed null.
-    pub(crate) fn uuid_ref(
+    /// A foreign key (`PrimaryKeyRelatedField`). Returns `Some(None)` for an allowed null.
+    pub(crate) fn reference<K: PrimaryKey>(
         &mut self,
         field: &str,
         need: Need,
         nullable: bool,
-        exists: impl Fn(Uuid) -> bool,
-    ) -> Option<Option<Uuid>> {
+        exists: impl Fn(K) -> bool,
+    ) -> Option<Option<K>> {
         let v = self.take(field, need)?;
         // DRF turns "" into None for relational fields before validating.
         if v.is_null() || v.as_str() == Some("") {
@@ -206,8 +206,8 @@ impl<'a> Form<'a> {
             self.error(field, NOT_NULL);
             return None;
         }
-        match check_uuid_ref(v, &exists) {
-            Ok(u) => Some(Some(u)),
+        match check_reference(v, &exists) {
+            Ok(key) => Some(Some(key)),
             Err(msg) => {
                 self.error(field, msg);
                 None
@@ -215,55 +215,16 @@ impl<'a> Form<'a> {
         }
     }
 
-    /// An integer foreign key (provider pk). Returns `Some(None)` for an allowed null.
-    pub(crate) fn int_ref(
+    /// A many-to-many list of keys; the first bad item decides the message, as in DRF.
+    pub(crate) fn references<K: PrimaryKey>(
         &mut self,
         field: &str,
         need: Need,
-        nullable: bool,
-        exists: impl Fn(i64) -> bool,
-    ) -> Option<Option<i64>> {
-        let v = self.take(field, need)?;
-        // DRF turns "" into None for relational fields before validating.
-        if v.is_null() || v.as_str() == Some("") {
-            if nullable {
-                return Some(None);
-            }
-            self.error(field, NOT_NULL);
-            return None;
-        }
-        match check_int_ref(v, &exists) {
-            Ok(pk) => Some(Some(pk)),
-            Err(msg) => {
-                self.error(field, msg);
-                None
-            }
-        }
-    }
-
-    /// A many-to-many list of uuids; the first bad item decides the message, as in DRF.
-    pub(crate) fn uuid_refs(
-        &mut self,
-        field: &str,
-        need: Need,
-        exists: impl Fn(Uuid) -> bool,
-    ) -> Option<Vec<Uuid>> {
+        exists: impl Fn(K) -> bool,
+    ) -> Option<Vec<K>> {
         let items = self.list(field, need)?;
-        let parsed: Result<Vec<Uuid>, String> =
-            items.iter().map(|v| check_uuid_ref(v, &exists)).collect();
-        parsed.map_err(|msg| self.error(field, msg)).ok()
-    }
-
-    /// A many-to-many list of integer pks.
-    pub(crate) fn int_refs(
-        &mut self,
-        field: &str,
-        need: Need,
-        exists: impl Fn(i64) -> bool,
-    ) -> Option<Vec<i64>> {
-        let items = self.list(field, need)?;
-        let parsed: Result<Vec<i64>, String> =
-            items.iter().map(|v| check_int_ref(v, &exists)).collect();
+        let parsed: Result<Vec<K>, String> =
+            items.iter().map(|v| check_reference(v, &exists)).collect();
         parsed.map_err(|msg| self.error(field, msg)).ok()
     }
 
@@ -293,38 +254,50 @@ impl<'a> Form<'a> {
     }
 }
 
-fn check_uuid_ref(v: &Value, exists: &impl Fn(Uuid) -> bool) -> Result<Uuid, String> {
-    let Value::String(raw) = v else {
-        return Err(format!(
-            "Incorrect type. Expected pk value, received {}.",
-            py_type(v)
-        ));
-    };
-    let u = Uuid::parse_str(raw).map_err(|_| format!("“{raw}” is not a valid UUID."))?;
-    if exists(u) {
-        Ok(u)
-    } else {
-        Err(invalid_pk(raw))
+/// The key type a relational field refers to by: authentik's models use uuids or integers.
+pub(crate) trait PrimaryKey: Copy {
+    /// Reads a key the way DRF's `PrimaryKeyRelatedField` does, or says why it cannot.
+    fn parse(v: &Value) -> Result<Self, String>;
+}
+
+impl PrimaryKey for Uuid {
+    fn parse(v: &Value) -> Result<Self, String> {
+        let Value::String(raw) = v else {
+            return Err(incorrect_pk_type(v));
+        };
+        Uuid::parse_str(raw).map_err(|_| format!("“{raw}” is not a valid UUID."))
     }
 }
 
-fn check_int_ref(v: &Value, exists: &impl Fn(i64) -> bool) -> Result<i64, String> {
-    let pk = match v {
-        Value::Number(n) => n.as_i64(),
-        Value::String(s) => s.parse().ok(),
-        _ => None,
+impl PrimaryKey for i64 {
+    fn parse(v: &Value) -> Result<Self, String> {
+        match v {
+            Value::Number(n) => n.as_i64(),
+            Value::String(s) => s.parse().ok(),
+            _ => None,
+        }
+        .ok_or_else(|| incorrect_pk_type(v))
     }
-    .ok_or_else(|| {
-        format!(
-            "Incorrect type. Expected pk value, received {}.",
-            py_type(v)
-        )
-    })?;
-    if exists(pk) {
-        Ok(pk)
-    } else {
-        Err(invalid_pk(&pk.to_string()))
+}
+
+fn incorrect_pk_type(v: &Value) -> String {
+    format!(
+        "Incorrect type. Expected pk value, received {}.",
+        py_type(v)
+    )
+}
+
+fn check_reference<K: PrimaryKey>(v: &Value, exists: &impl Fn(K) -> bool) -> Result<K, String> {
+    let key = K::parse(v)?;
+    if exists(key) {
+        return Ok(key);
     }
+    // DRF names the value as sent.
+    let raw = match v {
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    };
+    Err(invalid_pk(&raw))
 }
 
 /// Django's `URLValidator(schemes=("http", "https"))` in authentik's domainless variant.
@@ -411,7 +384,7 @@ mod tests {
         let body = json!({"providers": [1, 99999]});
         let mut form = Form::new(&body, true).expect("object");
         assert_eq!(
-            form.int_refs("providers", Need::Required, |pk| pk == 1),
+            form.references::<i64>("providers", Need::Required, |pk| pk == 1),
             None
         );
         assert_eq!(

@@ -1,16 +1,16 @@
-//! Contract check with the project's Rust `authentik-client`: the same scenario as
+//! Contract check with the project's Rust client (`gitops-authentik`): the same scenario as
 //! `contract/official_client_scenario.py` against the double in every supported release's mode,
 //! plus the error categories a controller relies on.
 #![allow(clippy::unwrap_used)]
 
 mod common;
 
-use authentik_client::{
+use authentik_double::{ApiVersion, DoubleConfig, DoubleHandle};
+use common::{start, start_with};
+use gitops_authentik::{
     ApiToken, ApplicationRequest, AuthentikClient, ClientConfig, ErrorCategory, FlowDesignation,
     ProxyMode, ProxyProviderPatch, ProxyProviderRequest,
 };
-use authentik_double::{ApiVersion, DoubleConfig, DoubleHandle};
-use common::{start, start_with};
 
 fn client(d: &DoubleHandle, token: &str) -> AuthentikClient {
     let _ = rustls::crypto::ring::default_provider().install_default();

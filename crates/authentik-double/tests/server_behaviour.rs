@@ -8,12 +8,12 @@ mod common;
 
 use std::time::Duration;
 
-use authentik_client::{
+use authentik_double::{DoubleHandle, Fault, KeepAliveRace, Outcome, ServerBehaviour};
+use common::{Api, start};
+use gitops_authentik::{
     ApiToken, AuthentikClient, ClientConfig, ProxyMode, ProxyProviderPatch, ProxyProviderRequest,
     RetryPolicy,
 };
-use authentik_double::{DoubleHandle, Fault, KeepAliveRace, Outcome, ServerBehaviour};
-use common::{Api, start};
 use serde_json::json;
 
 fn client_with(d: &DoubleHandle, config: impl FnOnce(&mut ClientConfig)) -> AuthentikClient {

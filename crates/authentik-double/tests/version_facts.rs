@@ -9,7 +9,7 @@ use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use authentik_client::{
+use gitops_authentik::{
     ApplicationRequest, PolicyBindingRequest, PolicyEngineMode, ProxyMode, ProxyProviderPatch,
     ProxyProviderRequest,
 };

@@ -5,8 +5,8 @@
 
 use std::time::Duration;
 
-use authentik_client::{ClientConfig, ConnectionArgs, ConnectionError};
 use clap::Parser;
+use gitops_authentik::{ClientConfig, ConnectionArgs, ConnectionError};
 use gitops_runtime::{ProcessArgs, duration};
 
 use crate::policy::{JobPolicy, LabelMatch, NamespaceScope, OrphanPolicy, PodPolicy};
@@ -207,7 +207,7 @@ fn parse_rate(value: &str) -> Result<f64, String> {
 
 #[cfg(test)]
 mod tests {
-    use authentik_client::{ApiToken, TokenSourceError};
+    use gitops_authentik::{ApiToken, TokenSourceError};
 
     use super::*;
 
@@ -331,30 +331,27 @@ mod tests {
         let path = dir.path().join("token");
         std::fs::write(&path, "file-token\n").expect("write");
         let path_arg = path.to_str().expect("utf8");
-        let settings = args(&[
-            "--authentik-host",
-            "http://a:9000",
-            "--authentik-token-file",
-            path_arg,
-        ])
-        .expect("parses")
-        .into_settings()
-        .expect("valid");
+        let settings_from_file = || {
+            args(&[
+                "--authentik-host",
+                "http://a:9000",
+                "--authentik-token-file",
+                path_arg,
+            ])
+            .expect("parses")
+            .into_settings()
+        };
         assert_eq!(
-            settings.authentik.expect("on").token,
+            settings_from_file()
+                .expect("valid")
+                .authentik
+                .expect("on")
+                .token,
             ApiToken::new("file-token")
         );
 
         std::fs::write(&path, "  \n").expect("write");
-        let error = args(&[
-            "--authentik-host",
-            "http://a:9000",
-            "--authentik-token-file",
-            path_arg,
-        ])
-        .expect("parses")
-        .into_settings()
-        .expect_err("empty");
+        let error = settings_from_file().expect_err("empty");
         assert!(matches!(
             error,
             ConfigError::Authentik(ConnectionError::Token(TokenSourceError::EmptyFile(_)))

@@ -5,8 +5,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use authentik_client::AuthentikClient;
 use futures::StreamExt;
+use gitops_authentik::AuthentikClient;
 use gitops_crd::ProxyConfig;
 use gitops_crd::names::CLEANUP_MANAGER;
 use gitops_crd::ownership::AuthentikObject;
@@ -29,7 +29,7 @@ use crate::throttle::Throttle;
 
 pub async fn run(args: Args) -> anyhow::Result<()> {
     let process = Process::start(&args.process, CLEANUP_MANAGER).await?;
-    authentik_client::describe_metrics();
+    gitops_authentik::describe_metrics();
     metrics::describe();
     let settings = Arc::new(args.into_settings()?);
     let client = process.client.clone();

@@ -62,7 +62,7 @@ pub enum Error {
         operation: Operation,
         target: String,
         #[source]
-        source: authentik_client::Error,
+        source: gitops_authentik::Error,
     },
 }
 
@@ -78,7 +78,7 @@ impl Error {
     pub fn authentik(
         operation: Operation,
         target: impl fmt::Display,
-        source: authentik_client::Error,
+        source: gitops_authentik::Error,
     ) -> Self {
         Error::Authentik {
             operation,

@@ -18,7 +18,7 @@
 use std::collections::HashSet;
 use std::sync::Arc;
 
-use authentik_client::AuthentikClient;
+use gitops_authentik::AuthentikClient;
 use gitops_crd::ProxyConfig;
 use gitops_crd::names::CLEANUP_MANAGER;
 use gitops_crd::ownership::{AuthentikKind, AuthentikObject, AuthentikObjectSpec};

@@ -66,8 +66,8 @@ pub enum Command {
     /// errors, authentik reachable, firing alerts. Exit 1 on any problem.
     Health(HealthArgs),
     /// ProxyConfigs against authentik: missing, drifted (field by field), not in their outpost,
-    /// orphaned ownership records, foreign providers in our outposts. Read-only; exit 1 on any
-    /// finding.
+    /// orphaned ownership records, foreign providers in our outposts; and routes that serve a
+    /// ProxyConfig's host without forward auth. Read-only; exit 1 on any finding.
     Verify,
     /// Write ProxyConfigs (without status and server-set fields), ownership records, the CRDs,
     /// the release's Helm values and the PrometheusRule to DIR.

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use authentik_client::{ApiToken, AuthentikClient, ClientConfig, RetryPolicy};
+use gitops_authentik::{ApiToken, AuthentikClient, ClientConfig, RetryPolicy};
 
 use crate::args::Global;
 use crate::error::CliError;

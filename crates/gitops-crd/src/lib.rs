@@ -12,6 +12,6 @@ mod proxyconfig;
 pub mod validate;
 
 pub use proxyconfig::{
-    AuthentikConfig, DEFAULT_SKIP_PATH_REGEX, Phase, Protocol, ProxyConfig, ProxyConfigSpec,
-    ProxyConfigStatus, ProxyMode,
+    AuthentikConfig, DEFAULT_SKIP_PATH_REGEX, ForwardAuth, HttpRouteForwardAuth, Phase, Protocol,
+    ProxyConfig, ProxyConfigSpec, ProxyConfigStatus, ProxyMode, TraefikForwardAuth,
 };

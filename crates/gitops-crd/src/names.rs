@@ -37,6 +37,10 @@ pub mod service_annotations {
     pub const SKIP_PATH_REGEX: &str = "authentik.io/skip-path-regex";
 }
 
+/// Label on every reverse-proxy object the controller creates for a ProxyConfig (a Traefik
+/// Middleware): the ProxyConfig's name, to find them again; the ownerReference says which one.
+pub const PROXYCONFIG_LABEL: &str = "gitops.io/proxyconfig";
+
 /// Recommended labels on everything the product creates in Kubernetes.
 pub mod labels {
     pub const NAME: &str = "app.kubernetes.io/name";
@@ -69,4 +73,11 @@ pub mod condition_types {
     /// Whether the authentik server's version is in the supported range (False with reason
     /// `UnsupportedAuthentikVersion` or `UnknownAuthentikVersion`; the controller keeps going).
     pub const AUTHENTIK_VERSION_SUPPORTED: &str = "AuthentikVersionSupported";
+    /// Whether the reverse-proxy wiring `spec.forwardAuth` asks for exists (only on ProxyConfigs
+    /// that ask for it).
+    pub const FORWARD_AUTH_READY: &str = "ForwardAuthReady";
+    /// Whether every route serving the external host sends requests through forward auth to
+    /// the outpost (False with reason `RouteWithoutForwardAuth` names the exposed routes;
+    /// Unknown when no route serves the host). Set on Ready ProxyConfigs.
+    pub const PROTECTED: &str = "Protected";
 }

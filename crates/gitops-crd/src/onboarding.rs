@@ -176,6 +176,7 @@ pub fn spec_for(service: &Service) -> Result<ProxyConfigSpec, AnnotationError> {
         },
         labels: None,
         annotations: (!spec_annotations.is_empty()).then_some(spec_annotations),
+        forward_auth: None,
     })
 }
 

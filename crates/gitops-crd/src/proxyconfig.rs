@@ -88,6 +88,48 @@ pub struct ProxyConfigSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(extend("maxProperties" = 64))]
     pub annotations: Option<BTreeMap<String, String>>,
+
+    /// The reverse proxy's half of forward auth, created and kept by the controller (optional:
+    /// without it the proxy is wired by hand, as before).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub forward_auth: Option<ForwardAuth>,
+}
+
+/// The reverse-proxy wiring that sends each request to the authentik outpost first.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("has(self.traefik) || has(self.httpRoute)").message("forwardAuth must name the proxy to wire: set forwardAuth.traefik (traefik: {} for the defaults) and/or forwardAuth.httpRoute"))]
+pub struct ForwardAuth {
+    /// A Traefik `Middleware` (traefik.io/v1alpha1) with `forwardAuth` to the outpost, in the
+    /// ProxyConfig's namespace, owned by the ProxyConfig. Routes name it in their `middlewares`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub traefik: Option<TraefikForwardAuth>,
+
+    /// A Gateway API `HTTPRoute` (experimental channel) in the ProxyConfig's namespace whose
+    /// every rule gets an `ExternalAuth` filter (GEP-1494) to the outpost.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub http_route: Option<HttpRouteForwardAuth>,
+}
+
+/// The HTTPRoute the controller adds the `ExternalAuth` filter to.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct HttpRouteForwardAuth {
+    /// Name of the HTTPRoute (in the ProxyConfig's namespace).
+    #[x_kube(validation = Rule::new("self.matches('^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$')").message("forwardAuth.httpRoute.name must be an object name: lowercase letters, digits, '-' and '.'"))]
+    #[schemars(length(min = 1, max = 253))]
+    pub name: String,
+}
+
+/// The Traefik `Middleware` the controller keeps.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct TraefikForwardAuth {
+    /// Name of the Middleware; defaults to the ProxyConfig's name followed by `-authentik`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = Rule::new("self.matches('^[a-z0-9]([-a-z0-9]*[a-z0-9])?$')").message("forwardAuth.traefik.middlewareName must be a lowercase name: letters, digits and '-'"))]
+    #[schemars(length(min = 1, max = 63))]
+    pub middleware_name: Option<String>,
 }
 
 /// Scheme of the internal service.
@@ -253,6 +295,11 @@ pub struct ProxyConfigStatus {
     /// `/api/v3/admin/version/`), as the server reported it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub authentik_version: Option<String>,
+
+    /// Routes (`Kind namespace/name`) that serve the external host without forward auth to the
+    /// outpost, as the `Protected` condition found them (empty when none).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub exposed_routes: Vec<String>,
 
     /// The spec generation this status describes.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -4,11 +4,13 @@
 //! Fields authentik rewrites by itself (`property_mappings`, `redirect_uris`) are never
 //! compared, so a converged object never churns.
 
+pub mod exposure;
+pub mod forward_auth;
 pub mod ownership;
 
 use std::collections::BTreeSet;
 
-use authentik_client::{
+use gitops_authentik::{
     Application, ApplicationPatch, ApplicationRequest, PolicyBinding, PolicyEngineMode,
     ProxyMode as WireMode, ProxyProvider, ProxyProviderPatch, ProxyProviderRequest,
 };

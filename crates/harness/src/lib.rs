@@ -1,13 +1,19 @@
 //! End-to-end test support: a real API server (shared by the test run), a namespace, an
 //! authentik double and controller processes per test. Controllers run as their real binaries,
 //! scoped to the test's namespace, so tests can kill and restart them like Pods.
+//!
+//! Contract mode: with [`AUTHENTIK_URL_VARIABLE`] and [`AUTHENTIK_TOKEN_VARIABLE`] set,
+//! [`Harness::new`] talks to that authentik instead of a double ([`TestAuthentik`]). Tests read
+//! authentik through `h.authentik` (its public API) and so run in both modes; a test that needs
+//! the double (fault injection, latency, its request log or state) starts with
+//! `if skip_in_contract_mode("why") { return; }` and then uses [`Harness::double`].
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
 
-use authentik_double::{AuthentikDouble, DoubleConfig, DoubleHandle};
+use authentik_double::{DoubleConfig, DoubleHandle};
 use gitops_crd::{Phase, ProxyConfig};
 use gitops_testenv::{TestEnv, TestNamespace};
 use k8s_openapi::api::core::v1::Service;
@@ -17,6 +23,12 @@ use serde_json::{Value, json};
 use tokio::process::{Child, Command};
 
 pub use gitops_testenv::{WAIT, eventually};
+
+mod authentik;
+pub use authentik::{
+    AUTHENTIK_TOKEN_VARIABLE, AUTHENTIK_URL_VARIABLE, TestAuthentik, contract_mode,
+    skip_in_contract_mode,
+};
 
 /// Environment variable naming the authentik release (`2024.10` … `2026.8`) the double imitates
 /// in [`Harness::new`]; `cargo xtask test` runs the lifecycle tests again with the oldest, and
@@ -34,6 +46,14 @@ pub fn double_config() -> DoubleConfig {
     DoubleConfig::default().with_api_version(version)
 }
 
+/// Which authentik a harness talks to.
+enum Authentik {
+    /// The external one in contract mode, else the double of [`double_config`].
+    PerMode,
+    /// A double configured so, in every mode.
+    Double(DoubleConfig),
+}
+
 pub struct Harness {
     binary: PathBuf,
     /// Controller output, one file per started process: kept out of the test output, shown
@@ -42,7 +62,8 @@ pub struct Harness {
     pub env: &'static TestEnv,
     pub ns: TestNamespace,
     pub client: Client,
-    pub double: DoubleHandle,
+    /// The double, or in contract mode the external authentik.
+    pub authentik: TestAuthentik,
     controllers: Vec<Option<ControllerProcess>>,
 }
 
@@ -62,6 +83,11 @@ fn free_port() -> u16 {
 
 impl Drop for Harness {
     fn drop(&mut self) {
+        // Stopped before the authentik objects are removed (when `authentik` drops), so no
+        // controller re-creates one meanwhile.
+        for process in self.controllers.iter_mut().flatten() {
+            let _ = process.child.start_kill();
+        }
         if std::thread::panicking() {
             let logs = self.logs();
             let tail: Vec<&str> = logs.lines().rev().take(60).collect();
@@ -78,7 +104,7 @@ impl std::fmt::Debug for Harness {
         f.debug_struct("Harness")
             .field("namespace", &self.ns.name())
             .field("binary", &self.binary)
-            .field("authentik", &self.double.base_url())
+            .field("authentik", &self.authentik.base_url())
             .finish_non_exhaustive()
     }
 }
@@ -103,19 +129,21 @@ pub fn workspace_binary(name: &str) -> PathBuf {
 
 impl Harness {
     /// `binary`: the controller these tests run (usually `env!("CARGO_BIN_EXE_…")`). The
-    /// double imitates the release [`AUTHENTIK_VERSION_VARIABLE`] names (default the newest).
+    /// double imitates the release [`AUTHENTIK_VERSION_VARIABLE`] names (default the newest);
+    /// in contract mode ([`AUTHENTIK_URL_VARIABLE`]) the test talks to that authentik instead.
     pub async fn new(purpose: &str, binary: impl Into<PathBuf>) -> Self {
-        Self::with_double(purpose, binary, double_config()).await
+        let env = TestEnv::shared().expect("test environment");
+        Self::build(purpose, binary.into(), env, Authentik::PerMode).await
     }
 
-    /// Like [`Harness::new`], with a differently configured authentik double.
+    /// Like [`Harness::new`], with a differently configured authentik double (in every mode).
     pub async fn with_double(
         purpose: &str,
         binary: impl Into<PathBuf>,
         double: DoubleConfig,
     ) -> Self {
         let env = TestEnv::shared().expect("test environment");
-        Self::build(purpose, binary.into(), env, double).await
+        Self::build(purpose, binary.into(), env, Authentik::Double(double)).await
     }
 
     /// Like [`Harness::new`], on an API server of its own that the test may restart.
@@ -124,7 +152,13 @@ impl Harness {
         let env: &'static TestEnv = Box::leak(Box::new(
             TestEnv::private().expect("a private test environment"),
         ));
-        Self::build(purpose, binary.into(), env, double_config()).await
+        Self::build(
+            purpose,
+            binary.into(),
+            env,
+            Authentik::Double(double_config()),
+        )
+        .await
     }
 
     /// Like [`Harness::new`], on a given environment (e.g. one private environment that several
@@ -134,30 +168,45 @@ impl Harness {
         binary: impl Into<PathBuf>,
         env: &'static TestEnv,
     ) -> Self {
-        Self::build(purpose, binary.into(), env, DoubleConfig::default()).await
+        Self::build(
+            purpose,
+            binary.into(),
+            env,
+            Authentik::Double(DoubleConfig::default()),
+        )
+        .await
     }
 
     async fn build(
         purpose: &str,
         binary: PathBuf,
         env: &'static TestEnv,
-        double: DoubleConfig,
+        authentik: Authentik,
     ) -> Self {
         gitops_runtime::install_crypto_provider();
         let (client, ns) = env
             .prepare(purpose)
             .await
             .expect("client, CRDs and namespace");
-        let double = AuthentikDouble::start(double).await.expect("double starts");
+        let authentik = match authentik {
+            Authentik::PerMode => TestAuthentik::start(ns.name(), double_config()).await,
+            Authentik::Double(config) => TestAuthentik::double(ns.name(), config).await,
+        };
         Self {
             binary,
             logs: tempfile::tempdir().expect("a directory for controller logs"),
             env,
             ns,
             client,
-            double,
+            authentik,
             controllers: Vec::new(),
         }
+    }
+
+    /// The authentik double; for tests that returned early on [`skip_in_contract_mode`]
+    /// (or were built with one, e.g. [`Harness::with_double`]).
+    pub fn double(&self) -> &DoubleHandle {
+        self.authentik.expect_double()
     }
 
     pub fn namespace(&self) -> &str {
@@ -183,8 +232,8 @@ impl Harness {
             .env_clear()
             .env("PATH", std::env::var("PATH").unwrap_or_default())
             .env("KUBECONFIG", kubeconfig)
-            .env("AUTHENTIK_HOST", self.double.base_url())
-            .env("AUTHENTIK_TOKEN", self.double.token())
+            .env("AUTHENTIK_HOST", self.authentik.base_url())
+            .env("AUTHENTIK_TOKEN", self.authentik.token())
             .env("WATCH_NAMESPACE", self.namespace())
             .env("POD_NAMESPACE", self.namespace())
             .env("RESYNC_INTERVAL", "2s")
@@ -374,41 +423,6 @@ impl Harness {
         Fut: std::future::Future<Output = Option<T>>,
     {
         gitops_testenv::wait_until(what, check).await
-    }
-
-    /// authentik client acting as a person with the admin token.
-    pub fn authentik(&self) -> authentik_client::AuthentikClient {
-        authentik_client::AuthentikClient::new(authentik_client::ClientConfig::new(
-            self.double.base_url(),
-            authentik_client::ApiToken::new(self.double.token()),
-        ))
-        .expect("client")
-    }
-
-    /// The authentik providers named exactly `name` (more than one would be a duplicate).
-    pub fn providers_named(&self, name: &str) -> Vec<authentik_double::model::Provider> {
-        self.double
-            .providers()
-            .into_iter()
-            .filter(|p| p.name == name)
-            .collect()
-    }
-
-    /// A provider request as a person would make it in authentik's UI (forward auth).
-    pub fn provider_request(
-        &self,
-        name: &str,
-        host: &str,
-    ) -> authentik_client::ProxyProviderRequest {
-        let flow = |slug| self.double.flow_pk(slug).expect("seeded flow").to_string();
-        let mut request = authentik_client::ProxyProviderRequest::new(
-            name,
-            flow("default-provider-authorization-implicit-consent"),
-            flow("default-provider-invalidation-flow"),
-            host,
-        );
-        request.mode = authentik_client::ProxyMode::ForwardSingle;
-        request
     }
 
     /// The controller's `/readyz` answer: status code and body.

@@ -115,9 +115,9 @@ pub async fn assert_converged(h: &Harness, expected: &Expected) {
         }
     }
 
-    let providers = h.double.providers();
-    let applications = h.double.with_state(|m| m.applications.clone());
-    let outpost = h.double.embedded_outpost_providers();
+    let providers = h.double().providers();
+    let applications = h.double().with_state(|m| m.applications.clone());
+    let outpost = h.double().embedded_outpost_providers();
     for pc in proxyconfigs
         .iter()
         .filter(|pc| !expected.failed.contains_key(&pc.name_any()))
@@ -177,7 +177,7 @@ pub async fn assert_converged(h: &Harness, expected: &Expected) {
     }
     for foreign in &expected.foreign {
         assert_eq!(
-            h.double.provider(foreign.pk).as_ref(),
+            h.double().provider(foreign.pk).as_ref(),
             Some(foreign),
             "foreign provider {} was touched",
             foreign.name
@@ -195,15 +195,14 @@ pub async fn assert_converged(h: &Harness, expected: &Expected) {
 /// outpost: the fixture no scenario may touch.
 pub async fn foreign_provider(h: &Harness, name: &str, in_outpost: bool) -> Provider {
     let created = h
-        .authentik()
-        .create_proxy_provider(&h.provider_request(name, "https://foreign.example.com"))
-        .await
-        .expect("a person creates a provider");
+        .authentik
+        .create_proxy_provider(name, "https://foreign.example.com")
+        .await;
     if in_outpost {
-        let outpost = h.double.embedded_outpost_uuid();
-        let mut list = h.double.embedded_outpost_providers();
+        let outpost = h.double().embedded_outpost_uuid();
+        let mut list = h.double().embedded_outpost_providers();
         list.push(created.pk);
-        h.double.set_outpost_providers(outpost, list);
+        h.double().set_outpost_providers(outpost, list);
     }
-    h.double.provider(created.pk).expect("stored")
+    h.double().provider(created.pk).expect("stored")
 }

@@ -114,7 +114,7 @@ async fn watches_resume_after_api_server_and_etcd_restarts_without_missing_chang
         assert_converged(&h, &Expected::default()).await;
         for name in &live[..2] {
             let provider = h
-                .double
+                .double()
                 .provider_by_name(&h.provider_name(name))
                 .expect("provider");
             assert_eq!(
@@ -125,7 +125,9 @@ async fn watches_resume_after_api_server_and_etcd_restarts_without_missing_chang
         }
         for name in &deleted {
             assert!(
-                h.double.provider_by_name(&h.provider_name(name)).is_none(),
+                h.double()
+                    .provider_by_name(&h.provider_name(name))
+                    .is_none(),
                 "{name} deleted after the {component} restart"
             );
         }

@@ -41,14 +41,14 @@ async fn the_token_never_leaks_into_logs_events_status_or_records() {
     unknown_flow["spec"]["authentikConfig"]["authorizationFlow"] = json!("no-such-flow");
     h.apply(unknown_flow).await;
     h.wait_phase("ok", Phase::Ready).await;
-    h.double.inject(Fault::rate_limit_next(2, 1));
-    h.double.inject(Fault::fail_next(2, 500));
-    h.double.inject(Fault::reset_next(2));
+    h.double().inject(Fault::rate_limit_next(2, 1));
+    h.double().inject(Fault::fail_next(2, 500));
+    h.double().inject(Fault::reset_next(2));
     h.apply(h.proxyconfig("faulty")).await;
     h.wait_phase("faulty", Phase::Ready).await;
-    h.double.set_down(true);
+    h.double().set_down(true);
     tokio::time::sleep(Duration::from_secs(3)).await;
-    h.double.set_down(false);
+    h.double().set_down(false);
     h.kill_controller(right).await;
 
     // A wrong token: every call is refused, and the refusal is reported.

@@ -14,7 +14,7 @@ use std::hash::Hash;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
-use authentik_client::{
+use gitops_authentik::{
     Application, ApplicationPatch, ApplicationRequest, AuthentikClient, Error, FlowDesignation,
     Outpost, OutpostSelector, ProxyProvider, ProxyProviderPatch, ProxyProviderRequest,
     ServerVersion, not_found_as_none,
@@ -537,7 +537,7 @@ mod tests {
             ProxyProviderRequest::new("grafana", "authz", "inval", "https://grafana.example.com");
         desired.internal_host = "http://grafana:3000".into();
         desired.internal_host_ssl_validation = false;
-        desired.mode = authentik_client::ProxyMode::ForwardSingle;
+        desired.mode = gitops_authentik::ProxyMode::ForwardSingle;
         desired.access_token_validity = Some("hours=24".into());
         let edits: [fn(&mut serde_json::Value); 4] = [
             |_| {},

@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
-use authentik_client::ExponentialBackoff;
+use gitops_authentik::ExponentialBackoff;
 use gitops_crd::ProxyConfig;
 use kube::runtime::reflector::ObjectRef;
 

@@ -5,7 +5,7 @@
 
 use std::process::ExitCode;
 
-use authentik_client::{AuthentikClient, ConnectionArgs, Error, SessionUser};
+use gitops_authentik::{AuthentikClient, ConnectionArgs, Error, SessionUser};
 
 /// Runs the check and prints its one line (stdout when ok, stderr otherwise); the token is
 /// never printed.

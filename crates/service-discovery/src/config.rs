@@ -5,8 +5,8 @@
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use authentik_client::{ClientConfig, ConnectionArgs, ConnectionError, OutpostSelector};
 use clap::Parser;
+use gitops_authentik::{ClientConfig, ConnectionArgs, ConnectionError, OutpostSelector};
 use gitops_crd::names;
 use gitops_runtime::{ProcessArgs, duration};
 
@@ -74,6 +74,12 @@ pub struct Args {
     #[arg(long, env = "CROSS_NAMESPACE_ALLOWLIST", value_delimiter = ',', value_parser = parse_namespace_pair)]
     pub allow_cross_namespace: Vec<(String, String)>,
 
+    /// Base URL of the outpost that reverse proxies send forward-auth requests to (the
+    /// Middlewares of ProxyConfigs with `forwardAuth`); default: AUTHENTIK_HOST, whose server
+    /// hosts the embedded outpost.
+    #[arg(long, env = "FORWARD_AUTH_OUTPOST_URL")]
+    pub forward_auth_outpost_url: Option<String>,
+
     /// Create ProxyConfigs for Services labelled authentik.io/proxy=enabled.
     #[arg(long, env = "SERVICE_DISCOVERY_ENABLED", default_value_t = true, action = clap::ArgAction::Set)]
     pub discovery: bool,
@@ -116,6 +122,8 @@ pub struct Settings {
     pub cross_namespace: CrossNamespacePolicy,
     pub watch_namespace: Option<String>,
     pub discovery: bool,
+    /// Outpost base URL for forward auth, without a trailing `/`.
+    pub forward_auth_outpost_url: String,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -128,6 +136,10 @@ pub enum ConfigError {
     Connection(#[from] ConnectionError),
     #[error("RESYNC_INTERVAL must be at least 1s")]
     ResyncTooShort,
+    #[error(
+        "FORWARD_AUTH_OUTPOST_URL {0:?} is not an http:// or https:// URL (e.g. http://authentik-server.authentik.svc.cluster.local:9000)"
+    )]
+    OutpostUrl(String),
 }
 
 impl Args {
@@ -142,6 +154,10 @@ impl Args {
         if self.resync_interval < Duration::from_secs(1) {
             return Err(ConfigError::ResyncTooShort);
         }
+        let forward_auth_outpost_url = outpost_url(
+            self.forward_auth_outpost_url.as_deref(),
+            &authentik.base_url,
+        )?;
         Ok(Settings {
             authentik,
             default_authorization_flow: self.default_authorization_flow,
@@ -157,8 +173,26 @@ impl Args {
             },
             watch_namespace: self.process.watch_namespace(),
             discovery: self.discovery,
+            forward_auth_outpost_url,
         })
     }
+}
+
+/// The outpost base URL: the given one, else authentik's (whose server hosts the embedded
+/// outpost) without an API path.
+fn outpost_url(given: Option<&str>, authentik: &str) -> Result<String, ConfigError> {
+    let url = match given.map(str::trim).filter(|url| !url.is_empty()) {
+        Some(url) => url,
+        None => authentik.trim_end_matches('/').trim_end_matches("/api/v3"),
+    };
+    let host = url
+        .strip_prefix("http://")
+        .or_else(|| url.strip_prefix("https://"))
+        .unwrap_or_default();
+    if host.is_empty() || host.starts_with('/') || url.chars().any(char::is_whitespace) {
+        return Err(ConfigError::OutpostUrl(url.to_owned()));
+    }
+    Ok(url.trim_end_matches('/').to_owned())
 }
 
 /// Which ProxyConfig namespaces may publish Services of which other namespaces.
@@ -186,7 +220,7 @@ fn parse_namespace_pair(value: &str) -> Result<(String, String), String> {
 
 #[cfg(test)]
 mod tests {
-    use authentik_client::{ApiToken, TokenSourceError};
+    use gitops_authentik::{ApiToken, TokenSourceError};
 
     use super::*;
 
@@ -218,7 +252,34 @@ mod tests {
         assert_eq!(settings.default_outpost, OutpostSelector::Embedded);
         assert_eq!(names::DEFAULT_OUTPOST, OutpostSelector::EMBEDDED);
         assert!(settings.discovery);
+        assert_eq!(settings.forward_auth_outpost_url, "http://authentik:9000");
         assert!(!format!("{settings:?}").contains("secret-token-value"));
+    }
+
+    #[test]
+    fn forward_auth_outpost_url_is_given_or_authentiks_own() {
+        let outpost = |extra: &[&str]| {
+            let mut argv = vec!["--authentik-token", "t"];
+            argv.extend_from_slice(extra);
+            args(&argv).expect("parses").into_settings()
+        };
+        let given = outpost(&["--forward-auth-outpost-url", "https://outpost.example.com/"])
+            .expect("valid");
+        assert_eq!(
+            given.forward_auth_outpost_url,
+            "https://outpost.example.com"
+        );
+        assert_eq!(
+            outpost_url(None, "https://auth.example.com/api/v3/").expect("valid"),
+            "https://auth.example.com"
+        );
+        for bad in ["outpost:9000", "http://", "http:// spaced"] {
+            let error = outpost(&["--forward-auth-outpost-url", bad]).expect_err("bad URL");
+            assert!(
+                error.to_string().contains("FORWARD_AUTH_OUTPOST_URL"),
+                "{error}"
+            );
+        }
     }
 
     #[test]

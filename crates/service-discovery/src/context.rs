@@ -10,6 +10,8 @@ use crate::backoff::Backoff;
 
 use crate::config::Settings;
 use crate::conflicts::Claims;
+use crate::exposure::Routes;
+use crate::forward_auth::{OutpostProbe, ServedKinds};
 use crate::outpost::OutpostAssigner;
 use crate::ownership::Records;
 use crate::service_ports::ServicePorts;
@@ -29,4 +31,9 @@ pub struct Context {
     pub defaults: gitops_plan::Defaults,
     pub backoff: Backoff,
     pub caches: gitops_runtime::watches::Caches,
+    /// Which reverse-proxy kinds the API server serves (for `forwardAuth`).
+    pub served_kinds: ServedKinds,
+    pub outpost_probe: OutpostProbe,
+    /// The routes serving ProxyConfigs' hosts (for `Protected`).
+    pub routes: Routes,
 }

@@ -5,8 +5,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use authentik_client::AuthentikClient;
 use futures::StreamExt;
+use gitops_authentik::AuthentikClient;
 use gitops_crd::ProxyConfig;
 use gitops_crd::names::SERVICE_DISCOVERY_MANAGER;
 use gitops_crd::ownership::AuthentikObject;
@@ -23,6 +23,7 @@ use crate::backoff::Backoff;
 use crate::config::{Args, Settings};
 use crate::conflicts::Claims;
 use crate::context::Context;
+use crate::forward_auth::ServedKinds;
 use crate::outpost::OutpostAssigner;
 use crate::ownership::Records;
 use crate::reconciler::{error_policy, reconcile};
@@ -31,7 +32,7 @@ use crate::status::StatusWriter;
 
 pub async fn run(args: Args) -> anyhow::Result<()> {
     let process = Process::start(&args.process, SERVICE_DISCOVERY_MANAGER).await?;
-    authentik_client::describe_metrics();
+    gitops_authentik::describe_metrics();
     let settings = Arc::new(args.into_settings()?);
     let authentik = AuthentikClient::new(settings.authentik.clone()).context("AUTHENTIK_HOST")?;
 
@@ -128,10 +129,19 @@ fn run_controller(
         let (records_store, records_stream) = (records.store, records.stream);
         let (services_store, services_stream) = (services.store, services.stream);
         let (proxyconfig_store, proxyconfig_stream) = (proxyconfigs.store, proxyconfigs.stream);
-        let caches = Caches::new(
-            vec![records.synced, services.synced, proxyconfigs.synced],
-            token.clone(),
-        );
+        let served_kinds = ServedKinds::default();
+        let route_watches = crate::exposure::watch(
+            &client,
+            namespace,
+            &readiness,
+            &served_kinds,
+            proxyconfig_store.clone(),
+            &settings.forward_auth_outpost_url,
+        )
+        .await;
+        let mut synced = vec![records.synced, services.synced, proxyconfigs.synced];
+        synced.extend(route_watches.synced);
+        let caches = Caches::new(synced, token.clone());
         let controller = Controller::for_stream(proxyconfig_stream, proxyconfig_store.clone())
             .with_config(controller::Config::default().concurrency(settings.concurrency));
 
@@ -177,6 +187,9 @@ fn run_controller(
             settings: settings.clone(),
             backoff: Backoff::new(Duration::from_secs(1), Duration::from_secs(300)),
             caches: caches.clone(),
+            served_kinds,
+            outpost_probe: Default::default(),
+            routes: route_watches.routes,
         });
 
         let synced = {
@@ -215,6 +228,7 @@ fn run_controller(
                     .map(|pc| ObjectRef::from_obj(&*pc))
                     .collect::<Vec<_>>()
             })
+            .reconcile_on(route_watches.triggers)
             .reconcile_all_on(resync_rx)
             .graceful_shutdown_on(token.clone().cancelled_owned())
             .run(reconcile, error_policy, ctx)

@@ -104,7 +104,12 @@ pub async fn cleanup(pc: &ProxyConfig, ctx: &Context) -> Result<Action, Error> {
         return Ok(Action::await_change());
     }
     let mut report = Report::new(pc);
-    match remove_from_authentik(pc, ctx, &mut report).await {
+    let removed = async {
+        crate::forward_auth::release(pc, ctx, &mut report).await?;
+        remove_from_authentik(pc, ctx, &mut report).await
+    }
+    .await;
+    match removed {
         Ok(()) => {
             ctx.status.flush_events(pc, &report).await;
             metrics::set_phase(&namespace, &name, None);

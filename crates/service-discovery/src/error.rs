@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use authentik_client::{ErrorCategory, OutpostSelector};
+use gitops_authentik::{ErrorCategory, OutpostSelector};
 use gitops_crd::Phase;
 use gitops_crd::names::{SKIP_AUTHENTIK_CLEANUP_ANNOTATION, condition_types};
 
@@ -13,6 +13,8 @@ use crate::ownership::RecordError;
 
 /// Conflict losers look again this often, so they converge soon after the winner goes away.
 const CONFLICT_RECHECK: Duration = Duration::from_secs(30);
+/// A missing CRD is installed by a person; checking once a minute is enough.
+const KIND_RECHECK: Duration = Duration::from_secs(60);
 /// Token problems need a person; checking once a minute is enough.
 const UNAUTHORIZED_RECHECK: Duration = Duration::from_secs(60);
 
@@ -141,7 +143,7 @@ impl Failure {
     }
 
     /// A failed authentik call, classified by what it calls for.
-    pub fn authentik(condition: &'static str, doing: &str, error: authentik_client::Error) -> Self {
+    pub fn authentik(condition: &'static str, doing: &str, error: gitops_authentik::Error) -> Self {
         let category = error.category();
         let message = format!("{doing}: {error}");
         let mut failure = match category {
@@ -208,6 +210,62 @@ impl Failure {
             format!("writing the AuthentikObject ownership record: {error}"),
         )
         .with_backoff()
+    }
+
+    /// The reverse-proxy wiring `forwardAuth` asks for cannot be made (see
+    /// `gitops_plan::forward_auth::WiringProblem`); nothing was written.
+    pub fn forward_auth(reason: &'static str, message: String) -> Self {
+        Self::new(
+            Phase::Failed,
+            reason,
+            condition_types::FORWARD_AUTH_READY,
+            message,
+        )
+    }
+
+    /// `forwardAuth` names a kind the API server does not serve; looked at again soon, so that
+    /// installing the CRDs is enough.
+    pub fn proxy_kind_not_installed(kind: &str, crds: &str) -> Self {
+        Self::new(
+            Phase::Failed,
+            "ProxyKindNotInstalled",
+            condition_types::FORWARD_AUTH_READY,
+            format!(
+                "forwardAuth asks for a {kind}, which this cluster does not serve; install {crds} or remove that part of forwardAuth"
+            ),
+        )
+        .after(KIND_RECHECK)
+    }
+
+    /// `forwardAuth.httpRoute` names a route that does not exist (yet); looked at again soon.
+    pub fn route_not_found(namespace: &str, name: &str) -> Self {
+        Self::new(
+            Phase::Failed,
+            "RouteNotFound",
+            condition_types::FORWARD_AUTH_READY,
+            format!(
+                "forwardAuth.httpRoute names HTTPRoute {namespace}/{name}, which does not exist; create it or correct the name"
+            ),
+        )
+        .after(KIND_RECHECK)
+    }
+
+    /// The outpost the wiring would point at does not answer its ping; nothing was written.
+    pub fn outpost_unreachable(url: &str, why: String) -> Self {
+        Self::new(
+            Phase::Pending,
+            "OutpostUnreachable",
+            condition_types::FORWARD_AUTH_READY,
+            format!(
+                "the outpost does not answer {url} ({why}); the forward-auth wiring is not written until it does, as it would lock every user out. Check FORWARD_AUTH_OUTPOST_URL and that the outpost runs"
+            ),
+        )
+        .with_backoff()
+    }
+
+    /// A failed API-server call while wiring the reverse proxy.
+    pub fn proxy_api(condition: &'static str, message: String) -> Self {
+        Self::new(Phase::Pending, "ProxyWiringFailed", condition, message).with_backoff()
     }
 
     pub fn retry_soon(condition: &'static str, message: String) -> Self {

@@ -12,6 +12,8 @@ mod controller;
 mod deletion;
 mod discovery;
 mod error;
+mod exposure;
+mod forward_auth;
 mod metrics;
 mod outpost;
 mod ownership;

@@ -18,6 +18,9 @@ pub mod names {
     /// Gauge: 1 for the ProxyConfig's current phase, 0 for phases it was in before (phases it
     /// never was in have no series).
     pub const PHASE: &str = "gitops_proxyconfig_phase";
+    /// Gauge: 1 while a route serves the ProxyConfig's host without forward auth to the outpost
+    /// (its `Protected` condition is False), else 0.
+    pub const EXPOSED: &str = "gitops_proxyconfig_exposed";
     /// Gauge: Unix time of the last successful reconcile of a ProxyConfig.
     pub const LAST_RECONCILED: &str = "gitops_proxyconfig_last_reconciled";
     /// Counter: writes of outpost provider lists.
@@ -67,13 +70,17 @@ pub fn reconcile_failed(reason: &'static str) {
     metrics::counter!(names::RECONCILE_ERRORS, "reason" => reason).increment(1);
 }
 
-/// Sets the phase gauges of one ProxyConfig; `None` (deleted) zeroes all of them.
+/// Sets the phase gauges of one ProxyConfig; `None` (deleted) zeroes all of them, and its
+/// exposure gauge.
 ///
 /// Only the series of phases a ProxyConfig has been in exist: one for a ProxyConfig that went
 /// straight to Ready, instead of a 1 and two 0s. Each series costs the exporter a few hundred
 /// bytes, so at 10,000 ProxyConfigs that is ~6 MB less, and a scrape renders a third of the
 /// lines. The phases left behind are set to 0, so `== 1` and `sum by (phase)` read as before.
 pub fn set_phase(namespace: &str, name: &str, phase: Option<Phase>) {
+    if phase.is_none() {
+        set_exposed(namespace, name, false);
+    }
     let changes = {
         let mut shown = SHOWN_PHASES.lock().unwrap_or_else(PoisonError::into_inner);
         shown.set(namespace, name, phase)
@@ -87,6 +94,16 @@ pub fn set_phase(namespace: &str, name: &str, phase: Option<Phase>) {
         )
         .set(value);
     }
+}
+
+/// Sets whether one ProxyConfig's host is served by a route without forward auth.
+pub fn set_exposed(namespace: &str, name: &str, exposed: bool) {
+    metrics::gauge!(
+        names::EXPOSED,
+        "namespace" => namespace.to_owned(),
+        "name" => name.to_owned()
+    )
+    .set(if exposed { 1.0 } else { 0.0 });
 }
 
 static SHOWN_PHASES: LazyLock<Mutex<ShownPhases>> = LazyLock::new(Mutex::default);

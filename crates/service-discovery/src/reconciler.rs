@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use authentik_client::{
+use gitops_authentik::{
     FlowDesignation, Outpost, OutpostSelector, PolicyBindingRequest, not_found_as_none,
 };
 use gitops_crd::ProxyConfig;
@@ -61,6 +61,15 @@ async fn apply(pc: &ProxyConfig, ctx: &Context) -> Result<Action, Error> {
     ctx.caches.wait().await?;
     let mut report = Report::new(pc);
     let outcome = converge(pc, ctx, &mut report).await;
+    // Step 7: for a Ready ProxyConfig, whether every route serving its host asks the outpost.
+    if outcome.is_ok() {
+        let (protected, exposed) = ctx.routes.protected(pc);
+        report.step(protected);
+        report.exposed_routes = exposed;
+    } else {
+        metrics::set_exposed(&pc.namespace().unwrap_or_default(), &pc.name_any(), false);
+        report.forget(condition_types::PROTECTED);
+    }
     // Read after converging: the version is read before each snapshot, which converging waits for.
     report.authentik_version = ctx.authentik.server_version();
     let action = match &outcome {
@@ -113,7 +122,8 @@ async fn converge(pc: &ProxyConfig, ctx: &Context, report: &mut Report) -> Resul
     converge_application(pc, ctx, provider_pk, groups.as_deref(), &requester, report).await?;
     // Step 5.
     assign_outpost(ctx, &outpost, provider_pk, report).await?;
-    Ok(())
+    // Step 5b: the reverse proxy's half, once authentik can answer its requests.
+    crate::forward_auth::converge(pc, ctx, report).await
 }
 
 /// Whether the Service exists and agrees with `internalHost` and `port`. A mismatch is reported

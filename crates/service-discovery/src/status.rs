@@ -1,7 +1,7 @@
 //! Step 6: status through the status subresource (server-side apply) and Events, written only
 //! when something changed, so a converged system makes no API-server writes.
 
-use authentik_client::ServerVersion;
+use gitops_authentik::ServerVersion;
 use gitops_crd::conditions::{ConditionUpdate, merge_condition};
 use gitops_crd::names::{SERVICE_DISCOVERY_MANAGER, condition_types};
 use gitops_crd::{Phase, ProxyConfig, ProxyConfigStatus};
@@ -19,28 +19,39 @@ use crate::metrics;
 /// What one reconcile found, step by step.
 pub struct Report {
     steps: Vec<ConditionUpdate>,
+    /// Conditions of steps that no longer apply (e.g. `forwardAuth` removed from the spec).
+    forgotten: Vec<&'static str>,
     events: Vec<(&'static str, String)>,
     pub provider_id: Option<i64>,
     pub application_slug: Option<String>,
     pub outpost_id: Option<String>,
     /// The authentik version this reconcile talked to, when known.
     pub authentik_version: Option<ServerVersion>,
+    /// Routes serving the host without forward auth (set with the `Protected` step).
+    pub exposed_routes: Vec<String>,
 }
 
 impl Report {
     pub fn new(_pc: &ProxyConfig) -> Self {
         Self {
             steps: Vec::new(),
+            forgotten: Vec::new(),
             events: Vec::new(),
             provider_id: None,
             application_slug: None,
             outpost_id: None,
             authentik_version: None,
+            exposed_routes: Vec::new(),
         }
     }
 
     pub fn step(&mut self, condition: ConditionUpdate) {
         self.steps.push(condition);
+    }
+
+    /// Drops the condition `type_` from the status: its step no longer applies.
+    pub fn forget(&mut self, type_: &'static str) {
+        self.forgotten.push(type_);
     }
 
     /// A Normal Event about a change made in authentik.
@@ -66,6 +77,9 @@ pub fn next_status(
 ) -> ProxyConfigStatus {
     let mut status = pc.status.clone().unwrap_or_default();
     let generation = pc.metadata.generation;
+    status
+        .conditions
+        .retain(|c| !report.forgotten.contains(&c.type_.as_str()));
     for step in &report.steps {
         merge_condition(&mut status.conditions, step.clone(), generation, now);
     }
@@ -132,6 +146,7 @@ pub fn next_status(
     if report.outpost_id.is_some() {
         status.outpost_id.clone_from(&report.outpost_id);
     }
+    status.exposed_routes.clone_from(&report.exposed_routes);
     status
 }
 
@@ -172,6 +187,8 @@ fn condition_order(type_: &str) -> usize {
         condition_types::PROVIDER_SYNCED,
         condition_types::APPLICATION_SYNCED,
         condition_types::OUTPOST_ASSIGNED,
+        condition_types::FORWARD_AUTH_READY,
+        condition_types::PROTECTED,
         condition_types::AUTHENTIK_VERSION_SUPPORTED,
     ]
     .iter()

@@ -80,16 +80,20 @@ async fn labelled_home_assistant_service_goes_ready_end_to_end() {
         ("Service", "home-assistant", Some(true))
     );
     let provider = h
-        .double
-        .provider_by_name(&h.provider_name("home-assistant"))
+        .authentik
+        .provider_named(&h.provider_name("home-assistant"))
+        .await
         .expect("provider");
-    assert!(h.double.embedded_outpost_providers().contains(&provider.pk));
-    let description = h.double.with_state(|m| {
-        m.applications
-            .iter()
-            .find(|a| a.provider == Some(provider.pk))
-            .map(|a| a.meta_description.clone())
-    });
+    assert!(
+        h.authentik
+            .embedded_outpost_providers()
+            .await
+            .contains(&provider.pk)
+    );
+    let applications = h.authentik.applications_of(provider.pk).await;
+    let description = applications
+        .first()
+        .and_then(|a| a.meta_description.clone());
     assert_eq!(description.as_deref(), Some("Home automation"));
 
     // Changing an annotation updates the ProxyConfig, and authentik follows.
@@ -97,8 +101,8 @@ async fn labelled_home_assistant_service_goes_ready_end_to_end() {
     changed["metadata"]["annotations"]["authentik.io/skip-path-regex"] = json!("^/api/websocket$");
     apply_service(&h, &changed).await;
     h.wait_until("the new skip path to reach authentik", || async {
-        let proxy = h.double.provider(provider.pk)?.proxy()?.clone();
-        (proxy.skip_path_regex == "^/api/websocket$").then_some(())
+        let proxy = h.authentik.provider(provider.pk).await?;
+        (proxy.skip_path_regex.as_deref() == Some("^/api/websocket$")).then_some(())
     })
     .await;
 
@@ -109,7 +113,7 @@ async fn labelled_home_assistant_service_goes_ready_end_to_end() {
         .await
         .expect("delete");
     h.wait_gone("home-assistant-proxy").await;
-    assert!(h.double.provider(provider.pk).is_none());
+    assert!(h.authentik.provider(provider.pk).await.is_none());
 }
 
 #[tokio::test]
@@ -124,7 +128,7 @@ async fn removing_the_label_removes_the_proxyconfig() {
     unlabelled["metadata"]["labels"] = json!({});
     apply_service(&h, &unlabelled).await;
     h.wait_gone("home-assistant-proxy").await;
-    assert!(h.double.provider(pk).is_none());
+    assert!(h.authentik.provider(pk).await.is_none());
 }
 
 #[tokio::test]

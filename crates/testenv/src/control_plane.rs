@@ -79,7 +79,7 @@ impl ControlPlane {
     /// kube-controller-manager in a new temporary directory and waits until they work.
     /// On failure everything started so far is stopped and removed again.
     pub fn start() -> Result<Self> {
-        Self::start_in_new_dir(false)
+        Self::start_in_new_dir(false, false)
     }
 
     /// Like [`ControlPlane::start`], plus a node (containerd, kubelet, kube-proxy,
@@ -87,10 +87,17 @@ impl ControlPlane {
     /// [`crate::NODE_IP`] instead of loopback, and the `kubernetes` Service leads to it. One
     /// node runs per machine at a time.
     pub fn start_with_node() -> Result<Self> {
-        Self::start_in_new_dir(true)
+        Self::start_in_new_dir(true, false)
     }
 
-    fn start_in_new_dir(with_node: bool) -> Result<Self> {
+    /// Like [`ControlPlane::start_with_node`], watched from the first moment by a watchdog
+    /// that stops the node should this (test) process die without stopping it (see the
+    /// `node_watchdog` module).
+    pub(crate) fn start_with_watched_node() -> Result<Self> {
+        Self::start_in_new_dir(true, true)
+    }
+
+    fn start_in_new_dir(with_node: bool, watched: bool) -> Result<Self> {
         let mut tools = vec!["kubernetes", "etcd"];
         if with_node {
             crate::node::check_machine_is_free()?;
@@ -104,7 +111,7 @@ impl ControlPlane {
             .keep();
         let started = Instant::now();
         eprintln!("testenv: starting in {}", dir.display());
-        let result = block_on(start_in(dir.clone(), with_node)).and_then(|result| result);
+        let result = block_on(start_in(dir.clone(), with_node, watched)).and_then(|result| result);
         match result {
             Ok(plane) => {
                 eprintln!(
@@ -115,7 +122,12 @@ impl ControlPlane {
                 Ok(plane)
             }
             Err(error) => {
-                let _ = stop_dir(&dir);
+                if let Err(cleanup) = remove_failed_start(&dir) {
+                    eprintln!(
+                        "testenv: cleaning up after the failed start in {}: {cleanup}",
+                        dir.display()
+                    );
+                }
                 Err(error)
             }
         }
@@ -155,8 +167,9 @@ impl ControlPlane {
         self.info.node.is_some()
     }
 
-    /// Imports an image archive (OCI layout tarball or `docker save` format) into the node's
-    /// containerd, so Pods can use it without a registry (`imagePullPolicy: IfNotPresent`).
+    /// Imports an image archive (an OCI layout tarball as `cargo xtask image` writes) into the
+    /// node's containerd, so Pods can use it without a registry (`imagePullPolicy:
+    /// IfNotPresent`). A missing or broken archive is one line naming it, not a runtime error.
     pub fn import_image(&self, archive: &Path) -> Result<()> {
         if !self.has_node() {
             return Err(Error::NotRunning {
@@ -164,6 +177,7 @@ impl ControlPlane {
                 reason: "this environment has no node to import images into".into(),
             });
         }
+        crate::images::read_archive(archive)?;
         crate::node::import_image(&self.dir, archive)
     }
 
@@ -315,10 +329,13 @@ pub(crate) async fn client_for(kubeconfig: &Path, impersonate: Option<String>) -
     Ok(Client::try_from(config)?)
 }
 
-async fn start_in(dir: PathBuf, with_node: bool) -> Result<ControlPlane> {
+async fn start_in(dir: PathBuf, with_node: bool, watched: bool) -> Result<ControlPlane> {
     for sub in ["pids", "logs", "users"] {
         let path = dir.join(sub);
         std::fs::create_dir_all(&path).context(|| format!("creating {}", path.display()))?;
+    }
+    if watched {
+        crate::node_watchdog::start(&dir)?;
     }
     let kubernetes = pins::tool("kubernetes")?;
     let etcd_client = free_port()?;
@@ -502,12 +519,7 @@ where
         let log = log.clone();
         async move {
             match exited.context(|| format!("checking on {name}"))? {
-                Some(status) => Err(Error::ComponentExited {
-                    component: name,
-                    status: status.to_string(),
-                    tail: tail(&log, 40),
-                    log,
-                }),
+                Some(status) => Err(exit_error(name, &status, log)),
                 None => probe.await,
             }
         }
@@ -526,14 +538,44 @@ where
     })
 }
 
+/// Why a component exited during start-up: a port someone else holds, or else its log's tail.
+fn exit_error(name: &'static str, status: &std::process::ExitStatus, log: PathBuf) -> Error {
+    let tail = tail(&log, 40);
+    match crate::port_taken::taken_address(&tail) {
+        Some(address) => Error::PortTaken {
+            component: name,
+            holder: crate::port_taken::holder(&address),
+            address,
+            log,
+            tail,
+        },
+        None => Error::ComponentExited {
+            component: name,
+            status: status.to_string(),
+            log,
+            tail,
+        },
+    }
+}
+
 pub(crate) fn spawn(dir: &Path, name: &str, binary: &Path, args: &[String]) -> Result<Child> {
+    let mut command = Command::new(binary);
+    command.args(args);
+    let child = spawn_logged(dir, name, command)?;
+    let command = serde_json::to_vec(&(binary, args))?;
+    crate::util::write_atomic(&command_path(dir, name), command)?;
+    Ok(child)
+}
+
+/// Starts `command` as the process `name` of the environment in `dir`: output to
+/// `logs/<name>.log`, pid in `pids/<name>.pid`, in its own process group.
+pub(crate) fn spawn_logged(dir: &Path, name: &str, mut command: Command) -> Result<Child> {
     let log = log_path(dir, name);
     let out = std::fs::File::create(&log).context(|| format!("creating {}", log.display()))?;
     let err = out
         .try_clone()
         .context(|| format!("opening {}", log.display()))?;
-    let child = Command::new(binary)
-        .args(args)
+    let child = command
         .current_dir(dir)
         .stdin(Stdio::null())
         .stdout(out)
@@ -541,10 +583,8 @@ pub(crate) fn spawn(dir: &Path, name: &str, binary: &Path, args: &[String]) -> R
         // Own process group: survives its starter and ignores the terminal's Ctrl-C.
         .process_group(0)
         .spawn()
-        .context(|| format!("starting {}", binary.display()))?;
+        .context(|| format!("starting {name} ({})", command.get_program().display()))?;
     write_pid(dir, name, child.id())?;
-    let command = serde_json::to_vec(&(binary, args))?;
-    crate::util::write_atomic(&command_path(dir, name), command)?;
     Ok(child)
 }
 
@@ -558,7 +598,7 @@ pub(crate) fn write_pid(dir: &Path, name: &str, pid: u32) -> Result<()> {
     std::fs::write(&path, pid.to_string()).context(|| format!("writing {}", path.display()))
 }
 
-fn log_path(dir: &Path, name: &str) -> PathBuf {
+pub(crate) fn log_path(dir: &Path, name: &str) -> PathBuf {
     dir.join("logs").join(format!("{name}.log"))
 }
 
@@ -597,18 +637,43 @@ fn is_ours(pid: i32, dir: &Path) -> bool {
 /// Stops the watchdog and the components of the environment in `dir` (newest first), then
 /// removes the directory.
 pub(crate) fn stop_dir(dir: &Path) -> Result<()> {
-    stop_process(dir, WATCHDOG)?;
-    // Before the API server goes: nothing then restarts what the node tears down.
-    crate::node::teardown(dir)?;
-    for name in COMPONENTS.iter().rev().copied() {
-        stop_process(dir, name)?;
-    }
+    stop_everything(dir)?;
     match std::fs::remove_dir_all(dir) {
         Err(error) if error.kind() != std::io::ErrorKind::NotFound => {
             Err(error).context(|| format!("removing {}", dir.display()))
         }
         _ => Ok(()),
     }
+}
+
+/// Like [`stop_dir`], but keeps `<dir>/logs`: the start-up error names a log there.
+fn remove_failed_start(dir: &Path) -> Result<()> {
+    stop_everything(dir)?;
+    let entries = std::fs::read_dir(dir).context(|| format!("reading {}", dir.display()))?;
+    for entry in entries.flatten() {
+        if entry.file_name() == "logs" {
+            continue;
+        }
+        let path = entry.path();
+        let removed = if entry.file_type().is_ok_and(|kind| kind.is_dir()) {
+            std::fs::remove_dir_all(&path)
+        } else {
+            std::fs::remove_file(&path)
+        };
+        removed.context(|| format!("removing {}", path.display()))?;
+    }
+    Ok(())
+}
+
+fn stop_everything(dir: &Path) -> Result<()> {
+    stop_process(dir, WATCHDOG)?;
+    stop_process(dir, crate::node_watchdog::NODE_WATCHDOG)?;
+    // Before the API server goes: nothing then restarts what the node tears down.
+    crate::node::teardown(dir)?;
+    for name in COMPONENTS.iter().rev().copied() {
+        stop_process(dir, name)?;
+    }
+    Ok(())
 }
 
 /// A component frozen by [`ControlPlane::freeze`]; it runs again when this is dropped.

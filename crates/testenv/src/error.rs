@@ -42,6 +42,21 @@ pub enum Error {
         tail: String,
     },
 
+    /// A component could not listen: the first line is the whole diagnosis.
+    #[error(
+        "{component} cannot start: {address} is already taken{holder}; free it and start again. \
+         Last lines of {log}:\n{tail}"
+    )]
+    PortTaken {
+        component: &'static str,
+        /// `host:port` as the component's log names it.
+        address: String,
+        /// ` by pid N (name)` when the listener's process is known, else empty.
+        holder: String,
+        log: PathBuf,
+        tail: String,
+    },
+
     #[error("timed out after {waited:?} waiting for {what}")]
     Timeout { what: String, waited: Duration },
 
@@ -71,6 +86,12 @@ pub enum Error {
 
     #[error("cannot start a test node: {0}")]
     NodeBusy(String),
+
+    #[error(
+        "this test binary cannot watch the node it starts: add `gitops_testenv::node_watchdog!();` \
+         to it (the test environment runs that test as the node's watchdog); {detail}"
+    )]
+    NoNodeWatchdog { detail: String },
 }
 
 /// Shorthand for results of this crate.

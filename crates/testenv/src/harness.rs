@@ -69,8 +69,10 @@ impl TestEnv {
 
     /// An environment whose Pods run (see [`ControlPlane::start_with_node`]): the shared one
     /// when it has a node (`cargo xtask testenv up --node`), else a new one that is stopped —
-    /// node, mounts, bridge, iptables rules and all — when the returned value drops. One node
-    /// runs per machine: keep the tests that need one in one test function.
+    /// node, mounts, bridge, iptables rules and all — when the returned value drops, or by its
+    /// watchdog when this process dies first (SIGKILL, Ctrl-C). The watchdog is this test binary
+    /// running one test: call [`node_watchdog!`](crate::node_watchdog) once in the test file.
+    /// One node runs per machine: tests that need one take turns.
     pub fn with_node() -> Result<TestEnv> {
         if let Some(plane) = shared::shared_environment()?.filter(ControlPlane::has_node) {
             return Ok(TestEnv {
@@ -78,7 +80,7 @@ impl TestEnv {
                 owned: false,
             });
         }
-        ControlPlane::start_with_node().map(|plane| TestEnv { plane, owned: true })
+        ControlPlane::start_with_watched_node().map(|plane| TestEnv { plane, owned: true })
     }
 
     /// The control plane behind it.

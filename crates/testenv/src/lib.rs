@@ -17,12 +17,15 @@ mod error;
 mod harness;
 pub mod images;
 mod node;
+mod node_watchdog;
 mod pause;
 pub mod pins;
 mod pki;
+mod port_taken;
 pub mod registry;
 pub mod shared;
 mod tools;
+mod traefik;
 mod util;
 mod wait;
 
@@ -34,6 +37,8 @@ pub use crds::{
 };
 pub use error::{Error, Result};
 pub use harness::{TEST_NAMESPACE_LABEL, TestEnv, TestNamespace};
-pub use node::{NODE_COMPONENTS, NODE_IP, NODE_NAME, PAUSE_IMAGE};
+pub use node::{KUBELET_PORT, NODE_COMPONENTS, NODE_IP, NODE_NAME, PAUSE_IMAGE};
+pub use node_watchdog::{NODE_WATCHDOG_TEST, run_node_watchdog};
 pub use tools::{ensure_all_tools, ensure_tools};
+pub use traefik::Traefik;
 pub use wait::{WAIT, eventually, metric_value, poll_until, wait_until};

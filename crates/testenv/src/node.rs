@@ -313,8 +313,12 @@ fn write_node_kubeconfigs(layout: &Layout, pki: &Pki, server: &str) -> Result<()
     Ok(())
 }
 
+/// The kubelet's API port, upstream's default as on every real node. Fixed rather than free:
+/// another kubelet on this machine (one node per machine) then fails the start naming it.
+pub const KUBELET_PORT: u16 = 10250;
+
 async fn start_kubelet(layout: &Layout, pki: &Pki, client: &Client) -> Result<()> {
-    let port = free_port()?;
+    let port = KUBELET_PORT;
     let healthz_port = free_port()?;
     let config = serde_json::json!({
         "apiVersion": "kubelet.config.k8s.io/v1beta1",

@@ -19,6 +19,24 @@ pub struct Pins {
     pub tools: BTreeMap<String, Tool>,
     /// Third-party CRDs read out of published Go modules, by name.
     pub crds: BTreeMap<String, CrdSource>,
+    /// Code generators installed from crates.io (`cargo install --locked`), by name.
+    #[serde(default)]
+    pub generators: BTreeMap<String, Generator>,
+}
+
+/// A code generator: a crates.io crate at a version whose binary has the crate's name.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Generator {
+    /// Version without the leading `v`.
+    pub version: String,
+}
+
+impl Generator {
+    /// Directory holding the installed binary (`cargo install --root` puts it under `bin/`).
+    pub fn root(&self, name: &str) -> PathBuf {
+        tools_dir().join(format!("{name}-v{}", self.version))
+    }
 }
 
 /// One tool: a Go module at a version and the binaries built from it.

@@ -11,9 +11,8 @@
 //!     process has lived for a few seconds. So consecutive test binaries of one `cargo test` run
 //!     share it, and it goes away after the run however the tests ended (panic, abort, kill).
 
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
 use crate::control_plane::{self, ControlPlane, WATCHDOG};
@@ -222,26 +221,16 @@ fn register_user(dir: &Path, pid: u32) -> Result<()> {
 /// Starts the watchdog of `plane`, whose registry (lock and shared-environment pointer) is in
 /// `registry`.
 fn start_watchdog(plane: &ControlPlane, grace_seconds: u32, registry: &Path) -> Result<()> {
-    let log = plane.dir().join("logs").join(format!("{WATCHDOG}.log"));
-    let out = std::fs::File::create(&log).context(|| format!("creating {}", log.display()))?;
-    let err = out
-        .try_clone()
-        .context(|| format!("opening {}", log.display()))?;
-    let child = Command::new("/bin/sh")
+    let mut command = Command::new("/bin/sh");
+    command
         .arg("-c")
         .arg(WATCHDOG_SCRIPT)
         .arg("gitops-testenv-watchdog")
         .arg(plane.dir())
         .arg(registry.join("lock"))
         .arg(registry.join(POINTER))
-        .arg(grace_seconds.to_string())
-        .stdin(Stdio::null())
-        .stdout(out)
-        .stderr(err)
-        .process_group(0)
-        .spawn()
-        .context(|| "starting the environment's watchdog".to_owned())?;
-    control_plane::write_pid(plane.dir(), WATCHDOG, child.id())
+        .arg(grace_seconds.to_string());
+    control_plane::spawn_logged(plane.dir(), WATCHDOG, command).map(drop)
 }
 
 /// An environment found on this machine, whoever started it.

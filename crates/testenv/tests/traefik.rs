@@ -2,49 +2,11 @@
 //! server with its Kubernetes CRD provider: an IngressRoute created in the API server becomes a
 //! route Traefik serves.
 
-use std::net::TcpListener;
-use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use gitops_testenv::{TestEnv, install_third_party_crds, pins, poll_until};
+use gitops_testenv::{TestEnv, Traefik, install_third_party_crds, pins, poll_until};
 use kube::api::{Api, ApiResource, DynamicObject, GroupVersionKind, PostParams};
 use serde_json::{Value, json};
-
-/// Stops Traefik when the test ends, also on panic.
-struct Running(Child);
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free loopback port")
-}
-
-/// The static admin token and the CA of the environment's kubeconfig (context
-/// `gitops-testenv-token`).
-fn token_and_ca(env: &TestEnv) -> (String, String) {
-    let text = std::fs::read_to_string(env.kubeconfig()).expect("kubeconfig");
-    let config: Value = serde_saphyr::from_str(&text).expect("kubeconfig parses");
-    let token = config["users"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .find_map(|u| u["user"]["token"].as_str())
-        .expect("a token user")
-        .to_owned();
-    let ca = config["clusters"][0]["cluster"]["certificate-authority"]
-        .as_str()
-        .expect("CA file")
-        .to_owned();
-    (token, ca)
-}
 
 /// An IngressRoute in `ns` sending `probe.example.com` to Traefik's own API (no backend Pod is
 /// needed: there is no kubelet), through `middlewares` when given.
@@ -68,38 +30,13 @@ async fn create_probe_route(client: &kube::Client, ns: &str, middlewares: Value)
         .expect("IngressRoute created");
 }
 
-/// Builds (once) and starts Traefik watching `ns`; returns it and its web port.
-async fn start_traefik(env: &TestEnv, ns: &str) -> (Running, u16, std::path::PathBuf) {
-    tokio::task::spawn_blocking(|| gitops_testenv::ensure_tools(&["traefik"]))
+/// Builds (once) and starts Traefik watching `ns`.
+async fn start_traefik(env: &'static TestEnv, ns: &str) -> Traefik {
+    let ns = ns.to_owned();
+    tokio::task::spawn_blocking(move || Traefik::start(env, &ns))
         .await
-        .expect("build task")
-        .expect("traefik builds");
-    let (token, ca) = token_and_ca(env);
-    let web = free_port();
-    let binary = pins::binary("traefik", "traefik").expect("pinned traefik");
-    let log = env.control_plane().dir().join(format!("traefik-{ns}.log"));
-    let log_file = std::fs::File::create(&log).expect("log file");
-    let running = Running(
-        Command::new(&binary)
-            .args([
-                format!("--entryPoints.web.address=127.0.0.1:{web}"),
-                "--api=true".to_owned(),
-                "--providers.kubernetescrd=true".to_owned(),
-                format!(
-                    "--providers.kubernetescrd.endpoint={}",
-                    env.control_plane().info().server
-                ),
-                format!("--providers.kubernetescrd.token={token}"),
-                format!("--providers.kubernetescrd.certAuthFilePath={ca}"),
-                format!("--providers.kubernetescrd.namespaces={ns}"),
-                "--log.level=INFO".to_owned(),
-            ])
-            .stdout(Stdio::null())
-            .stderr(log_file)
-            .spawn()
-            .expect("traefik starts"),
-    );
-    (running, web, log)
+        .expect("start task")
+        .expect("traefik starts")
 }
 
 fn http() -> reqwest::Client {
@@ -112,14 +49,13 @@ fn http() -> reqwest::Client {
 
 /// Waits until Traefik answers `path` on the probe host with `status`; returns the response.
 async fn probe_until(
-    web: u16,
+    traefik: &Traefik,
     path: &str,
     cookie: Option<&str>,
     status: u16,
-    log: &std::path::Path,
 ) -> reqwest::Response {
     let http = http();
-    let url = format!("http://127.0.0.1:{web}{path}");
+    let url = traefik.url(path);
     poll_until(
         "Traefik to serve the IngressRoute",
         Duration::from_secs(60),
@@ -136,10 +72,7 @@ async fn probe_until(
         },
     )
     .await
-    .unwrap_or_else(|e| {
-        let tail = std::fs::read_to_string(log).unwrap_or_default();
-        panic!("{e}; traefik log:\n{tail}")
-    })
+    .unwrap_or_else(|e| panic!("{e}; traefik log:\n{}", traefik.log()))
 }
 
 #[tokio::test]
@@ -151,8 +84,8 @@ async fn traefik_serves_an_ingressroute_read_from_the_api_server() {
         .expect("CRDs install");
     let ns = namespace.name();
     create_probe_route(&client, ns, json!([])).await;
-    let (_traefik, web, log) = start_traefik(env, ns).await;
-    let version: Value = probe_until(web, "/api/version", None, 200, &log)
+    let traefik = start_traefik(env, ns).await;
+    let version: Value = probe_until(&traefik, "/api/version", None, 200)
         .await
         .json()
         .await
@@ -233,10 +166,10 @@ async fn traefik_forward_auth_to_the_double_lets_only_signed_in_requests_through
         .await
         .expect("Middleware created");
     create_probe_route(&client, ns, json!([{"name": "authentik"}])).await;
-    let (_traefik, web, log) = start_traefik(env, ns).await;
+    let traefik = start_traefik(env, ns).await;
 
     // Without a session: the double's redirect to its authorize page, with the proxy cookie.
-    let first = probe_until(web, "/api/version", None, 302, &log).await;
+    let first = probe_until(&traefik, "/api/version", None, 302).await;
     let location = first.headers()["location"].to_str().expect("location");
     assert!(
         location.starts_with(&format!("{}/application/o/authorize/", double.base_url())),
@@ -255,7 +188,7 @@ async fn traefik_forward_auth_to_the_double_lets_only_signed_in_requests_through
     );
 
     // The skipped path passes without one.
-    probe_until(web, "/api/overview", None, 200, &log).await;
+    probe_until(&traefik, "/api/overview", None, 200).await;
 
     // Sign in, let core authorize, hand the callback to the outpost through Traefik.
     let signed_in: Value = http
@@ -281,10 +214,10 @@ async fn traefik_forward_auth_to_the_double_lets_only_signed_in_requests_through
         callback.path(),
         callback.query().unwrap_or_default()
     );
-    let back = probe_until(web, &callback_path, Some(&proxy_cookie), 302, &log).await;
+    let back = probe_until(&traefik, &callback_path, Some(&proxy_cookie), 302).await;
     assert_eq!(
         back.headers()["location"],
         "http://probe.example.com/api/version"
     );
-    probe_until(web, "/api/version", Some(&proxy_cookie), 200, &log).await;
+    probe_until(&traefik, "/api/version", Some(&proxy_cookie), 200).await;
 }

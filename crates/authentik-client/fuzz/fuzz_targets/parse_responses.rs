@@ -6,5 +6,5 @@ use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|input: (u16, &str, &[u8])| {
     let (status, token, body) = input;
-    authentik_client::fuzzing::parse_response(status, body, token);
+    gitops_authentik::fuzzing::parse_response(status, body, token);
 });

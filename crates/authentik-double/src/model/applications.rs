@@ -49,7 +49,7 @@ impl Model {
                 f.error("slug", "Application with this slug already exists.");
             }
         }
-        let provider = f.int_ref("provider", Need::Optional, true, |pk| {
+        let provider = f.reference::<i64>("provider", Need::Optional, true, |pk| {
             self.providers.contains_key(&pk)
         });
         // `Application.provider` is a OneToOneField: one application per provider.
@@ -61,9 +61,10 @@ impl Model {
         {
             f.error("provider", "Application with this provider already exists.");
         }
-        let backchannel_providers = f.int_refs("backchannel_providers", Need::Optional, |pk| {
-            self.providers.contains_key(&pk)
-        });
+        let backchannel_providers =
+            f.references::<i64>("backchannel_providers", Need::Optional, |pk| {
+                self.providers.contains_key(&pk)
+            });
         let open_in_new_tab = f.bool("open_in_new_tab");
         let meta_launch_url = f.url("meta_launch_url", Need::Optional, true);
         let meta_icon = f.string("meta_icon", Need::Optional, true);

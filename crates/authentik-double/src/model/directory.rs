@@ -225,7 +225,7 @@ impl Model {
             f.error("name", "Group with this name already exists.");
         }
         let is_superuser = f.bool("is_superuser");
-        let users = f.int_refs("users", Need::Optional, |pk| {
+        let users = f.references::<i64>("users", Need::Optional, |pk| {
             self.users.iter().any(|u| u.pk == pk)
         });
         let attributes = f.object("attributes", Need::Optional);
@@ -291,21 +291,21 @@ impl Model {
         let mut f = Form::new(&body, false)?;
         // No policies are modelled: any policy uuid is unknown.
         let policy = f
-            .uuid_ref("policy", Need::Optional, true, |_| false)
+            .reference::<Uuid>("policy", Need::Optional, true, |_| false)
             .flatten();
         let group = f
-            .uuid_ref("group", Need::Optional, true, |u| {
+            .reference::<Uuid>("group", Need::Optional, true, |u| {
                 self.groups.iter().any(|g| g.pk == u)
             })
             .flatten();
         let user = f
-            .int_ref("user", Need::Optional, true, |pk| {
+            .reference::<i64>("user", Need::Optional, true, |pk| {
                 self.users.iter().any(|u| u.pk == pk)
             })
             .flatten();
         // Targets are policy-binding models: applications (pk) and flows (pbm uuid).
         let target = f
-            .uuid_ref("target", Need::Required, false, |u| {
+            .reference::<Uuid>("target", Need::Required, false, |u| {
                 self.applications.iter().any(|a| a.pk == u)
                     || self.flows.iter().any(|fl| fl.pbm_uuid == u)
             })

@@ -79,7 +79,7 @@ impl Model {
             }
         }
         let outpost_type = f.choice("type", Need::Required, &["proxy", "ldap", "radius", "rac"]);
-        let providers = f.int_refs("providers", Need::Required, |pk| {
+        let providers = f.references::<i64>("providers", Need::Required, |pk| {
             self.providers.contains_key(&pk)
         });
         if let Some(list) = &providers {
@@ -103,7 +103,8 @@ impl Model {
             }
         }
         // No service connections exist in the double's fresh install.
-        let service_connection = f.uuid_ref("service_connection", Need::Optional, true, |_| false);
+        let service_connection =
+            f.reference::<Uuid>("service_connection", Need::Optional, true, |_| false);
         let config = f.object("config", Need::Required);
         let managed = f.nullable_string("managed");
         f.finish()?;

@@ -47,19 +47,19 @@ impl Model {
         let flow_exists = |u: Uuid| self.flows.iter().any(|fl| fl.pk == u);
         BaseInput {
             name,
-            authentication_flow: f.uuid_ref(
+            authentication_flow: f.reference::<Uuid>(
                 "authentication_flow",
                 Need::Optional,
                 true,
                 flow_exists,
             ),
             authorization_flow: f
-                .uuid_ref("authorization_flow", Need::Required, false, flow_exists)
+                .reference::<Uuid>("authorization_flow", Need::Required, false, flow_exists)
                 .flatten(),
             invalidation_flow: f
-                .uuid_ref("invalidation_flow", Need::Required, false, flow_exists)
+                .reference::<Uuid>("invalidation_flow", Need::Required, false, flow_exists)
                 .flatten(),
-            property_mappings: f.uuid_refs("property_mappings", Need::Optional, |u| {
+            property_mappings: f.references::<Uuid>("property_mappings", Need::Optional, |u| {
                 self.scope_mappings.iter().any(|m| m.pk == u)
             }),
         }
@@ -101,7 +101,7 @@ impl Model {
         let external_host = f.url("external_host", Need::Required, false);
         let internal_host = f.url("internal_host", Need::Optional, true);
         let internal_host_ssl_validation = f.bool("internal_host_ssl_validation");
-        let certificate = f.uuid_ref("certificate", Need::Optional, true, |u| {
+        let certificate = f.reference::<Uuid>("certificate", Need::Optional, true, |u| {
             self.certificates.contains(&u)
         });
         let skip_path_regex = f.string("skip_path_regex", Need::Optional, true);
@@ -114,9 +114,9 @@ impl Model {
         let cookie_domain = f.string("cookie_domain", Need::Optional, true);
         // No JWT federation sources exist in a fresh authentik: any uuid is unknown.
         let jwt_federation_sources =
-            f.uuid_refs("jwt_federation_sources", Need::Optional, |_| false);
+            f.references::<Uuid>("jwt_federation_sources", Need::Optional, |_| false);
         let jwt_federation_providers =
-            f.int_refs("jwt_federation_providers", Need::Optional, |p| {
+            f.references::<i64>("jwt_federation_providers", Need::Optional, |p| {
                 self.providers
                     .get(&p)
                     .is_some_and(|p| matches!(p.kind, ProviderKind::OAuth2(_)))

@@ -5,10 +5,10 @@
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
-use authentik_client::{
+use authentik_double::{AuthentikDouble, DoubleConfig};
+use gitops_authentik::{
     ApiToken, ApplicationRequest, AuthentikClient, ClientConfig, ProxyMode, ProxyProviderRequest,
 };
-use authentik_double::{AuthentikDouble, DoubleConfig};
 use serde::Serialize;
 
 use crate::setup::Latency;

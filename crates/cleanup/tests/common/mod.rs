@@ -1,4 +1,5 @@
-//! A real API server (shared), a namespace, an authentik double and controller processes per
+//! A real API server (shared), a namespace, an authentik double (or, in contract mode, an
+//! external authentik; see `gitops_harness::TestAuthentik`) and controller processes per
 //! test. The controller runs as its real binary, scoped to the test's namespace; its output
 //! goes to a file that is printed when the test fails.
 
@@ -10,8 +11,9 @@ use std::path::PathBuf;
 use std::process::Stdio;
 use std::time::{Duration, SystemTime};
 
-use authentik_double::{AuthentikDouble, DoubleConfig, DoubleHandle};
+use authentik_double::{DoubleConfig, DoubleHandle};
 use gitops_crd::ownership::{AuthentikKind, AuthentikObject, record_name};
+use gitops_harness::TestAuthentik;
 use gitops_testenv::{TestEnv, TestNamespace};
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::Pod;
@@ -38,7 +40,8 @@ pub struct Harness {
     pub env: &'static TestEnv,
     pub ns: TestNamespace,
     pub client: Client,
-    pub double: DoubleHandle,
+    /// The double, or in contract mode the external authentik.
+    pub authentik: TestAuthentik,
     logs: tempfile::TempDir,
     controllers: Vec<Option<ControllerProcess>>,
     /// Cluster-scoped objects a test made (records), removed at the end.
@@ -67,14 +70,12 @@ impl Harness {
             .prepare(purpose)
             .await
             .expect("client, CRDs and namespace");
-        let double = AuthentikDouble::start(DoubleConfig::default())
-            .await
-            .expect("double starts");
+        let authentik = TestAuthentik::start(ns.name(), DoubleConfig::default()).await;
         Self {
             env,
             ns,
             client,
-            double,
+            authentik,
             logs: tempfile::tempdir().expect("log dir"),
             controllers: Vec::new(),
             records: Vec::new(),
@@ -85,6 +86,12 @@ impl Harness {
         self.ns.name()
     }
 
+    /// The authentik double; for tests that returned early on
+    /// `gitops_harness::skip_in_contract_mode`.
+    pub fn double(&self) -> &DoubleHandle {
+        self.authentik.expect_double()
+    }
+
     /// Starts a controller process scoped to the test namespace, without leader election and
     /// without authentik unless `settings` say otherwise. Returns its index.
     pub fn start(&mut self, settings: &[(&str, &str)]) -> usize {
@@ -92,10 +99,10 @@ impl Harness {
         self.start_with_kubeconfig(&kubeconfig, settings)
     }
 
-    /// Like [`Self::start`], with the orphan sweep pointed at the double.
+    /// Like [`Self::start`], with the orphan sweep pointed at the test's authentik.
     pub fn start_with_authentik(&mut self, settings: &[(&str, &str)]) -> usize {
-        let base_url = self.double.base_url();
-        let token = self.double.token().to_owned();
+        let base_url = self.authentik.base_url();
+        let token = self.authentik.token().to_owned();
         let mut all = vec![
             ("AUTHENTIK_HOST", base_url.as_str()),
             ("AUTHENTIK_TOKEN", token.as_str()),
@@ -127,6 +134,13 @@ impl Harness {
         for (key, value) in settings {
             env.insert((*key).to_owned(), (*value).to_owned());
         }
+        // The orphan sweep judges only records claimed from the watched namespace: kept to the
+        // test's own, it cannot delete another test's (or, in contract mode, anyone's) objects.
+        assert_eq!(
+            env.get("WATCH_NAMESPACE").map(String::as_str),
+            Some(self.namespace()),
+            "the cleanup controller must watch only the test namespace"
+        );
         let log = self
             .logs
             .path()
@@ -446,40 +460,21 @@ impl Harness {
             .expect("uid")
     }
 
-    /// authentik client acting as a person with the admin token.
-    pub fn authentik(&self) -> authentik_client::AuthentikClient {
-        authentik_client::AuthentikClient::new(authentik_client::ClientConfig::new(
-            self.double.base_url(),
-            authentik_client::ApiToken::new(self.double.token()),
-        ))
-        .expect("client")
-    }
-
-    /// Creates a proxy provider in the double; returns its pk.
+    /// Creates a proxy provider in authentik as a person would; returns its pk.
     pub async fn create_provider(&self, name: &str) -> i64 {
-        let flow = |slug| self.double.flow_pk(slug).expect("seeded flow").to_string();
-        let mut request = authentik_client::ProxyProviderRequest::new(
-            name,
-            flow("default-provider-authorization-implicit-consent"),
-            flow("default-provider-invalidation-flow"),
-            format!("https://{name}.example.com"),
-        );
-        request.mode = authentik_client::ProxyMode::ForwardSingle;
-        self.authentik()
-            .create_proxy_provider(&request)
-            .await
-            .expect("provider created")
-            .pk
+        let host = format!("https://{name}.example.com");
+        self.authentik.create_proxy_provider(name, &host).await.pk
     }
 
-    /// Creates an application in the double; returns its uuid.
+    /// Creates an application in authentik as a person would; returns its uuid.
     pub async fn create_application(&self, slug: &str) -> String {
-        let request = authentik_client::ApplicationRequest {
+        let request = gitops_authentik::ApplicationRequest {
             name: slug.to_owned(),
             slug: slug.to_owned(),
             ..Default::default()
         };
-        self.authentik()
+        self.authentik
+            .client()
             .create_application(&request)
             .await
             .expect("application created")
@@ -506,6 +501,10 @@ impl Harness {
 
 impl Drop for Harness {
     fn drop(&mut self) {
+        // Stopped before the test's authentik objects are removed (when `authentik` drops).
+        for process in self.controllers.iter_mut().flatten() {
+            let _ = process.child.start_kill();
+        }
         if std::thread::panicking() {
             for index in 0..self.controllers.len() {
                 eprintln!(

@@ -3,7 +3,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use authentik_client::Outpost;
+use gitops_authentik::Outpost;
 use gitops_crd::ProxyConfig;
 use gitops_crd::ownership::{AuthentikKind, ProxyConfigRef, record_name};
 use gitops_crd::validate::check_spec;
@@ -333,7 +333,7 @@ fn foreign_providers<'a>(
 mod tests {
     use super::*;
     use crate::settings::ControllerDefaults;
-    use authentik_client::{Application, ProxyProvider};
+    use gitops_authentik::{Application, ProxyProvider};
     use gitops_crd::names::{
         ADOPT_ANNOTATION, DEFAULT_AUTHORIZATION_FLOW, DEFAULT_INVALIDATION_FLOW, DEFAULT_OUTPOST,
     };

@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 
-use authentik_client::{
+use gitops_authentik::{
     Application, AuthentikClient, FlowDesignation, Outpost, OutpostSelector, ProxyProvider,
 };
 use gitops_crd::ProxyConfig;
@@ -45,7 +45,7 @@ pub async fn gather(
         .await
         .map_err(|error| CliError::kube("listing AuthentikObject records", &error))?
         .items;
-    let failed = |what: &str, error: authentik_client::Error| {
+    let failed = |what: &str, error: gitops_authentik::Error| {
         CliError::Authentik(format!("{what}: {error}"))
     };
     let providers = authentik

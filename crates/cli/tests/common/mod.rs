@@ -73,7 +73,7 @@ pub async fn run(args: &[&str], env: &[(&str, String)]) -> Run {
     }
 }
 
-/// Runs the binary against the harness's cluster, namespace and authentik double; the release
+/// Runs the binary against the harness's cluster, namespace and authentik; the release
 /// is `glm` in the test namespace.
 pub async fn cli(h: &Harness, args: &[&str]) -> Run {
     let mut all = vec![
@@ -91,8 +91,8 @@ pub async fn cli(h: &Harness, args: &[&str]) -> Run {
 pub fn env(h: &Harness) -> Vec<(&'static str, String)> {
     vec![
         ("KUBECONFIG", h.env.kubeconfig().display().to_string()),
-        ("AUTHENTIK_HOST", h.double.base_url()),
-        ("AUTHENTIK_TOKEN", h.double.token().to_owned()),
+        ("AUTHENTIK_HOST", h.authentik.base_url()),
+        ("AUTHENTIK_TOKEN", h.authentik.token().to_owned()),
     ]
 }
 

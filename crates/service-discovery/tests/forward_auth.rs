@@ -1,0 +1,893 @@
+//! `spec.forwardAuth`: the Traefik Middleware and the HTTPRoute ExternalAuth filter the
+//! controller keeps for a ProxyConfig, against a real API server (with Traefik's and Gateway
+//! API's CRDs and kube-controller-manager's garbage collector) and the authentik double.
+
+mod common;
+
+use common::{Harness, RESYNCS, condition, skip_in_contract_mode};
+use gitops_crd::Phase;
+use gitops_crd::names::PROXYCONFIG_LABEL;
+use gitops_crd::names::condition_types::FORWARD_AUTH_READY;
+use gitops_plan::forward_auth::{
+    AUTH_RESPONSE_HEADERS, ENVOY_AUTH_PATH, TRAEFIK_AUTH_PATH, external_auth_filter,
+    outpost_service,
+};
+use gitops_proxy_crds::gateway_httproute::HttpRoute;
+use gitops_proxy_crds::traefik_middleware::Middleware;
+use kube::ResourceExt;
+use kube::api::{Api, Patch, PatchParams, PostParams};
+use serde_json::{Value, json};
+use std::sync::{Arc, Mutex};
+
+use axum::http::{HeaderMap, Uri};
+
+async fn harness(purpose: &str) -> Harness {
+    let h = common::harness(purpose).await;
+    gitops_testenv::install_third_party_crds(&h.client)
+        .await
+        .expect("Traefik's CRDs install");
+    h
+}
+
+fn middlewares(h: &Harness) -> Api<Middleware> {
+    Api::namespaced(h.client.clone(), h.namespace())
+}
+
+fn with_forward_auth(h: &Harness, name: &str, forward_auth: Value) -> Value {
+    let mut manifest = h.proxyconfig(name);
+    manifest["spec"]["forwardAuth"] = forward_auth;
+    manifest
+}
+
+fn address(middleware: &Middleware) -> Option<String> {
+    middleware.spec.forward_auth.as_ref()?.address.clone()
+}
+
+async fn wait_middleware(
+    h: &Harness,
+    name: &str,
+    check: impl Fn(&Middleware) -> bool,
+) -> Middleware {
+    let api = middlewares(h);
+    h.wait_until(&format!("Middleware {name}"), || async {
+        api.get_opt(name).await.ok().flatten().filter(|m| check(m))
+    })
+    .await
+}
+
+async fn wait_middleware_gone(h: &Harness, name: &str) {
+    let api = middlewares(h);
+    h.wait_until(&format!("Middleware {name} to be deleted"), || async {
+        matches!(api.get_opt(name).await, Ok(None)).then_some(())
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn middleware_is_created_reverted_renamed_and_removed_with_its_proxyconfig() {
+    let mut h = harness("fa-middleware").await;
+    h.create_service("web", 80).await;
+    let controller = h.start_single();
+    h.apply(with_forward_auth(&h, "web", json!({"traefik": {}})))
+        .await;
+    let pc = h.wait_phase("web", Phase::Ready).await;
+    let ready = condition(&pc, FORWARD_AUTH_READY);
+    assert_eq!(
+        (ready.status.as_str(), ready.reason.as_str()),
+        ("True", "ForwardAuthWired"),
+        "{ready:?}"
+    );
+
+    let want = format!(
+        "{}{TRAEFIK_AUTH_PATH}",
+        h.authentik.base_url().trim_end_matches('/')
+    );
+    let created = wait_middleware(&h, "web-authentik", |_| true).await;
+    let forward_auth = created.spec.forward_auth.clone().expect("forwardAuth");
+    assert_eq!(forward_auth.address.as_deref(), Some(want.as_str()));
+    assert_eq!(forward_auth.trust_forward_header, Some(true));
+    assert_eq!(
+        forward_auth.auth_response_headers,
+        Some(AUTH_RESPONSE_HEADERS.map(str::to_owned).to_vec())
+    );
+    let owner = &created.owner_references()[0];
+    assert_eq!(owner.uid, pc.uid().expect("uid"));
+    assert_eq!(owner.controller, Some(true));
+
+    // Converged: resyncs read it but never write it.
+    let resyncs = h.metric(controller, RESYNCS).await.unwrap_or_default();
+    h.wait_metric(controller, RESYNCS, resyncs + 2.0).await;
+    let unchanged = middlewares(&h).get("web-authentik").await.expect("get");
+    assert_eq!(unchanged.resource_version(), created.resource_version());
+
+    // A hand edit is reverted.
+    middlewares(&h)
+        .patch(
+            "web-authentik",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"forwardAuth": {"address": "http://elsewhere/auth"}}})),
+        )
+        .await
+        .expect("hand edit");
+    wait_middleware(&h, "web-authentik", |m| {
+        address(m).as_deref() == Some(want.as_str())
+    })
+    .await;
+
+    // A new name: the new Middleware is created and the old one removed.
+    h.apply(with_forward_auth(
+        &h,
+        "web",
+        json!({"traefik": {"middlewareName": "web-sso"}}),
+    ))
+    .await;
+    wait_middleware(&h, "web-sso", |_| true).await;
+    wait_middleware_gone(&h, "web-authentik").await;
+
+    // Deleting the ProxyConfig deletes what it owned (garbage collection by owner) and
+    // nothing else: another Middleware in the namespace stays as it was.
+    let neighbour: Middleware = serde_json::from_value(json!({
+        "apiVersion": "traefik.io/v1alpha1",
+        "kind": "Middleware",
+        "metadata": {"name": "web-headers"},
+        "spec": {"headers": {"customRequestHeaders": {"X-Team": "web"}}},
+    }))
+    .expect("Middleware");
+    let neighbour = middlewares(&h)
+        .create(&PostParams::default(), &neighbour)
+        .await
+        .expect("created by hand");
+    h.delete("web").await;
+    h.wait_gone("web").await;
+    wait_middleware_gone(&h, "web-sso").await;
+    let kept = middlewares(&h)
+        .get("web-headers")
+        .await
+        .expect("the other Middleware stays");
+    assert_eq!(kept.resource_version(), neighbour.resource_version());
+}
+
+#[tokio::test]
+async fn removing_forward_auth_removes_the_middleware_and_its_condition() {
+    let mut h = harness("fa-removed").await;
+    h.create_service("web", 80).await;
+    h.start_single();
+    h.apply(with_forward_auth(&h, "web", json!({"traefik": {}})))
+        .await;
+    h.wait_phase("web", Phase::Ready).await;
+    wait_middleware(&h, "web-authentik", |_| true).await;
+
+    h.apply(h.proxyconfig("web")).await;
+    wait_middleware_gone(&h, "web-authentik").await;
+    let pc = h
+        .wait_until("the ForwardAuthReady condition to go", || async {
+            let pc = h.get("web").await?;
+            let status = pc.status.as_ref()?;
+            (status.observed_generation == pc.metadata.generation
+                && status
+                    .conditions
+                    .iter()
+                    .all(|c| c.type_ != FORWARD_AUTH_READY))
+            .then_some(pc)
+        })
+        .await;
+    assert_eq!(pc.status.and_then(|s| s.phase), Some(Phase::Ready));
+}
+
+#[tokio::test]
+async fn a_middleware_the_product_did_not_create_is_never_overwritten_or_deleted() {
+    let mut h = harness("fa-foreign").await;
+    h.create_service("web", 80).await;
+    let foreign: Middleware = serde_json::from_value(json!({
+        "apiVersion": "traefik.io/v1alpha1",
+        "kind": "Middleware",
+        "metadata": {"name": "web-authentik"},
+        "spec": {"forwardAuth": {"address": "http://someone-elses-auth/check"}},
+    }))
+    .expect("Middleware");
+    let foreign = middlewares(&h)
+        .create(&PostParams::default(), &foreign)
+        .await
+        .expect("created by hand");
+    h.start_single();
+    h.apply(with_forward_auth(&h, "web", json!({"traefik": {}})))
+        .await;
+
+    let pc = h.wait_phase("web", Phase::Failed).await;
+    let wiring = condition(&pc, FORWARD_AUTH_READY);
+    assert_eq!(
+        (wiring.status.as_str(), wiring.reason.as_str()),
+        ("False", "MiddlewareNotOurs"),
+        "{wiring:?}"
+    );
+    assert!(
+        wiring
+            .message
+            .contains(&format!("{}/web-authentik", h.namespace())),
+        "{wiring:?}"
+    );
+    // authentik's half is done all the same.
+    assert_eq!(
+        h.authentik
+            .providers_named(&h.provider_name("web"))
+            .await
+            .len(),
+        1
+    );
+    let event = h
+        .wait_until("a Warning Event naming the problem", || async {
+            let events: Api<k8s_openapi::api::events::v1::Event> =
+                Api::namespaced(h.client.clone(), h.namespace());
+            events
+                .list(&Default::default())
+                .await
+                .ok()?
+                .items
+                .into_iter()
+                .find(|e| {
+                    e.type_.as_deref() == Some("Warning")
+                        && e.note
+                            .as_deref()
+                            .is_some_and(|n| n.contains("MiddlewareNotOurs"))
+                })
+        })
+        .await;
+    assert!(
+        event
+            .note
+            .as_deref()
+            .is_some_and(|n| n.contains("web-authentik")),
+        "{event:?}"
+    );
+
+    h.delete("web").await;
+    h.wait_gone("web").await;
+    let kept = middlewares(&h)
+        .get("web-authentik")
+        .await
+        .expect("still there");
+    assert_eq!(kept.resource_version(), foreign.resource_version());
+    assert_eq!(
+        address(&kept).as_deref(),
+        Some("http://someone-elses-auth/check")
+    );
+}
+
+#[tokio::test]
+async fn forward_auth_in_proxy_mode_is_refused_without_writing_anything() {
+    let mut h = harness("fa-proxy-mode").await;
+    h.create_service("web", 80).await;
+    h.start_single();
+    let mut manifest = with_forward_auth(&h, "web", json!({"traefik": {}}));
+    manifest["spec"]["authentikConfig"]["mode"] = json!("proxy");
+    h.apply(manifest).await;
+    let pc = h.wait_phase("web", Phase::Failed).await;
+    let wiring = condition(&pc, FORWARD_AUTH_READY);
+    assert_eq!(wiring.reason, "ModeWithoutForwardAuth", "{wiring:?}");
+    let listed = middlewares(&h)
+        .list(&Default::default())
+        .await
+        .expect("list");
+    assert!(listed.items.is_empty(), "{:?}", listed.items);
+}
+
+/// The outpost as an in-cluster Service address (an ExternalAuth filter's backendRef).
+const OUTPOST_SERVICE_URL: &str = "http://authentik-server.authentik.svc.cluster.local:9000";
+
+/// Starts the controller with the outpost at [`OUTPOST_SERVICE_URL`]; returns its index.
+fn start_with_service_outpost(h: &mut Harness) -> usize {
+    h.start_controller(&[
+        "--leader-election",
+        "false",
+        "--forward-auth-outpost-url",
+        OUTPOST_SERVICE_URL,
+    ])
+}
+
+fn routes(h: &Harness) -> Api<HttpRoute> {
+    Api::namespaced(h.client.clone(), h.namespace())
+}
+
+/// An HTTPRoute `name` with two rules to Service `web`, the first with a header filter.
+async fn create_route(h: &Harness, name: &str, first_rule_filters: Value) -> HttpRoute {
+    let route: HttpRoute = serde_json::from_value(json!({
+        "apiVersion": "gateway.networking.k8s.io/v1",
+        "kind": "HTTPRoute",
+        "metadata": {"name": name},
+        "spec": {
+            "parentRefs": [{"name": "gateway"}],
+            "hostnames": [format!("web.{}.example.com", h.namespace())],
+            "rules": [
+                {
+                    "matches": [{"path": {"type": "PathPrefix", "value": "/app"}}],
+                    "filters": first_rule_filters,
+                    "backendRefs": [{"name": "web", "port": 80}],
+                },
+                {"backendRefs": [{"name": "web", "port": 80}]},
+            ],
+        },
+    }))
+    .expect("HTTPRoute");
+    routes(h)
+        .create(&PostParams::default(), &route)
+        .await
+        .expect("HTTPRoute created")
+}
+
+fn external_auth_count(route: &HttpRoute) -> Vec<usize> {
+    route
+        .spec
+        .rules
+        .iter()
+        .flatten()
+        .map(|rule| {
+            rule.filters
+                .iter()
+                .flatten()
+                .filter(|f| f.external_auth.is_some())
+                .count()
+        })
+        .collect()
+}
+
+async fn wait_route(h: &Harness, name: &str, check: impl Fn(&HttpRoute) -> bool) -> HttpRoute {
+    let api = routes(h);
+    h.wait_until(&format!("HTTPRoute {name}"), || async {
+        api.get_opt(name).await.ok().flatten().filter(|r| check(r))
+    })
+    .await
+}
+
+#[tokio::test]
+async fn http_route_rules_get_the_external_auth_filter_until_the_proxyconfig_goes() {
+    let mut h = harness("fa-httproute").await;
+    h.create_service("web", 80).await;
+    let header = json!([{"type": "RequestHeaderModifier", "requestHeaderModifier": {"set": [{"name": "X-Team", "value": "web"}]}}]);
+    create_route(&h, "web", header.clone()).await;
+    let controller = start_with_service_outpost(&mut h);
+    h.apply(with_forward_auth(
+        &h,
+        "web",
+        json!({"httpRoute": {"name": "web"}}),
+    ))
+    .await;
+    let pc = h.wait_phase("web", Phase::Ready).await;
+    let wired = condition(&pc, FORWARD_AUTH_READY);
+    assert!(
+        wired.message.contains("authentik/authentik-server"),
+        "{wired:?}"
+    );
+
+    let filter = external_auth_filter(&outpost_service(OUTPOST_SERVICE_URL).expect("Service"));
+    let route = wait_route(&h, "web", |r| external_auth_count(r) == [1, 1]).await;
+    for rule in route.spec.rules.iter().flatten() {
+        assert_eq!(rule.filters.as_ref().expect("filters")[0], filter);
+    }
+    let auth = serde_json::to_value(&filter).expect("JSON");
+    assert_eq!(auth["externalAuth"]["http"]["path"], ENVOY_AUTH_PATH);
+    assert_eq!(route.labels()[PROXYCONFIG_LABEL], "web");
+    assert_eq!(
+        route.spec.rules.as_ref().expect("rules")[0]
+            .filters
+            .as_ref()
+            .expect("filters")
+            .len(),
+        2,
+        "the route's own filter stays"
+    );
+
+    // Converged: the API server's defaults compare equal, so resyncs write nothing.
+    let resyncs = h.metric(controller, RESYNCS).await.unwrap_or_default();
+    h.wait_metric(controller, RESYNCS, resyncs + 2.0).await;
+    let unchanged = routes(&h).get("web").await.expect("get");
+    assert_eq!(unchanged.resource_version(), route.resource_version());
+
+    // A hand edit that drops the filter is reverted.
+    let mut edited = route.clone();
+    if let Some(rules) = edited.spec.rules.as_mut() {
+        rules[1].filters = None;
+    }
+    routes(&h)
+        .replace("web", &PostParams::default(), &edited)
+        .await
+        .expect("hand edit");
+    wait_route(&h, "web", |r| {
+        external_auth_count(r) == [1, 1] && r.resource_version() != edited.resource_version()
+    })
+    .await;
+
+    // Deleting the ProxyConfig takes the filters out again; the route itself stays.
+    h.delete("web").await;
+    h.wait_gone("web").await;
+    let unwired = routes(&h).get("web").await.expect("the route stays");
+    assert_eq!(external_auth_count(&unwired), [0, 0]);
+    assert!(!unwired.labels().contains_key(PROXYCONFIG_LABEL));
+    let first = serde_json::to_value(&unwired.spec.rules.expect("rules")[0].filters).expect("JSON");
+    assert_eq!(
+        first[0]["requestHeaderModifier"],
+        header[0]["requestHeaderModifier"]
+    );
+}
+
+#[tokio::test]
+async fn http_route_problems_are_reported_and_nothing_is_written() {
+    let mut h = harness("fa-httproute-bad").await;
+    h.create_service("web", 80).await;
+    let foreign = json!([{"type": "ExternalAuth", "externalAuth": {
+        "protocol": "HTTP",
+        "backendRef": {"name": "someone-elses-auth", "port": 8080},
+        "http": {"path": "/check"},
+    }}]);
+    let taken = create_route(&h, "taken", foreign).await;
+    start_with_service_outpost(&mut h);
+
+    h.apply(with_forward_auth(
+        &h,
+        "web",
+        json!({"httpRoute": {"name": "missing"}}),
+    ))
+    .await;
+    let pc = h.wait_phase("web", Phase::Failed).await;
+    assert_eq!(condition(&pc, FORWARD_AUTH_READY).reason, "RouteNotFound");
+
+    h.apply(with_forward_auth(
+        &h,
+        "web",
+        json!({"httpRoute": {"name": "taken"}}),
+    ))
+    .await;
+    let pc = h.wait_phase("web", Phase::Failed).await;
+    let refused = condition(&pc, FORWARD_AUTH_READY);
+    assert_eq!(refused.reason, "RouteHasOtherExternalAuth", "{refused:?}");
+    assert!(refused.message.contains("/taken"), "{refused:?}");
+
+    h.delete("web").await;
+    h.wait_gone("web").await;
+    let kept = routes(&h).get("taken").await.expect("still there");
+    assert_eq!(kept.resource_version(), taken.resource_version());
+}
+
+#[tokio::test]
+async fn an_outpost_address_that_is_no_service_cannot_back_an_http_route_filter() {
+    // The harness's outpost is the double on a loopback address.
+    let mut h = harness("fa-httproute-url").await;
+    h.create_service("web", 80).await;
+    let route = create_route(&h, "web", json!([])).await;
+    h.start_single();
+    h.apply(with_forward_auth(
+        &h,
+        "web",
+        json!({"httpRoute": {"name": "web"}}),
+    ))
+    .await;
+    let pc = h.wait_phase("web", Phase::Failed).await;
+    let refused = condition(&pc, FORWARD_AUTH_READY);
+    assert_eq!(refused.reason, "OutpostNotAService", "{refused:?}");
+    assert!(
+        refused.message.contains("FORWARD_AUTH_OUTPOST_URL"),
+        "{refused:?}"
+    );
+    let unchanged = routes(&h).get("web").await.expect("route");
+    assert_eq!(unchanged.resource_version(), route.resource_version());
+}
+
+/// Waits until `name`'s Protected condition has `status`; returns its message.
+async fn wait_protected(h: &Harness, name: &str, status: &str) -> String {
+    h.wait_until(&format!("{name} Protected={status}"), || async {
+        let pc = h.get(name).await?;
+        let protected = pc
+            .status?
+            .conditions
+            .into_iter()
+            .find(|c| c.type_ == gitops_crd::names::condition_types::PROTECTED)?;
+        (protected.status == status)
+            .then_some(format!("{}: {}", protected.reason, protected.message))
+    })
+    .await
+}
+
+#[tokio::test]
+async fn protected_follows_the_routes_serving_the_host_as_they_come_and_go() {
+    use k8s_openapi::api::networking::v1::Ingress;
+    use kube::api::{ApiResource, DeleteParams, DynamicObject, GroupVersionKind};
+
+    let mut h = harness("fa-protected").await;
+    h.create_service("web", 80).await;
+    // Resyncs an hour apart: every change below is noticed through the route watches.
+    let controller = h.start_controller(&["--leader-election", "false", "--resync-interval", "1h"]);
+    h.apply(with_forward_auth(&h, "web", json!({"traefik": {}})))
+        .await;
+    h.wait_phase("web", Phase::Ready).await;
+    let host = format!("web.{}.example.com", h.namespace());
+    assert!(
+        wait_protected(&h, "web", "Unknown")
+            .await
+            .starts_with("NoRouteFound")
+    );
+
+    let ingress_routes = ApiResource::from_gvk_with_plural(
+        &GroupVersionKind::gvk("traefik.io", "v1alpha1", "IngressRoute"),
+        "ingressroutes",
+    );
+    let guarded = DynamicObject::new("web", &ingress_routes).data(json!({"spec": {"routes": [{
+        "match": format!("Host(`{host}`)"),
+        "middlewares": [{"name": "web-authentik"}],
+        "services": [{"name": "web", "port": 80}],
+    }]}}));
+    Api::<DynamicObject>::namespaced_with(h.client.clone(), h.namespace(), &ingress_routes)
+        .create(&PostParams::default(), &guarded)
+        .await
+        .expect("IngressRoute");
+    let protected = wait_protected(&h, "web", "True").await;
+    assert!(protected.contains("IngressRoute"), "{protected}");
+
+    // A route added later without forward auth turns it False, naming the route.
+    let exposed: Ingress = serde_json::from_value(json!({
+        "metadata": {"name": "web-direct"},
+        "spec": {"rules": [{"host": host, "http": {"paths": [{
+            "path": "/", "pathType": "Prefix",
+            "backend": {"service": {"name": "web", "port": {"number": 80}}},
+        }]}}]},
+    }))
+    .expect("Ingress");
+    let ingresses: Api<Ingress> = Api::namespaced(h.client.clone(), h.namespace());
+    ingresses
+        .create(&PostParams::default(), &exposed)
+        .await
+        .expect("Ingress");
+    let message = wait_protected(&h, "web", "False").await;
+    assert!(message.starts_with("RouteWithoutForwardAuth"), "{message}");
+    assert!(
+        message.contains(&format!("Ingress {}/web-direct", h.namespace())),
+        "{message}"
+    );
+    let series = format!(
+        r#"gitops_proxyconfig_exposed{{namespace="{}",name="web"}}"#,
+        h.namespace()
+    );
+    h.wait_metric(controller, &series, 1.0).await;
+
+    // Protected again once that route names the Middleware.
+    ingresses
+        .patch(
+            "web-direct",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"metadata": {"annotations": {
+                "traefik.ingress.kubernetes.io/router.middlewares":
+                    format!("{}-web-authentik@kubernetescrd", h.namespace()),
+            }}})),
+        )
+        .await
+        .expect("annotated");
+    wait_protected(&h, "web", "True").await;
+    assert_eq!(h.metric(controller, &series).await, Some(0.0));
+    ingresses
+        .delete("web-direct", &DeleteParams::default())
+        .await
+        .expect("deleted");
+}
+
+/// A backend on a loopback port that records every request Traefik forwards to it.
+#[derive(Clone, Default)]
+struct RecordingBackend {
+    seen: Arc<Mutex<Vec<(String, HeaderMap)>>>,
+}
+
+impl RecordingBackend {
+    /// Serves on a free loopback port for the rest of the test; returns the port.
+    async fn start(&self) -> u16 {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("a loopback port");
+        let port = listener.local_addr().expect("address").port();
+        let seen = self.seen.clone();
+        let app = axum::Router::new().fallback(move |uri: Uri, headers: HeaderMap| {
+            let seen = seen.clone();
+            async move {
+                seen.lock()
+                    .expect("not poisoned")
+                    .push((uri.path().to_owned(), headers));
+                "the backend"
+            }
+        });
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        port
+    }
+
+    fn count(&self) -> usize {
+        self.seen.lock().expect("not poisoned").len()
+    }
+
+    /// The path and headers of the last request that arrived.
+    fn last(&self) -> (String, HeaderMap) {
+        self.seen
+            .lock()
+            .expect("not poisoned")
+            .last()
+            .cloned()
+            .expect("a request reached the backend")
+    }
+}
+
+/// The `X-authentik-*` headers a request carried, lower-cased name → value.
+fn identity_headers(headers: &HeaderMap) -> Vec<(String, String)> {
+    headers
+        .iter()
+        .filter(|(name, _)| name.as_str().starts_with("x-authentik-"))
+        .map(|(name, value)| {
+            let value = value.to_str().unwrap_or("<not text>");
+            (name.as_str().to_owned(), value.to_owned())
+        })
+        .collect()
+}
+
+/// The whole request path with a real proxy: Traefik (the pinned build, reading the test API
+/// server) in front of an IngressRoute that names the Middleware the controller made for a
+/// ProxyConfig, and a backend in this process that counts what reaches it. A request without a
+/// session is sent to sign in and never reaches the backend; the path the spec's skipPathRegex
+/// names reaches it without identity headers; someone outside allowedGroups never reaches it;
+/// after a member signs in the request reaches it with the identity headers.
+#[tokio::test]
+async fn traefik_with_the_controllers_middleware_lets_only_signed_in_requests_through() {
+    use gitops_testenv::Traefik;
+    use k8s_openapi::api::core::v1::Service;
+    use kube::api::{ApiResource, DynamicObject, GroupVersionKind};
+
+    if skip_in_contract_mode("its sign-in shortcut issues the outpost sessions") {
+        return;
+    }
+    let mut h = harness("fa-traefik").await;
+    h.create_service("web", 80).await;
+    h.start_single();
+    let group = format!("team-{}", h.namespace());
+    let created = reqwest::Client::new()
+        .post(format!("{}/core/groups/", h.double().api_url()))
+        .bearer_auth(h.double().token())
+        .json(&json!({"name": group}))
+        .send()
+        .await
+        .expect("group");
+    assert_eq!(created.status(), 201);
+    let mut manifest = with_forward_auth(&h, "web", json!({"traefik": {}}));
+    manifest["spec"]["authentikConfig"]["skipPathRegex"] = json!("^/api/");
+    manifest["spec"]["authentikConfig"]["allowedGroups"] = json!([group]);
+    h.apply(manifest).await;
+    h.wait_phase("web", Phase::Ready).await;
+
+    // Without a node there are no Pods: Traefik reaches the backend through an ExternalName
+    // Service naming the loopback address.
+    let backend = RecordingBackend::default();
+    let backend_port = backend.start().await;
+    let backend_service: Service = serde_json::from_value(json!({
+        "metadata": {"name": "backend"},
+        "spec": {
+            "type": "ExternalName",
+            "externalName": "127.0.0.1",
+            "ports": [{"port": backend_port}],
+        },
+    }))
+    .expect("Service");
+    Api::<Service>::namespaced(h.client.clone(), h.namespace())
+        .create(&PostParams::default(), &backend_service)
+        .await
+        .expect("backend Service");
+    let host = format!("web.{}.example.com", h.namespace());
+    let ingress_routes = ApiResource::from_gvk_with_plural(
+        &GroupVersionKind::gvk("traefik.io", "v1alpha1", "IngressRoute"),
+        "ingressroutes",
+    );
+    let route = DynamicObject::new("web", &ingress_routes).data(json!({"spec": {
+        "entryPoints": ["web"],
+        "routes": [{
+            "match": format!("Host(`{host}`)"),
+            "kind": "Rule",
+            "middlewares": [{"name": "web-authentik"}],
+            "services": [{"name": "backend", "port": backend_port}],
+        }],
+    }}));
+    Api::<DynamicObject>::namespaced_with(h.client.clone(), h.namespace(), &ingress_routes)
+        .create(&PostParams::default(), &route)
+        .await
+        .expect("IngressRoute");
+    assert!(
+        wait_protected(&h, "web", "True")
+            .await
+            .contains("IngressRoute")
+    );
+
+    let (env, ns) = (h.env, h.namespace().to_owned());
+    let traefik = tokio::task::spawn_blocking(move || Traefik::start(env, &ns))
+        .await
+        .expect("start task")
+        .expect("traefik starts");
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("client");
+    // Every request claims an identity of its own: only the outpost's may reach the backend.
+    let get = |path: &str, cookie: Option<String>, status: u16| {
+        let (http, url, host) = (http.clone(), traefik.url(path), host.clone());
+        async move {
+            gitops_testenv::poll_until(
+                &format!("{url} to answer {status}"),
+                std::time::Duration::from_secs(60),
+                || async {
+                    let mut request = http
+                        .get(&url)
+                        .header("Host", &host)
+                        .header("X-authentik-username", "forged")
+                        .header("X-authentik-groups", "forged");
+                    if let Some(cookie) = &cookie {
+                        request = request.header("Cookie", cookie);
+                    }
+                    Ok(request
+                        .send()
+                        .await
+                        .ok()
+                        .filter(|r| r.status().as_u16() == status))
+                },
+            )
+            .await
+        }
+    };
+
+    // No session: the outpost's redirect to sign in; the backend is not reached.
+    let first = get("/app", None, 302)
+        .await
+        .unwrap_or_else(|e| panic!("{e}; traefik log:\n{}", traefik.log()));
+    assert_eq!(backend.count(), 0, "reached without a session");
+    let location = first.headers()["location"]
+        .to_str()
+        .expect("location")
+        .to_owned();
+    assert!(
+        location.starts_with(&format!(
+            "{}/application/o/authorize/",
+            h.double().base_url()
+        )),
+        "{location}"
+    );
+    let proxy_cookie = first.headers()["set-cookie"]
+        .to_str()
+        .expect("cookie")
+        .split(';')
+        .next()
+        .expect("name=value")
+        .to_owned();
+
+    // The spec's skipPathRegex passes without a session and reaches the backend, with no
+    // identity (the forged ones are dropped too).
+    let skipped = get("/api/version", None, 200).await.expect("skipped path");
+    assert_eq!(skipped.text().await.expect("body"), "the backend");
+    assert_eq!(backend.count(), 1);
+    let (path, headers) = backend.last();
+    assert_eq!(path, "/api/version");
+    assert_eq!(identity_headers(&headers), Vec::new());
+
+    let sign_in = |username: &'static str, groups: Value| {
+        let http = http.clone();
+        let url = format!("{}/_double/sign-in", h.double().base_url());
+        async move {
+            let session: Value = http
+                .post(url)
+                .json(&json!({"username": username, "groups": groups}))
+                .send()
+                .await
+                .expect("sign-in")
+                .json()
+                .await
+                .expect("sign-in JSON");
+            session["cookie"].as_str().expect("cookie").to_owned()
+        }
+    };
+
+    // Someone outside allowedGroups is stopped at authentik's authorize page: no callback, so
+    // no session, so Traefik keeps redirecting and the backend never sees them.
+    let outsider = sign_in("mallory", json!([])).await;
+    let denied = http
+        .get(&location)
+        .header("Cookie", &outsider)
+        .send()
+        .await
+        .expect("authorize");
+    assert_eq!(denied.status(), 200);
+    assert!(
+        denied
+            .text()
+            .await
+            .expect("page")
+            .contains("Permission denied"),
+        "the authorize page refuses"
+    );
+    get("/app", Some(proxy_cookie.clone()), 302)
+        .await
+        .expect("still redirected");
+    assert_eq!(backend.count(), 1, "an outsider reached the backend");
+
+    // A member signs in, core authorizes, the callback goes to the outpost through Traefik.
+    let member = sign_in("alice", json!([group])).await;
+    let authorized = http
+        .get(&location)
+        .header("Cookie", member)
+        .send()
+        .await
+        .expect("authorize");
+    assert_eq!(authorized.status(), 302);
+    let callback =
+        reqwest::Url::parse(authorized.headers()["location"].to_str().expect("callback"))
+            .expect("callback URL");
+    let callback_path = format!(
+        "{}?{}",
+        callback.path(),
+        callback.query().unwrap_or_default()
+    );
+    get(&callback_path, Some(proxy_cookie.clone()), 302)
+        .await
+        .expect("callback");
+    assert_eq!(backend.count(), 1, "the callback is the outpost's");
+
+    let through = get("/app", Some(proxy_cookie), 200)
+        .await
+        .expect("signed in, the request gets through");
+    assert_eq!(through.text().await.expect("body"), "the backend");
+    assert_eq!(backend.count(), 2);
+    let (path, headers) = backend.last();
+    assert_eq!(path, "/app");
+    let identity = identity_headers(&headers);
+    let value = |name: &str| {
+        identity
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+    };
+    assert_eq!(value("x-authentik-username"), Some("alice"), "{identity:?}");
+    assert_eq!(
+        value("x-authentik-groups"),
+        Some(group.as_str()),
+        "{identity:?}"
+    );
+    for name in [
+        "x-authentik-email",
+        "x-authentik-uid",
+        "x-authentik-jwt",
+        "x-authentik-meta-app",
+    ] {
+        assert!(
+            value(name).is_some_and(|v| !v.is_empty()),
+            "{name} missing: {identity:?}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn an_outpost_that_does_not_answer_gets_no_middleware_pointing_at_it() {
+    let mut h = harness("fa-unreachable").await;
+    h.create_service("web", 80).await;
+    // A loopback port nothing listens on.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port");
+    let outpost = format!("http://{closed}");
+    h.start_controller(&[
+        "--leader-election",
+        "false",
+        "--forward-auth-outpost-url",
+        &outpost,
+    ]);
+    h.apply(with_forward_auth(&h, "web", json!({"traefik": {}})))
+        .await;
+    let pc = h.wait_phase("web", Phase::Pending).await;
+    let wiring = condition(&pc, FORWARD_AUTH_READY);
+    assert_eq!(wiring.reason, "OutpostUnreachable", "{wiring:?}");
+    assert!(
+        wiring
+            .message
+            .contains(&format!("{outpost}/outpost.goauthentik.io/ping")),
+        "{wiring:?}"
+    );
+    let listed = middlewares(&h)
+        .list(&Default::default())
+        .await
+        .expect("list");
+    assert!(listed.items.is_empty(), "{:?}", listed.items);
+}
