@@ -65,7 +65,12 @@ enum Scenario {
     /// 4: kill and restart the service-discovery controller over converged ProxyConfigs.
     Restart,
     /// 5: peak and steady RSS of both controllers.
-    Memory,
+    Memory {
+        /// Measure only these controllers (repeat or comma-separate; default both), e.g. to
+        /// profile one of them with heaptrack through `GITOPS_BENCH_CONTROLLER_ENV`.
+        #[arg(long = "controller", value_delimiter = ',')]
+        controllers: Vec<scenarios::memory::Measured>,
+    },
     /// 6: deletion lag of finished Jobs with staggered expiry.
     Cleanup {
         /// Expiry window per size, seconds (default: 30 s per 1,000 Jobs, at least 10 s).
@@ -131,7 +136,9 @@ async fn main() -> Result<()> {
             let latency = cli.latencies(&[TEN], &[TEN])[0];
             scenarios::restart::run(&cli.sizes(&[1000], &[100]), latency).await
         }
-        Scenario::Memory => scenarios::memory::run(&cli.sizes(&[1000, 10000], &[100])).await,
+        Scenario::Memory { controllers } => {
+            scenarios::memory::run(&cli.sizes(&[1000, 10000], &[100]), controllers).await
+        }
         Scenario::Cleanup {
             windows,
             delete_rate,

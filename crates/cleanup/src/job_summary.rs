@@ -6,7 +6,6 @@
 use gitops_crd::names::CLEANUP_ANNOTATION;
 use k8s_openapi::api::batch::v1::JobStatus;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
-use k8s_openapi::{Metadata, NamespaceResourceScope, Resource};
 use serde::{Deserialize, Serialize};
 
 #[derive(Clone, Debug, Default, Deserialize, Serialize)]
@@ -24,26 +23,13 @@ pub struct JobSummarySpec {
     pub ttl_seconds_after_finished: Option<i32>,
 }
 
-impl Resource for JobSummary {
-    const API_VERSION: &'static str = "batch/v1";
-    const GROUP: &'static str = "batch";
-    const KIND: &'static str = "Job";
-    const VERSION: &'static str = "v1";
-    const URL_PATH_SEGMENT: &'static str = "jobs";
-    type Scope = NamespaceResourceScope;
-}
-
-impl Metadata for JobSummary {
-    type Ty = ObjectMeta;
-
-    fn metadata(&self) -> &Self::Ty {
-        &self.metadata
-    }
-
-    fn metadata_mut(&mut self) -> &mut Self::Ty {
-        &mut self.metadata
-    }
-}
+gitops_runtime::partial_resource!(
+    JobSummary,
+    group = "batch",
+    version = "v1",
+    kind = "Job",
+    plural = "jobs"
+);
 
 impl JobSummary {
     /// Drops what the cached copy never needs: `managedFields`, and every annotation but the

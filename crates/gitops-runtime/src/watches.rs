@@ -56,6 +56,44 @@ where
     }
 }
 
+/// Makes `$type` (a struct with `metadata: ObjectMeta` and the few fields a controller reads of
+/// a namespaced built-in resource) watchable and cacheable in place of the whole object:
+/// implements k8s-openapi's `Resource` and `Metadata` for it, so kube's `Api`, watcher and
+/// reflector treat it as that resource. The caller depends on k8s-openapi.
+///
+/// ```ignore
+/// gitops_runtime::partial_resource!(ServicePorts, group = "", version = "v1", kind = "Service", plural = "services");
+/// ```
+#[macro_export]
+macro_rules! partial_resource {
+    ($type:ty, group = $group:literal, version = $version:literal, kind = $kind:literal, plural = $plural:literal) => {
+        impl ::k8s_openapi::Resource for $type {
+            const API_VERSION: &'static str = if $group.is_empty() {
+                $version
+            } else {
+                concat!($group, "/", $version)
+            };
+            const GROUP: &'static str = $group;
+            const KIND: &'static str = $kind;
+            const VERSION: &'static str = $version;
+            const URL_PATH_SEGMENT: &'static str = $plural;
+            type Scope = ::k8s_openapi::NamespaceResourceScope;
+        }
+
+        impl ::k8s_openapi::Metadata for $type {
+            type Ty = ::k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+
+            fn metadata(&self) -> &Self::Ty {
+                &self.metadata
+            }
+
+            fn metadata_mut(&mut self) -> &mut Self::Ty {
+                &mut self.metadata
+            }
+        }
+    };
+}
+
 /// Why a needed resource cannot be used; each says what to do about it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Unavailable {

@@ -94,6 +94,18 @@ impl<T> Known<T> {
     }
 }
 
+/// A provider as the snapshot keeps it: without what drift detection
+/// ([`gitops_plan::provider_changes`]) never compares — the property mappings authentik adds
+/// by itself, the names of the outposts serving it and of the application bound to it. The
+/// snapshot holds every proxy provider; these are a third of each one's strings.
+fn kept_of(mut provider: ProxyProvider) -> ProxyProvider {
+    provider.property_mappings = Vec::new();
+    provider.outpost_set = Vec::new();
+    provider.assigned_application_slug = None;
+    provider.assigned_application_name = None;
+    provider
+}
+
 /// What the snapshot says of one key.
 #[derive(Debug, PartialEq, Eq)]
 enum Answer<'a, T> {
@@ -266,7 +278,7 @@ impl Authentik {
         snapshot.providers.replace(
             providers
                 .into_iter()
-                .map(|p| (p.name.to_lowercase(), p))
+                .map(|p| (p.name.to_lowercase(), kept_of(p)))
                 .collect(),
             started,
         );
@@ -304,7 +316,8 @@ impl Authentik {
             .is_some_and(|taken| taken.elapsed() < self.max_age + self.max_age / 2)
     }
 
-    /// The proxy provider named `name` (exact, case-sensitive, as authentik stores it).
+    /// The proxy provider named `name` (exact, case-sensitive, as authentik stores it). From the
+    /// snapshot it comes without the fields drift detection never reads (see [`kept_of`]).
     pub async fn provider(&self, name: &str) -> Result<Option<ProxyProvider>, Error> {
         let key = name.to_lowercase();
         {
@@ -325,7 +338,7 @@ impl Authentik {
             .write()
             .await
             .providers
-            .record(key, found.clone());
+            .record(key, found.clone().map(kept_of));
         Ok(found)
     }
 
@@ -365,9 +378,10 @@ impl Authentik {
     async fn record_provider(&self, name: &str, written: Option<&ProxyProvider>) {
         let mut snapshot = self.snapshot.write().await;
         match written {
-            Some(provider) => snapshot
-                .providers
-                .record(provider.name.to_lowercase(), Some(provider.clone())),
+            Some(provider) => snapshot.providers.record(
+                provider.name.to_lowercase(),
+                Some(kept_of(provider.clone())),
+            ),
             None => snapshot.providers.forget(name.to_lowercase()),
         }
     }
@@ -499,6 +513,53 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A proxy provider as authentik lists it, with `edit` applied to the JSON.
+    fn listed_provider(edit: impl FnOnce(&mut serde_json::Value)) -> ProxyProvider {
+        let mut body = serde_json::json!({
+            "pk": 7, "name": "grafana", "mode": "forward_single",
+            "authorization_flow": "authz", "invalidation_flow": "inval",
+            "external_host": "https://grafana.example.com",
+            "internal_host": "http://grafana:3000", "internal_host_ssl_validation": false,
+            "skip_path_regex": "", "basic_auth_enabled": false, "intercept_header_auth": true,
+            "cookie_domain": "", "access_token_validity": "hours=24",
+            "property_mappings": ["managed-1", "managed-2", "managed-3"],
+            "assigned_application_slug": "grafana", "assigned_application_name": "Grafana",
+            "outpost_set": ["authentik Embedded Outpost"]
+        });
+        edit(&mut body);
+        serde_json::from_value(body).expect("a listed provider decodes")
+    }
+
+    #[test]
+    fn the_snapshot_keeps_every_field_drift_detection_compares() {
+        let mut desired =
+            ProxyProviderRequest::new("grafana", "authz", "inval", "https://grafana.example.com");
+        desired.internal_host = "http://grafana:3000".into();
+        desired.internal_host_ssl_validation = false;
+        desired.mode = gitops_authentik::ProxyMode::ForwardSingle;
+        desired.access_token_validity = Some("hours=24".into());
+        let edits: [fn(&mut serde_json::Value); 4] = [
+            |_| {},
+            |p| p["external_host"] = "https://hand-edited.example.com".into(),
+            |p| p["invalidation_flow"] = "other".into(),
+            |p| p["access_token_validity"] = "hours=1".into(),
+        ];
+        for edit in edits {
+            let listed = listed_provider(edit);
+            let kept = kept_of(listed.clone());
+            assert!(kept.property_mappings.is_empty() && kept.outpost_set.is_empty());
+            assert_eq!(
+                gitops_plan::provider_changes(&desired, &kept),
+                gitops_plan::provider_changes(&desired, &listed),
+                "{listed:?}"
+            );
+        }
+        assert!(
+            gitops_plan::provider_changes(&desired, &kept_of(listed_provider(edits[1]))).is_some(),
+            "a hand edit is still seen"
+        );
+    }
 
     #[test]
     fn a_refresh_keeps_what_changed_while_it_listed() {

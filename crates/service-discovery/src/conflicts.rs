@@ -86,18 +86,28 @@ fn seniority(pc: &ProxyConfig) -> Seniority {
     )
 }
 
-type Claim = (ConflictKey, String);
+/// One key a ProxyConfig claims. The value is shared between the claimant's list and the
+/// index's key, so that each claimed string is stored once.
+type Claim = (ConflictKey, Arc<str>);
+
+/// One ProxyConfig as the index knows it, shared by every key it claims (a pointer per claim
+/// instead of copies of its names). Ordered by seniority, then uid.
+#[derive(Debug, PartialEq, Eq, PartialOrd, Ord)]
+struct Claimant {
+    seniority: Seniority,
+    uid: Arc<str>,
+}
 
 /// Who claims what, kept up to date from the ProxyConfig watch, so that checking one
 /// ProxyConfig costs a few lookups instead of a pass over all of them (which made a resync of
 /// N objects cost N², and a controller with 10,000 busy for minutes).
 #[derive(Default)]
 pub struct ClaimIndex {
-    /// What each ProxyConfig (by uid) claims, and its seniority.
-    objects: HashMap<String, (Seniority, Vec<Claim>)>,
+    /// Each ProxyConfig (by uid) and what it claims.
+    objects: HashMap<Arc<str>, (Arc<Claimant>, Vec<Claim>)>,
     /// The claimants of each key, oldest first. Almost always one: a sorted Vec, because a
     /// BTreeSet allocates a whole node (~1 KB) for it.
-    claimants: HashMap<Claim, Vec<(Seniority, String)>>,
+    claimants: HashMap<Claim, Vec<Arc<Claimant>>>,
 }
 
 impl ClaimIndex {
@@ -109,26 +119,31 @@ impl ClaimIndex {
             return;
         };
         self.remove(&uid);
-        let seniority = seniority(pc);
-        let claims = claimed_keys(pc);
+        let uid: Arc<str> = uid.into();
+        let claimant = Arc::new(Claimant {
+            seniority: seniority(pc),
+            uid: uid.clone(),
+        });
+        let claims: Vec<Claim> = claimed_keys(pc)
+            .into_iter()
+            .map(|(key, value)| (key, value.into()))
+            .collect();
         for claim in &claims {
             let claimants = self.claimants.entry(claim.clone()).or_default();
-            let entry = (seniority.clone(), uid.clone());
-            if let Err(at) = claimants.binary_search(&entry) {
-                claimants.insert(at, entry);
+            if let Err(at) = claimants.binary_search(&claimant) {
+                claimants.insert(at, claimant.clone());
             }
         }
-        self.objects.insert(uid, (seniority, claims));
+        self.objects.insert(uid, (claimant, claims));
     }
 
     pub fn remove(&mut self, uid: &str) {
-        let Some((seniority, claims)) = self.objects.remove(uid) else {
+        let Some((claimant, claims)) = self.objects.remove(uid) else {
             return;
         };
-        let entry = (seniority, uid.to_owned());
         for claim in claims {
             if let Some(claimants) = self.claimants.get_mut(&claim) {
-                claimants.retain(|claimant| *claimant != entry);
+                claimants.retain(|other| !Arc::ptr_eq(other, &claimant));
                 if claimants.is_empty() {
                     self.claimants.remove(&claim);
                 }
@@ -143,19 +158,23 @@ impl ClaimIndex {
         let mine = seniority(candidate);
         claimed_keys(candidate)
             .into_iter()
-            .filter_map(|claim| {
-                let (oldest, _) = self
+            .filter_map(|(key, value)| {
+                let claim: Claim = (key, value.into());
+                let oldest = self
                     .claimants
                     .get(&claim)?
                     .iter()
-                    .find(|(_, holder)| uid.as_ref() != Some(holder))?;
-                (*oldest < mine).then(|| (oldest.clone(), claim))
+                    .find(|holder| uid.as_deref() != Some(&*holder.uid))?;
+                (oldest.seniority < mine).then(|| (oldest.clone(), claim))
             })
             .min_by(|a, b| a.0.cmp(&b.0))
-            .map(|((_, namespace, name), (key, value))| Conflict {
-                key,
-                value,
-                winner: format!("{namespace}/{name}"),
+            .map(|(oldest, (key, value))| {
+                let (_, namespace, name) = &oldest.seniority;
+                Conflict {
+                    key,
+                    value: value.to_string(),
+                    winner: format!("{namespace}/{name}"),
+                }
             })
     }
 }

@@ -3,7 +3,6 @@
 use std::sync::Arc;
 
 use gitops_crd::ProxyConfig;
-use k8s_openapi::api::core::v1::Service;
 use kube::runtime::reflector::Store;
 
 use crate::authentik::Authentik;
@@ -15,6 +14,7 @@ use crate::exposure::Routes;
 use crate::forward_auth::{OutpostProbe, ServedKinds};
 use crate::outpost::OutpostAssigner;
 use crate::ownership::Records;
+use crate::service_ports::ServicePorts;
 use crate::status::StatusWriter;
 
 /// Everything a reconcile needs; shared by all of them.
@@ -25,7 +25,7 @@ pub struct Context {
     pub records: Records,
     pub proxyconfigs: Store<ProxyConfig>,
     pub claims: Claims,
-    pub services: Store<Service>,
+    pub services: Store<ServicePorts>,
     pub status: StatusWriter,
     pub settings: Arc<Settings>,
     pub defaults: gitops_plan::Defaults,

@@ -12,7 +12,6 @@ use gitops_crd::names::SERVICE_DISCOVERY_MANAGER;
 use gitops_crd::ownership::AuthentikObject;
 use gitops_runtime::watches::{Caches, cached_watch, clear_managed_fields, resource_name, scoped};
 use gitops_runtime::{Events, Process, Readiness};
-use k8s_openapi::api::core::v1::Service;
 use kube::api::Api;
 use kube::runtime::controller::{self, Controller};
 use kube::runtime::reflector::ObjectRef;
@@ -28,6 +27,7 @@ use crate::forward_auth::ServedKinds;
 use crate::outpost::OutpostAssigner;
 use crate::ownership::Records;
 use crate::reconciler::{error_policy, reconcile};
+use crate::service_ports::ServicePorts;
 use crate::status::StatusWriter;
 
 pub async fn run(args: Args) -> anyhow::Result<()> {
@@ -56,6 +56,29 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Objects per page of a watch's initial list (kube-runtime's default is 500). A page is read
+/// and parsed whole before its objects reach the cache, so smaller pages lower the peak of a
+/// start or re-list over many objects; at 10,000 objects that is 100 requests instead of 20.
+const LIST_PAGE_SIZE: u32 = 100;
+
+fn paged() -> watcher::Config {
+    watcher::Config::default().page_size(LIST_PAGE_SIZE)
+}
+
+/// Shrinks a ProxyConfig before it is cached: managedFields go, and of the annotations only the
+/// product's own (`gitops.io/…`, read by the reconciler) stay — `kubectl apply` and GitOps
+/// tools keep a whole copy of the manifest or tracking data in others.
+fn trim_proxyconfig_for_cache(pc: &mut ProxyConfig) {
+    clear_managed_fields(pc);
+    if let Some(annotations) = pc.metadata.annotations.as_mut() {
+        annotations.retain(|key, _| key.starts_with(PRODUCT_ANNOTATION_PREFIX));
+    }
+}
+
+/// Prefix of the annotations the controller reads on ProxyConfigs (`gitops.io/adopt`,
+/// `gitops.io/skip-authentik-cleanup`).
+const PRODUCT_ANNOTATION_PREFIX: &str = "gitops.io/";
+
 /// Runs the controller until `token` is cancelled (shutdown, or leadership lost).
 fn run_controller(
     client: kube::Client,
@@ -80,23 +103,23 @@ fn run_controller(
         let namespace = settings.watch_namespace.as_deref();
         let records = cached_watch::<AuthentikObject>(
             Api::all(client.clone()),
-            watcher::Config::default(),
+            paged(),
             clear_managed_fields,
             |_| {},
             readiness.resource(resource_name::<AuthentikObject>()),
         );
-        let services = cached_watch::<Service>(
+        let services = cached_watch::<ServicePorts>(
             scoped(&client, namespace),
-            watcher::Config::default(),
-            clear_managed_fields,
+            paged(),
+            ServicePorts::trim_for_cache,
             |_| {},
-            readiness.resource(resource_name::<Service>()),
+            readiness.resource(resource_name::<ServicePorts>()),
         );
         let claims = Claims::default();
         let proxyconfigs = cached_watch::<ProxyConfig>(
             scoped(&client, namespace),
-            watcher::Config::default(),
-            clear_managed_fields,
+            paged(),
+            trim_proxyconfig_for_cache,
             {
                 let claims = claims.clone();
                 move |event| claims.observe(event)
@@ -191,7 +214,7 @@ fn run_controller(
         });
         let pcs_for_services = proxyconfig_store.clone();
         controller
-            .watches_stream(services_stream, move |service: Service| {
+            .watches_stream(services_stream, move |service: ServicePorts| {
                 let (name, namespace) = (
                     service.metadata.name.unwrap_or_default(),
                     service.metadata.namespace.unwrap_or_default(),
@@ -253,5 +276,43 @@ async fn resync_loop(
             _ = token.cancelled() => return,
             _ = tokio::time::sleep(wait) => {}
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use gitops_crd::names::{ADOPT_ANNOTATION, SKIP_AUTHENTIK_CLEANUP_ANNOTATION};
+    use kube::ResourceExt;
+
+    #[test]
+    fn the_cached_proxyconfig_keeps_the_annotations_the_reconciler_reads() {
+        let mut pc: ProxyConfig = serde_json::from_value(serde_json::json!({
+            "apiVersion": "gitops.io/v1",
+            "kind": "ProxyConfig",
+            "metadata": {
+                "name": "web", "namespace": "apps", "uid": "u1",
+                "labels": {"gitops.io/discovered-from": "web"},
+                "annotations": {
+                    "kubectl.kubernetes.io/last-applied-configuration": "{\"a whole\":\"manifest\"}",
+                    "argocd.argoproj.io/tracking-id": "apps:gitops.io/ProxyConfig:apps/web",
+                    ADOPT_ANNOTATION: "true",
+                    SKIP_AUTHENTIK_CLEANUP_ANNOTATION: "true"
+                },
+                "managedFields": [{"manager": "kubectl", "operation": "Apply"}]
+            },
+            "spec": {
+                "serviceName": "web", "serviceNamespace": "apps",
+                "externalHost": "web.example.com", "internalHost": "http://web",
+                "authentikConfig": {"providerName": "web"}
+            }
+        }))
+        .expect("valid ProxyConfig");
+        trim_proxyconfig_for_cache(&mut pc);
+        let kept: Vec<&str> = pc.annotations().keys().map(String::as_str).collect();
+        assert_eq!(kept, [ADOPT_ANNOTATION, SKIP_AUTHENTIK_CLEANUP_ANNOTATION]);
+        assert!(gitops_plan::ownership::adopt_requested(&pc));
+        assert!(pc.managed_fields().is_empty());
+        assert_eq!(pc.labels().len(), 1, "labels are read by onboarding");
     }
 }

@@ -18,6 +18,7 @@ mod metrics;
 mod outpost;
 mod ownership;
 mod reconciler;
+mod service_ports;
 mod status;
 
 #[tokio::main]

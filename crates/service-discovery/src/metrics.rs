@@ -2,6 +2,8 @@
 //! and alert rules'; they live here so the chart's alerts and dashboard can be checked against
 //! them.
 
+use std::collections::HashMap;
+use std::sync::{LazyLock, Mutex, PoisonError};
 use std::time::Instant;
 
 use gitops_crd::Phase;
@@ -13,7 +15,8 @@ pub mod names {
     pub const RECONCILES: &str = "gitops_proxyconfig_reconciles_total";
     /// Counter: failed reconciles, by `reason`.
     pub const RECONCILE_ERRORS: &str = "gitops_proxyconfig_reconcile_errors_total";
-    /// Gauge: 1 for the ProxyConfig's current phase, 0 for the others.
+    /// Gauge: 1 for the ProxyConfig's current phase, 0 for phases it was in before (phases it
+    /// never was in have no series).
     pub const PHASE: &str = "gitops_proxyconfig_phase";
     /// Gauge: 1 while a route serves the ProxyConfig's host without forward auth to the outpost
     /// (its `Protected` condition is False), else 0.
@@ -69,12 +72,20 @@ pub fn reconcile_failed(reason: &'static str) {
 
 /// Sets the phase gauges of one ProxyConfig; `None` (deleted) zeroes all of them, and its
 /// exposure gauge.
+///
+/// Only the series of phases a ProxyConfig has been in exist: one for a ProxyConfig that went
+/// straight to Ready, instead of a 1 and two 0s. Each series costs the exporter a few hundred
+/// bytes, so at 10,000 ProxyConfigs that is ~6 MB less, and a scrape renders a third of the
+/// lines. The phases left behind are set to 0, so `== 1` and `sum by (phase)` read as before.
 pub fn set_phase(namespace: &str, name: &str, phase: Option<Phase>) {
     if phase.is_none() {
         set_exposed(namespace, name, false);
     }
-    for candidate in Phase::ALL {
-        let value = if Some(candidate) == phase { 1.0 } else { 0.0 };
+    let changes = {
+        let mut shown = SHOWN_PHASES.lock().unwrap_or_else(PoisonError::into_inner);
+        shown.set(namespace, name, phase)
+    };
+    for (candidate, value) in changes {
         metrics::gauge!(
             names::PHASE,
             "namespace" => namespace.to_owned(),
@@ -93,4 +104,79 @@ pub fn set_exposed(namespace: &str, name: &str, exposed: bool) {
         "name" => name.to_owned()
     )
     .set(if exposed { 1.0 } else { 0.0 });
+}
+
+static SHOWN_PHASES: LazyLock<Mutex<ShownPhases>> = LazyLock::new(Mutex::default);
+
+/// Which phase series exist for each ProxyConfig (by namespace and name), as a bit per
+/// [`Phase::ALL`] entry.
+#[derive(Default)]
+struct ShownPhases(HashMap<(Box<str>, Box<str>), u8>);
+
+fn bit(phase: Phase) -> u8 {
+    let index = Phase::ALL.iter().position(|p| *p == phase).unwrap_or(0);
+    1 << index
+}
+
+impl ShownPhases {
+    /// The series to write so that `phase` alone reads 1 (`None`: none does), remembering
+    /// which series exist from now on.
+    fn set(&mut self, namespace: &str, name: &str, phase: Option<Phase>) -> Vec<(Phase, f64)> {
+        let key = (Box::from(namespace), Box::from(name));
+        let shown = self.0.get(&key).copied().unwrap_or(0);
+        let mut changes: Vec<(Phase, f64)> = Phase::ALL
+            .into_iter()
+            .filter(|p| Some(*p) != phase && shown & bit(*p) != 0)
+            .map(|p| (p, 0.0))
+            .collect();
+        match phase {
+            Some(phase) => {
+                changes.push((phase, 1.0));
+                self.0.insert(key, shown | bit(phase));
+            }
+            None => {
+                self.0.remove(&key);
+            }
+        }
+        changes
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_phases_a_proxyconfig_was_in_have_series() {
+        let mut shown = ShownPhases::default();
+        assert_eq!(
+            shown.set("apps", "web", Some(Phase::Ready)),
+            [(Phase::Ready, 1.0)],
+            "straight to Ready: one series"
+        );
+        assert_eq!(
+            shown.set("apps", "web", Some(Phase::Ready)),
+            [(Phase::Ready, 1.0)]
+        );
+        assert_eq!(
+            shown.set("apps", "web", Some(Phase::Failed)),
+            [(Phase::Ready, 0.0), (Phase::Failed, 1.0)],
+            "the phase it left reads 0"
+        );
+        assert_eq!(
+            shown.set("apps", "web", Some(Phase::Ready)),
+            [(Phase::Failed, 0.0), (Phase::Ready, 1.0)]
+        );
+        assert_eq!(
+            shown.set("apps", "other", Some(Phase::Pending)),
+            [(Phase::Pending, 1.0)],
+            "per ProxyConfig"
+        );
+        assert_eq!(
+            shown.set("apps", "web", None),
+            [(Phase::Ready, 0.0), (Phase::Failed, 0.0)],
+            "deleted: every series it has reads 0"
+        );
+        assert_eq!(shown.set("apps", "web", None), [], "and is forgotten");
+    }
 }

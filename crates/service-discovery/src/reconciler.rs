@@ -16,7 +16,6 @@ use gitops_plan::{
     Flows, application_changes, application_slug, binding_changes, desired_application,
     desired_provider, provider_changes,
 };
-use k8s_openapi::api::core::v1::Service;
 use kube::ResourceExt;
 use kube::api::Api;
 use kube::runtime::controller::Action;
@@ -29,6 +28,7 @@ use crate::deletion::{cleanup, remove_from_authentik};
 use crate::error::{Error, Failure};
 use crate::metrics::{self, ReconcileTimer};
 use crate::ownership::{Claim, ClaimError, Claimed, ObjectAction};
+use crate::service_ports::ServicePorts;
 use crate::status::Report;
 
 pub async fn reconcile(pc: Arc<ProxyConfig>, ctx: Arc<Context>) -> Result<Action, Error> {
@@ -131,7 +131,7 @@ async fn converge(pc: &ProxyConfig, ctx: &Context, report: &mut Report) -> Resul
 fn resolve_service(
     pc: &ProxyConfig,
     checked: &CheckedSpec,
-    services: &Store<Service>,
+    services: &Store<ServicePorts>,
 ) -> ConditionUpdate {
     let spec = &pc.spec;
     let key = ObjectRef::new(&spec.service_name).within(&spec.service_namespace);
@@ -146,12 +146,7 @@ fn resolve_service(
             ),
         );
     };
-    let ports: Vec<i32> = service
-        .spec
-        .as_ref()
-        .and_then(|s| s.ports.as_ref())
-        .map(|ports| ports.iter().map(|p| p.port).collect())
-        .unwrap_or_default();
+    let ports = service.port_numbers();
     if !ports.contains(&spec.port) {
         return ConditionUpdate::new(
             condition_types::SERVICE_RESOLVED,

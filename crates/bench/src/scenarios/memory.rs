@@ -27,13 +27,26 @@ struct Row {
     steady: Usage,
 }
 
-pub async fn run(sizes: &[usize]) -> Result<()> {
+/// A controller this scenario measures.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Measured {
+    ServiceDiscovery,
+    Cleanup,
+}
+
+/// Measures `controllers` (all of them when empty) at each of `sizes`.
+pub async fn run(sizes: &[usize], controllers: &[Measured]) -> Result<()> {
+    let measured = |controller| controllers.is_empty() || controllers.contains(&controller);
     let mut rows = Vec::new();
     for &n in sizes {
-        eprintln!("memory: service-discovery at {n} ProxyConfigs");
-        rows.push(proxyconfigs(n).await?);
-        eprintln!("memory: cleanup at {n} Jobs");
-        rows.push(jobs(n).await?);
+        if measured(Measured::ServiceDiscovery) {
+            eprintln!("memory: service-discovery at {n} ProxyConfigs");
+            rows.push(proxyconfigs(n).await?);
+        }
+        if measured(Measured::Cleanup) {
+            eprintln!("memory: cleanup at {n} Jobs");
+            rows.push(jobs(n).await?);
+        }
     }
     let mut table = Table::new(
         "Scenario 5 — controller memory (MiB, from /proc)",
