@@ -11,7 +11,7 @@ use gitops_crd::ProxyConfig;
 use gitops_crd::names::CLEANUP_MANAGER;
 use gitops_crd::ownership::AuthentikObject;
 use gitops_runtime::watches::{Caches, cached_watch, check_listable, resource_name, scoped};
-use gitops_runtime::{Events, Process, Readiness};
+use gitops_runtime::{Events, Process, Work};
 use kube::api::{Api, ListParams};
 use kube::runtime::controller::Controller;
 use kube::runtime::reflector::Store;
@@ -32,8 +32,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     gitops_authentik::describe_metrics();
     metrics::describe();
     let settings = Arc::new(args.into_settings()?);
-    let client = process.client.clone();
-    check_label_selector(&client, &settings).await?;
+    check_label_selector(&process.client, &settings).await?;
     let authentik = match &settings.authentik {
         Some(config) => Some(AuthentikClient::new(config.clone()).context("AUTHENTIK_HOST")?),
         None => {
@@ -55,18 +54,8 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         "gitops-cleanup starting"
     );
 
-    let (readiness, identity) = (process.readiness.clone(), process.identity.clone());
     process
-        .run(move |token: CancellationToken| {
-            run_cleanup(
-                client.clone(),
-                authentik.clone(),
-                settings.clone(),
-                &readiness,
-                identity.clone(),
-                token,
-            )
-        })
+        .run(move |work: Work| run_cleanup(work, authentik.clone(), settings.clone()))
         .await?;
     Ok(())
 }
@@ -86,20 +75,20 @@ async fn check_label_selector(client: &kube::Client, settings: &Settings) -> any
 
 /// Runs the cleanup until `token` is cancelled (shutdown, or leadership lost).
 fn run_cleanup(
-    client: kube::Client,
+    Work {
+        client,
+        readiness,
+        identity,
+        token,
+    }: Work,
     authentik: Option<AuthentikClient>,
     settings: Arc<Settings>,
-    readiness: &Readiness,
-    identity: String,
-    token: CancellationToken,
 ) -> impl Future<Output = ()> + Send + use<> {
     // Registered before the work starts, so that /readyz never answers 200 in between.
     let caches_synced = readiness.gate("caches synced");
     let authentik_reached = authentik
         .is_some()
         .then(|| readiness.gate("authentik reached"));
-    // Reports the resources the work cannot watch, for as long as it runs.
-    let readiness = readiness.clone();
     async move {
         let throttle = Arc::new(Throttle::new(
             settings.delete_rate,

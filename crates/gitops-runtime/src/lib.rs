@@ -18,7 +18,7 @@ pub use health::{
 };
 pub use leader::{LeaderConfig, LeaderError, run_while_leader};
 pub use logging::{LogFormat, LoggingError, init_logging};
-pub use process::{Process, ProcessArgs, ProcessError, duration, finish, start};
+pub use process::{Process, ProcessArgs, ProcessError, Work, duration, finish, start};
 pub use shutdown::shutdown_on_signal;
 
 /// Installs ring as the process-wide rustls crypto provider. Call first thing in `main`: kube and

@@ -125,6 +125,27 @@ pub enum ProcessError {
 }
 
 /// A started process: observability is served, Kubernetes reachable; the work has not begun.
+/// What a controller's work gets from its process each time it (re)starts.
+#[derive(Clone)]
+pub struct Work {
+    pub client: kube::Client,
+    /// Where the work registers its readiness gates, before its future first runs.
+    pub readiness: Readiness,
+    /// This replica's name (Lease holder, Event reporter).
+    pub identity: String,
+    /// Cancelled on shutdown, or when leadership is lost.
+    pub token: CancellationToken,
+}
+
+impl std::fmt::Debug for Work {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Work")
+            .field("identity", &self.identity)
+            .field("cancelled", &self.token.is_cancelled())
+            .finish_non_exhaustive()
+    }
+}
+
 pub struct Process {
     pub client: kube::Client,
     pub readiness: Readiness,
@@ -193,9 +214,22 @@ impl Process {
     /// from then on only as those gates say (a standby, having none, is ready).
     pub async fn run<F, Fut>(self, mut work: F) -> Result<(), ProcessError>
     where
-        F: FnMut(CancellationToken) -> Fut,
+        F: FnMut(Work) -> Fut,
         Fut: Future<Output = ()> + Send + 'static,
     {
+        let (client, readiness, identity) = (
+            self.client.clone(),
+            self.readiness.clone(),
+            self.identity.clone(),
+        );
+        let mut work = move |token| {
+            work(Work {
+                client: client.clone(),
+                readiness: readiness.clone(),
+                identity: identity.clone(),
+                token,
+            })
+        };
         match self.leader {
             Some(leader) => {
                 drop(self.starting);

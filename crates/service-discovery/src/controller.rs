@@ -11,7 +11,7 @@ use gitops_crd::ProxyConfig;
 use gitops_crd::names::SERVICE_DISCOVERY_MANAGER;
 use gitops_crd::ownership::AuthentikObject;
 use gitops_runtime::watches::{Caches, cached_watch, clear_managed_fields, resource_name, scoped};
-use gitops_runtime::{Events, Process, Readiness};
+use gitops_runtime::{Events, Process, Work};
 use kube::api::Api;
 use kube::runtime::controller::{self, Controller};
 use kube::runtime::reflector::ObjectRef;
@@ -36,22 +36,8 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     let settings = Arc::new(args.into_settings()?);
     let authentik = AuthentikClient::new(settings.authentik.clone()).context("AUTHENTIK_HOST")?;
 
-    let (client, readiness, identity) = (
-        process.client.clone(),
-        process.readiness.clone(),
-        process.identity.clone(),
-    );
     process
-        .run(move |token: CancellationToken| {
-            run_controller(
-                client.clone(),
-                authentik.clone(),
-                settings.clone(),
-                &readiness,
-                identity.clone(),
-                token,
-            )
-        })
+        .run(move |work: Work| run_controller(work, authentik.clone(), settings.clone()))
         .await?;
     Ok(())
 }
@@ -81,18 +67,18 @@ const PRODUCT_ANNOTATION_PREFIX: &str = "gitops.io/";
 
 /// Runs the controller until `token` is cancelled (shutdown, or leadership lost).
 fn run_controller(
-    client: kube::Client,
+    Work {
+        client,
+        readiness,
+        identity,
+        token,
+    }: Work,
     authentik_client: AuthentikClient,
     settings: Arc<Settings>,
-    readiness: &Readiness,
-    identity: String,
-    token: CancellationToken,
 ) -> impl Future<Output = ()> + Send + use<> {
     // Registered before the work starts, so that /readyz never answers 200 in between.
     let caches_synced = readiness.gate("caches synced");
     let authentik_reached = readiness.gate("authentik reached");
-    // Reports the resources the work cannot watch, for as long as it runs.
-    let readiness = readiness.clone();
     async move {
         let authentik = Arc::new(Authentik::new(
             authentik_client,
