@@ -705,36 +705,23 @@ async fn traefik_with_the_controllers_middleware_lets_only_signed_in_requests_th
         .build()
         .expect("client");
     // Every request claims an identity of its own: only the outpost's may reach the backend.
-    let get = |path: &str, cookie: Option<String>, status: u16| {
-        let (http, url, host) = (http.clone(), traefik.url(path), host.clone());
+    let get = |path: String, cookie: Option<String>, status: u16| {
+        let (traefik, host) = (&traefik, host.clone());
         async move {
-            gitops_testenv::poll_until(
-                &format!("{url} to answer {status}"),
-                std::time::Duration::from_secs(60),
-                || async {
-                    let mut request = http
-                        .get(&url)
-                        .header("Host", &host)
-                        .header("X-authentik-username", "forged")
-                        .header("X-authentik-groups", "forged");
-                    if let Some(cookie) = &cookie {
-                        request = request.header("Cookie", cookie);
-                    }
-                    Ok(request
-                        .send()
-                        .await
-                        .ok()
-                        .filter(|r| r.status().as_u16() == status))
-                },
-            )
-            .await
+            let mut headers = vec![
+                ("Host", host.as_str()),
+                ("X-authentik-username", "forged"),
+                ("X-authentik-groups", "forged"),
+            ];
+            headers.extend(cookie.as_deref().map(|c| ("Cookie", c)));
+            traefik.get_until(&path, &headers, status).await
         }
     };
 
     // No session: the outpost's redirect to sign in; the backend is not reached.
-    let first = get("/app", None, 302)
+    let first = get("/app".into(), None, 302)
         .await
-        .unwrap_or_else(|e| panic!("{e}; traefik log:\n{}", traefik.log()));
+        .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(backend.count(), 0, "reached without a session");
     let location = first.headers()["location"]
         .to_str()
@@ -757,7 +744,9 @@ async fn traefik_with_the_controllers_middleware_lets_only_signed_in_requests_th
 
     // The spec's skipPathRegex passes without a session and reaches the backend, with no
     // identity (the forged ones are dropped too).
-    let skipped = get("/api/version", None, 200).await.expect("skipped path");
+    let skipped = get("/api/version".into(), None, 200)
+        .await
+        .expect("skipped path");
     assert_eq!(skipped.text().await.expect("body"), "the backend");
     assert_eq!(backend.count(), 1);
     let (path, headers) = backend.last();
@@ -799,7 +788,7 @@ async fn traefik_with_the_controllers_middleware_lets_only_signed_in_requests_th
             .contains("Permission denied"),
         "the authorize page refuses"
     );
-    get("/app", Some(proxy_cookie.clone()), 302)
+    get("/app".into(), Some(proxy_cookie.clone()), 302)
         .await
         .expect("still redirected");
     assert_eq!(backend.count(), 1, "an outsider reached the backend");
@@ -821,12 +810,12 @@ async fn traefik_with_the_controllers_middleware_lets_only_signed_in_requests_th
         callback.path(),
         callback.query().unwrap_or_default()
     );
-    get(&callback_path, Some(proxy_cookie.clone()), 302)
+    get(callback_path.clone(), Some(proxy_cookie.clone()), 302)
         .await
         .expect("callback");
     assert_eq!(backend.count(), 1, "the callback is the outpost's");
 
-    let through = get("/app", Some(proxy_cookie), 200)
+    let through = get("/app".into(), Some(proxy_cookie), 200)
         .await
         .expect("signed in, the request gets through");
     assert_eq!(through.text().await.expect("body"), "the backend");

@@ -66,6 +66,41 @@ impl Traefik {
         format!("http://127.0.0.1:{}{path}", self.web_port)
     }
 
+    /// Sends `GET <path>` with `headers` until Traefik answers `status` (a route takes a moment
+    /// to be read from the API server) and returns that response; redirects are not followed.
+    /// The error carries Traefik's log.
+    pub async fn get_until(
+        &self,
+        path: &str,
+        headers: &[(&str, &str)],
+        status: u16,
+    ) -> std::result::Result<reqwest::Response, String> {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let http = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .map_err(|e| format!("building an HTTP client: {e}"))?;
+        let url = self.url(path);
+        crate::poll_until(
+            &format!("{url} to answer {status}"),
+            std::time::Duration::from_secs(60),
+            || async {
+                let request = headers
+                    .iter()
+                    .fold(http.get(&url), |request, (name, value)| {
+                        request.header(*name, *value)
+                    });
+                Ok(request
+                    .send()
+                    .await
+                    .ok()
+                    .filter(|r| r.status().as_u16() == status))
+            },
+        )
+        .await
+        .map_err(|e| format!("{e}; traefik log:\n{}", self.log()))
+    }
+
     /// What Traefik logged so far (for failure messages).
     pub fn log(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()

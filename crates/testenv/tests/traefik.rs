@@ -2,9 +2,7 @@
 //! server with its Kubernetes CRD provider: an IngressRoute created in the API server becomes a
 //! route Traefik serves.
 
-use std::time::Duration;
-
-use gitops_testenv::{TestEnv, Traefik, install_third_party_crds, pins, poll_until};
+use gitops_testenv::{TestEnv, Traefik, install_third_party_crds, pins};
 use kube::api::{Api, ApiResource, DynamicObject, GroupVersionKind, PostParams};
 use serde_json::{Value, json};
 
@@ -54,25 +52,12 @@ async fn probe_until(
     cookie: Option<&str>,
     status: u16,
 ) -> reqwest::Response {
-    let http = http();
-    let url = traefik.url(path);
-    poll_until(
-        "Traefik to serve the IngressRoute",
-        Duration::from_secs(60),
-        || async {
-            let mut req = http.get(&url).header("Host", "probe.example.com");
-            if let Some(c) = cookie {
-                req = req.header("Cookie", c);
-            }
-            Ok(req
-                .send()
-                .await
-                .ok()
-                .filter(|r| r.status().as_u16() == status))
-        },
-    )
-    .await
-    .unwrap_or_else(|e| panic!("{e}; traefik log:\n{}", traefik.log()))
+    let mut headers = vec![("Host", "probe.example.com")];
+    headers.extend(cookie.map(|c| ("Cookie", c)));
+    traefik
+        .get_until(path, &headers, status)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"))
 }
 
 #[tokio::test]
