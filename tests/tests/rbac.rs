@@ -547,6 +547,7 @@ async fn cleanup_runs_its_scenario_as_the_charts_service_account() {
                 uid: "00000000-0000-0000-0000-000000000000".into(),
             },
             origin: Origin::Created,
+            application: None,
         },
     );
     records

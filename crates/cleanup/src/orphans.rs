@@ -12,6 +12,9 @@
 //!   authentik object is read by its recorded id and deleted only if its name (provider) or
 //!   uuid (application) still matches the record; then the record is deleted under uid and
 //!   resourceVersion preconditions. A record without an id loses only the record.
+//! - A provider record also owns an application: the one it names (deleted only if the slug
+//!   still has the recorded uuid) and the one bound to the provider (authentik binds a provider
+//!   to at most one application). Both go before the provider.
 //! - authentik must answer before anything is deleted; an authentik failure stops the rest of
 //!   the sweep, and the next one starts over (each step is safe to repeat).
 
@@ -53,7 +56,10 @@ pub struct OrphanSweeper {
 
 /// What became of the authentik object a record names.
 enum Fate {
-    Deleted,
+    /// Deleted, with the applications deleted alongside a provider.
+    Deleted {
+        applications: Vec<String>,
+    },
     AlreadyGone,
     /// The id now names something else: not provably ours any more, so it stays.
     NotOurs(String),
@@ -211,12 +217,16 @@ impl OrphanSweeper {
         }
         if *verdict == OrphanVerdict::DeleteObject {
             match self.delete_if_ours(spec).await? {
-                Fate::Deleted => {
+                Fate::Deleted { applications } => {
                     metrics::authentik_object_deleted(noun);
                     tracing::info!(%target, kind = noun, authentik_name = %spec.authentik_name, id = spec.authentik_id.as_deref().unwrap_or_default(),
-                        claimed_by = %claimant(spec), "deleted orphaned authentik object");
+                        claimed_by = %claimant(spec), ?applications, "deleted orphaned authentik object");
+                    let along = applications
+                        .iter()
+                        .map(|slug| format!(" and its application {slug:?}"))
+                        .collect::<String>();
                     let note = format!(
-                        "deleted authentik {noun} {:?} (id {}): unclaimed since ProxyConfig {} went away, longer than {}",
+                        "deleted authentik {noun} {:?} (id {}){along}: unclaimed since ProxyConfig {} went away, longer than {}",
                         spec.authentik_name,
                         spec.authentik_id.as_deref().unwrap_or_default(),
                         claimant(spec),
@@ -272,13 +282,21 @@ impl OrphanSweeper {
         );
         let read_error = |e| Error::authentik(Operation::ReadAuthentikObject, &target, e);
         let delete_error = |e| Error::authentik(Operation::DeleteAuthentikObject, &target, e);
+        let mut applications = Vec::new();
         let deleted = match spec.kind {
             AuthentikKind::Provider => {
+                if let Some(recorded) = &spec.application {
+                    self.delete_along(&recorded.slug, Some(&recorded.id), &mut applications)
+                        .await?;
+                }
                 let Ok(pk) = id.parse::<i64>() else {
                     return Ok(Fate::NotOurs(format!("{id:?} is not a provider pk")));
                 };
                 match self.authentik.get_proxy_provider(pk).await {
                     Ok(provider) if provider.name == spec.authentik_name => {
+                        if let Some(slug) = provider.assigned_application_slug {
+                            self.delete_along(&slug, None, &mut applications).await?;
+                        }
                         self.authentik.delete_proxy_provider(pk).await
                     }
                     Ok(provider) => {
@@ -292,26 +310,71 @@ impl OrphanSweeper {
                 }
             }
             AuthentikKind::Application => {
-                let slug = &spec.authentik_name;
-                match self.authentik.get_application(slug).await {
-                    Ok(application) if application.pk == id => {
-                        self.authentik.delete_application(slug).await
-                    }
-                    Ok(application) => {
-                        return Ok(Fate::NotOurs(format!(
-                            "slug {slug:?} now belongs to application {}",
-                            application.pk
-                        )));
-                    }
-                    Err(error) if error.is_not_found() => return Ok(Fate::AlreadyGone),
-                    Err(error) => return Err(read_error(error)),
-                }
+                return self
+                    .delete_application_if(&spec.authentik_name, Some(id))
+                    .await;
             }
         };
         match deleted {
-            Ok(()) => Ok(Fate::Deleted),
+            Ok(()) => Ok(Fate::Deleted { applications }),
             Err(error) if error.is_not_found() => Ok(Fate::AlreadyGone),
             Err(error) => Err(delete_error(error)),
+        }
+    }
+
+    /// Deletes an application a provider record owns, before the provider, noting its slug.
+    async fn delete_along(
+        &self,
+        slug: &str,
+        id: Option<&str>,
+        deleted: &mut Vec<String>,
+    ) -> Result<(), Error> {
+        match self.delete_application_if(slug, id).await? {
+            Fate::Deleted { .. } => {
+                metrics::authentik_object_deleted("application");
+                deleted.push(slug.to_owned());
+            }
+            Fate::AlreadyGone => {}
+            Fate::NotOurs(why) => {
+                tracing::warn!(application = %slug, %why, "application left in place");
+            }
+        }
+        Ok(())
+    }
+
+    /// Deletes the application of `slug` if it is the one with UUID `id` (`None`: whichever it
+    /// is, because it is bound to our provider).
+    async fn delete_application_if(&self, slug: &str, id: Option<&str>) -> Result<Fate, Error> {
+        let target = format!("authentik application {slug:?}");
+        let application = match self.authentik.get_application(slug).await {
+            Ok(application) => application,
+            Err(error) if error.is_not_found() => return Ok(Fate::AlreadyGone),
+            Err(error) => {
+                return Err(Error::authentik(
+                    Operation::ReadAuthentikObject,
+                    &target,
+                    error,
+                ));
+            }
+        };
+        if let Some(id) = id
+            && id != application.pk
+        {
+            return Ok(Fate::NotOurs(format!(
+                "slug {slug:?} now belongs to application {}",
+                application.pk
+            )));
+        }
+        match self.authentik.delete_application(slug).await {
+            Ok(()) => Ok(Fate::Deleted {
+                applications: Vec::new(),
+            }),
+            Err(error) if error.is_not_found() => Ok(Fate::AlreadyGone),
+            Err(error) => Err(Error::authentik(
+                Operation::DeleteAuthentikObject,
+                &target,
+                error,
+            )),
         }
     }
 

@@ -26,7 +26,7 @@ async fn with_zero_proxyconfigs_only_recorded_orphans_are_deleted_after_their_gr
         )
         .await;
     let app_slug = h.unique("orphan-app");
-    let app_uuid = h.create_application(&app_slug).await;
+    let app_uuid = h.create_application(&app_slug, None).await;
     let app_record = h
         .create_record(Application, &app_slug, Some(&app_uuid), "gone-uid-1")
         .await;
@@ -214,6 +214,72 @@ async fn a_record_claimed_again_during_its_grace_period_is_kept() {
 /// The controller runs as a ServiceAccount that may do everything it needs except list
 /// ProxyConfigs (impersonation, so nothing else in the shared API server changes). Then the
 /// right is granted, proving the same fixture is deleted once the list works.
+/// An orphaned provider record with its provider and an application (bound to the provider
+/// when `bind`): the provider's pk, the application's slug and uuid, the record's name.
+async fn orphan(h: &mut Harness, base: &str, bind: bool) -> (i64, String, String, String) {
+    let name = h.unique(base);
+    let pk = h.create_provider(&name).await;
+    let slug = format!("{name}-app");
+    let uuid = h.create_application(&slug, bind.then_some(pk)).await;
+    let record = h
+        .create_record(Provider, &name, Some(&pk.to_string()), "gone-uid")
+        .await;
+    (pk, slug, uuid, record)
+}
+
+/// A provider record also owns an application: the one it names (if the slug still has the
+/// recorded uuid) and the one bound to the provider (a create the record did not name yet).
+#[tokio::test]
+async fn a_provider_record_takes_its_application_along() {
+    let mut h = Harness::new("orphan-apps").await;
+    // Named by the record and bound to the provider: deleted.
+    let (named_pk, named_slug, named_uuid, named_record) = orphan(&mut h, "named", true).await;
+    h.record_application(&named_record, &named_slug, &named_uuid)
+        .await;
+    // Bound, not yet named (the process stopped between the create and the record write).
+    let (bound_pk, bound_slug, _, _) = orphan(&mut h, "bound", true).await;
+    // Named, but the slug now belongs to another application: left in place.
+    let (replaced_pk, replaced_slug, _, replaced_record) = orphan(&mut h, "replaced", false).await;
+    h.record_application(&replaced_record, &replaced_slug, "uuid-of-the-one-we-made")
+        .await;
+
+    let c = h.start_with_authentik(&[
+        ("ORPHANED_PROVIDERS_MAX_AGE", "1s"),
+        ("CLEANUP_INTERVAL", "1s"),
+    ]);
+    h.wait_until("the orphaned providers to be deleted", || async {
+        for pk in [named_pk, bound_pk, replaced_pk] {
+            if h.authentik.provider(pk).await.is_some() {
+                return None;
+            }
+        }
+        Some(())
+    })
+    .await;
+    assert!(h.authentik.application(&named_slug).await.is_none());
+    assert!(h.authentik.application(&bound_slug).await.is_none());
+    assert!(
+        h.authentik.application(&replaced_slug).await.is_some(),
+        "not the application the record names"
+    );
+    assert_eq!(
+        h.metric(
+            c,
+            r#"gitops_cleanup_providers_cleaned_total{kind="application"}"#
+        )
+        .await,
+        Some(2.0)
+    );
+    let deleted = h
+        .events_about("default", &named_record, "OrphanDeleted")
+        .await;
+    let note = deleted[0].note.as_deref().unwrap_or_default();
+    assert!(
+        note.contains(&format!("and its application {named_slug:?}")),
+        "{note}"
+    );
+}
+
 #[tokio::test]
 async fn nothing_is_deleted_while_proxyconfigs_cannot_be_listed() {
     let mut h = Harness::new("list-fails").await;

@@ -329,6 +329,7 @@ async fn verify_finds_drift_missing_orphaned_and_foreign() {
                 uid: "00000000-0000-4000-8000-00000000dead".into(),
             },
             origin: Origin::Created,
+            application: None,
         },
     );
     records
@@ -505,8 +506,8 @@ async fn backup_delete_restore_is_ready_again_without_new_authentik_objects() {
     .expect("json");
     assert_eq!(manifest["proxyConfigs"], 2);
     assert_eq!(
-        manifest["authentikObjects"], 4,
-        "two providers and two applications: {manifest:#}"
+        manifest["authentikObjects"], 2,
+        "one record per ProxyConfig, for its provider and application: {manifest:#}"
     );
 
     // A dry run against the live state changes nothing and says so.
@@ -518,7 +519,7 @@ async fn backup_delete_restore_is_ready_again_without_new_authentik_objects() {
         ["unchanged", "unchanged"],
         "{dry:#?}"
     );
-    assert_eq!(actions(&dry, "AuthentikObject"), ["kept"; 4], "{dry:#?}");
+    assert_eq!(actions(&dry, "AuthentikObject"), ["kept"; 2], "{dry:#?}");
     assert_eq!(proxyconfig_versions(&h).await, versions);
 
     // Disaster: the ProxyConfigs and the ownership records are gone, authentik keeps its objects.
@@ -601,7 +602,7 @@ async fn backup_delete_restore_is_ready_again_without_new_authentik_objects() {
     );
     assert_eq!(
         actions(&again, "AuthentikObject"),
-        ["kept"; 4],
+        ["kept"; 2],
         "{again:#?}"
     );
 }

@@ -1,13 +1,16 @@
 //! `AuthentikObject` (`authentikobjects.gitops.io/v1`, cluster-scoped): the durable, Kubernetes-side
-//! proof that this product created (or was told to adopt) one authentik object.
+//! proof that this product created (or was told to adopt) a proxy provider, and the application
+//! bound to it.
 //!
 //! authentik providers carry no metadata we could mark, so ownership lives here. The
 //! service-discovery controller creates the record *before* it asks authentik to create the
-//! object (an intent that survives a lost response or a crash), fills in the authentik id once
-//! the create is confirmed, and deletes the record after deleting the object. The record is not
-//! owned by the ProxyConfig, so it outlives one whose finalizer was bypassed; the cleanup
-//! controller then finds it unclaimed and, after a grace period, deletes the object it names.
-//! See `docs/design/ownership.md`.
+//! provider (an intent that survives a lost response or a crash), fills in the provider's id and
+//! the application's slug and UUID once both creates are confirmed, and deletes the record after
+//! deleting the objects. An application needs no intent of its own: authentik binds a provider to
+//! at most one application, so the application bound to our provider is ours even before the
+//! record names it. The record is not owned by the ProxyConfig, so it outlives one whose
+//! finalizer was bypassed; the cleanup controller then finds it unclaimed and, after a grace
+//! period, deletes the objects it names. See `docs/design/ownership.md`.
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::CustomResource;
@@ -64,6 +67,22 @@ pub struct AuthentikObjectSpec {
     pub claimed_by: ProxyConfigRef,
     /// How the product came to own it.
     pub origin: Origin,
+    /// In a provider record: the application bound to the provider, once its create (or
+    /// adoption) is confirmed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub application: Option<BoundApplication>,
+}
+
+/// The application a provider record also owns.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct BoundApplication {
+    /// The application's slug: authentik's unique key for it.
+    pub slug: String,
+    /// The application's UUID.
+    pub id: String,
+    /// How the product came to own it.
+    pub origin: Origin,
 }
 
 /// Written by the cleanup controller only.
@@ -77,7 +96,10 @@ pub struct AuthentikObjectStatus {
 
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash, schemars::JsonSchema)]
 pub enum AuthentikKind {
+    /// A proxy provider, and (in `application`) the application bound to it.
     Provider,
+    /// An application on its own: written only by earlier builds, which kept one record per
+    /// authentik object. The service-discovery controller folds each into its provider's record.
     Application,
 }
 

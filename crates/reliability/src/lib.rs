@@ -164,6 +164,27 @@ pub async fn assert_converged(h: &Harness, expected: &Expected) {
         );
     }
     let foreign_pks: Vec<i64> = expected.foreign.iter().map(|p| p.pk).collect();
+    // Every application is named by the record of the provider it is bound to.
+    for application in &applications {
+        let Some(pk) = application.provider else {
+            continue;
+        };
+        if foreign_pks.contains(&pk) {
+            continue;
+        }
+        let named = records.iter().any(|r| {
+            r.spec.authentik_id.as_deref() == Some(pk.to_string().as_str())
+                && r.spec
+                    .application
+                    .as_ref()
+                    .is_some_and(|a| a.id == application.pk.to_string())
+        });
+        assert!(
+            named,
+            "application {} (bound to provider {pk}) is not named by that provider's record",
+            application.slug
+        );
+    }
     for provider in providers.iter().filter(|p| p.proxy().is_some()) {
         let claimed = records
             .iter()

@@ -16,8 +16,9 @@ use crate::outpost::AssignError;
 use crate::status::Report;
 
 /// Removes everything this ProxyConfig owns from authentik: the outpost assignment, the
-/// application, the provider, then their records. Only objects with a record claimed by this
-/// ProxyConfig are touched.
+/// application, the provider, then their records. Only objects its records prove its own are
+/// touched: the provider a record claims (by its id, or by name while the create is not yet
+/// recorded), the application that record names, and the application bound to that provider.
 pub async fn remove_from_authentik(
     pc: &ProxyConfig,
     ctx: &Context,
@@ -34,6 +35,7 @@ pub async fn remove_from_authentik(
                     AuthentikKind::Provider,
                     &pc.spec.authentik_config.provider_name,
                 ),
+                // Written by earlier builds, which kept a record per application.
                 (AuthentikKind::Application, &slug),
             ],
         )
@@ -41,49 +43,82 @@ pub async fn remove_from_authentik(
         .map_err(|e| Failure::record(condition_types::READY, e))?;
     let fail = |e| Failure::authentik(condition_types::READY, "removing objects from authentik", e);
 
-    let provider_pk = owned
+    let mut providers = Vec::new();
+    for record in owned
         .iter()
         .filter(|r| r.spec.kind == AuthentikKind::Provider)
-        .find_map(|r| r.spec.authentik_id.as_deref()?.parse::<i64>().ok());
-    if let (Some(pk), Some(outpost)) = (
-        provider_pk,
-        pc.status.as_ref().and_then(|s| s.outpost_id.as_deref()),
-    ) {
-        match ctx.outposts.ensure(outpost, pk, false).await {
-            Ok(()) => {}
-            // The outpost is gone; so is the assignment.
-            Err(AssignError::Authentik(e)) if e.is_not_found() => {}
-            Err(e) => return Err(Failure::outpost(condition_types::OUTPOST_ASSIGNED, e)),
+    {
+        let name = &record.spec.authentik_name;
+        let pk = match &record.spec.authentik_id {
+            Some(id) => Some(id.parse::<i64>().map_err(|_| {
+                Failure::invalid(format!(
+                    "record {name} has a non-numeric provider id {id:?}"
+                ))
+            })?),
+            // Our intent, written before a create whose result was never recorded.
+            None => ctx
+                .authentik
+                .provider(name)
+                .await
+                .map_err(fail)?
+                .map(|p| p.pk),
+        };
+        providers.extend(pk.map(|pk| (pk, name.as_str())));
+    }
+    if let Some(outpost) = pc.status.as_ref().and_then(|s| s.outpost_id.as_deref()) {
+        for (pk, _) in &providers {
+            match ctx.outposts.ensure(outpost, *pk, false).await {
+                Ok(()) => {}
+                // The outpost is gone; so is the assignment.
+                Err(AssignError::Authentik(e)) if e.is_not_found() => {}
+                Err(e) => return Err(Failure::outpost(condition_types::OUTPOST_ASSIGNED, e)),
+            }
         }
     }
-    for kind in [AuthentikKind::Application, AuthentikKind::Provider] {
-        for record in owned.iter().filter(|r| r.spec.kind == kind) {
-            if let Some(id) = &record.spec.authentik_id {
-                let name = &record.spec.authentik_name;
-                let deleted = match kind {
-                    AuthentikKind::Application => ctx.authentik.delete_application(name).await,
-                    AuthentikKind::Provider => {
-                        let pk = id.parse::<i64>().map_err(|_| {
-                            Failure::invalid(format!(
-                                "record {name} has a non-numeric provider id {id:?}"
-                            ))
-                        })?;
-                        ctx.authentik.delete_provider(pk, name).await
-                    }
-                }
-                .map_err(fail)?;
-                if deleted.is_some() {
-                    report.event(
-                        "Deleted",
-                        format!("deleted authentik {kind:?} {name:?}").to_lowercase(),
-                    );
-                }
-            }
-            ctx.records
-                .delete(record)
-                .await
-                .map_err(|e| Failure::record(condition_types::READY, e))?;
+    let mut applications: Vec<&str> = owned
+        .iter()
+        .filter_map(|r| match r.spec.kind {
+            AuthentikKind::Provider => r.spec.application.as_ref().map(|a| a.slug.as_str()),
+            AuthentikKind::Application => r
+                .spec
+                .authentik_id
+                .is_some()
+                .then_some(r.spec.authentik_name.as_str()),
+        })
+        .collect();
+    let bound = ctx.authentik.application(&slug).await.map_err(fail)?;
+    if bound.is_some_and(|app| providers.iter().any(|(pk, _)| app.provider == Some(*pk))) {
+        applications.push(&slug);
+    }
+    applications.sort_unstable_by_key(|slug| slug.to_lowercase());
+    applications.dedup_by_key(|slug| slug.to_lowercase());
+    for slug in applications {
+        if ctx
+            .authentik
+            .delete_application(slug)
+            .await
+            .map_err(fail)?
+            .is_some()
+        {
+            report.event("Deleted", format!("deleted authentik application {slug:?}"));
         }
+    }
+    for (pk, name) in providers {
+        if ctx
+            .authentik
+            .delete_provider(pk, name)
+            .await
+            .map_err(fail)?
+            .is_some()
+        {
+            report.event("Deleted", format!("deleted authentik provider {name:?}"));
+        }
+    }
+    for record in &owned {
+        ctx.records
+            .delete(record)
+            .await
+            .map_err(|e| Failure::record(condition_types::READY, e))?;
     }
     Ok(())
 }

@@ -1,13 +1,17 @@
 //! Which authentik objects are ours: the `AuthentikObject` record reads and writes that the
-//! decision table ([`gitops_plan::ownership::decide`]) needs.
+//! decision tables ([`gitops_plan::ownership::decide`] for the provider,
+//! [`decide_application`] for the application bound to it) need.
 
 use std::sync::Arc;
 
 use gitops_crd::ownership::{
     AuthentikKind, AuthentikObject, AuthentikObjectSpec, ProxyConfigRef, record_name,
 };
-pub use gitops_plan::ownership::ObjectAction;
-use gitops_plan::ownership::{Decision, Facts, decide};
+use gitops_plan::ownership::{
+    ApplicationDecision, ApplicationFacts, Decision, Facts, decide, decide_application,
+};
+pub use gitops_plan::ownership::{FoundApplication, ObjectAction};
+use kube::ResourceExt;
 use kube::api::{Api, DeleteParams, PostParams, Preconditions};
 use kube::runtime::reflector::{ObjectRef, Store};
 
@@ -71,6 +75,28 @@ pub struct Claim<'a> {
 pub struct Claimed {
     pub action: ObjectAction,
     pub record: Option<AuthentikObject>,
+}
+
+/// What a ProxyConfig whose provider is decided wants to know about the application of its
+/// slug.
+pub struct ApplicationClaim<'a> {
+    pub slug: &'a str,
+    pub found: Option<FoundApplication<'a>>,
+    /// Our provider's pk.
+    pub provider_pk: i64,
+    /// Our provider's record, as the provider's claim stored it.
+    pub provider_record: Option<&'a AuthentikObject>,
+    pub requester: &'a ProxyConfigRef,
+    pub adopt: bool,
+}
+
+/// An application claim that went through.
+#[derive(Debug)]
+pub struct ApplicationClaimed {
+    pub decision: ApplicationDecision,
+    /// A record of the slug an earlier build wrote for this ProxyConfig (or for one that no
+    /// longer exists): to be deleted once the provider's record names the application.
+    pub legacy_record: Option<AuthentikObject>,
 }
 
 impl Records {
@@ -147,6 +173,55 @@ impl Records {
         Ok(Claimed { action, record })
     }
 
+    /// Decides ownership of the application of the requester's slug. Nothing is written: the
+    /// application needs no intent record (see [`decide_application`]). As with [`Self::claim`],
+    /// a refusal is decided once more on records read from the API server.
+    pub async fn claim_application(
+        &self,
+        claim: &ApplicationClaim<'_>,
+        claimant_alive: impl Fn(&ProxyConfigRef) -> bool,
+    ) -> Result<ApplicationClaimed, ClaimError> {
+        let decide_on = |provider_record: Option<&AuthentikObject>,
+                         legacy_record: Option<AuthentikObject>| {
+            let decision = decide_application(ApplicationFacts {
+                slug: claim.slug,
+                found: claim.found,
+                provider_pk: Some(claim.provider_pk),
+                recorded: provider_record.and_then(|r| r.spec.application.as_ref()),
+                legacy_record: legacy_record.as_ref().map(|r| &r.spec),
+                requester: claim.requester,
+                legacy_claimant_alive: legacy_record.as_ref().is_some_and(|r| {
+                    r.spec.claimed_by.uid != claim.requester.uid
+                        && claimant_alive(&r.spec.claimed_by)
+                }),
+                adopt: claim.adopt,
+            });
+            ApplicationClaimed {
+                decision,
+                legacy_record,
+            }
+        };
+        let legacy_name = record_name(AuthentikKind::Application, claim.slug);
+        let cached = decide_on(
+            claim.provider_record,
+            self.store
+                .get(&ObjectRef::new(&legacy_name))
+                .map(Arc::unwrap_or_clone),
+        );
+        if !matches!(cached.decision.action, ObjectAction::Conflict(_)) {
+            return Ok(cached);
+        }
+        let provider_record = match claim.provider_record {
+            Some(record) => self.fetch(&record.name_any()).await?,
+            None => None,
+        };
+        let fresh = decide_on(provider_record.as_ref(), self.fetch(&legacy_name).await?);
+        match fresh.decision.action {
+            ObjectAction::Conflict(message) => Err(ClaimError::Conflict(message)),
+            _ => Ok(fresh),
+        }
+    }
+
     /// The records claimed by the ProxyConfig `claimant`, read from the API server: those the
     /// cache knows and those of the names it uses now (the cache may not have seen them yet).
     pub async fn claimed_by(
@@ -159,7 +234,7 @@ impl Records {
             .state()
             .iter()
             .filter(|r| r.spec.claimed_by.uid == claimant.uid)
-            .map(|r| kube::ResourceExt::name_any(r.as_ref()))
+            .map(|r| r.name_any())
             .chain(
                 names_in_use
                     .iter()
@@ -213,7 +288,7 @@ impl Records {
     /// Deletes exactly the version of the record that was read, so a record another writer
     /// changed since is left alone.
     pub async fn delete(&self, record: &AuthentikObject) -> Result<(), RecordError> {
-        let name = kube::ResourceExt::name_any(record);
+        let name = record.name_any();
         let params = DeleteParams {
             preconditions: Some(Preconditions {
                 uid: record.metadata.uid.clone(),
@@ -279,6 +354,7 @@ mod tests {
                     authentik_id: id.map(str::to_owned),
                     claimed_by: self.requester.clone(),
                     origin: Origin::Created,
+                    application: None,
                 }
             }
 

@@ -9,7 +9,7 @@ use gitops_authentik::{
 use gitops_crd::ProxyConfig;
 use gitops_crd::conditions::ConditionUpdate;
 use gitops_crd::names::{FINALIZER, condition_types};
-use gitops_crd::ownership::{AuthentikKind, AuthentikObject, ProxyConfigRef};
+use gitops_crd::ownership::{AuthentikKind, AuthentikObject, BoundApplication, ProxyConfigRef};
 use gitops_crd::validate::{CheckedSpec, check_spec};
 use gitops_plan::ownership::adopt_requested;
 use gitops_plan::{
@@ -27,7 +27,10 @@ use crate::context::Context;
 use crate::deletion::{cleanup, remove_from_authentik};
 use crate::error::{Error, Failure};
 use crate::metrics::{self, ReconcileTimer};
-use crate::ownership::{Claim, ClaimError, Claimed, ObjectAction};
+use crate::ownership::{
+    ApplicationClaim, ApplicationClaimed, Claim, ClaimError, Claimed, FoundApplication,
+    ObjectAction,
+};
 use crate::service_ports::ServicePorts;
 use crate::status::Report;
 
@@ -117,11 +120,16 @@ async fn converge(pc: &ProxyConfig, ctx: &Context, report: &mut Report) -> Resul
     let outpost = resolve_outpost(pc, ctx).await?;
     let groups = resolve_groups(pc, ctx).await?;
     // Step 3.
-    let provider_pk = converge_provider(pc, ctx, &checked, &flows, &requester, report).await?;
+    let provider = converge_provider(pc, ctx, &checked, &flows, &requester, report).await?;
     // Step 4.
-    converge_application(pc, ctx, provider_pk, groups.as_deref(), &requester, report).await?;
+    let application = converge_application(pc, ctx, &provider, &requester, report).await;
+    // One record write covers both creates: the provider's id and the application. It is made
+    // whether or not the application converged, so a confirmed provider is always recorded.
+    record_ownership(ctx, &provider, application.as_ref().ok()).await?;
+    let application = application?;
+    finish_application(ctx, &application, groups.as_deref(), report).await?;
     // Step 5.
-    assign_outpost(ctx, &outpost, provider_pk, report).await?;
+    assign_outpost(ctx, &outpost, provider.pk, report).await?;
     // Step 5b: the reverse proxy's half, once authentik can answer its requests.
     crate::forward_auth::converge(pc, ctx, report).await
 }
@@ -209,40 +217,62 @@ async fn resolve_flows(pc: &ProxyConfig, ctx: &Context) -> Result<Flows, Failure
     })
 }
 
-/// Decides ownership and stores the record the decision needs, before anything is written to
-/// authentik.
-async fn claim(
-    ctx: &Context,
-    claim: Claim<'_>,
-    condition: &'static str,
-) -> Result<Claimed, Failure> {
-    let claimant_alive = |claimant: &ProxyConfigRef| {
+/// Whether the ProxyConfig a record names still exists (the same incarnation).
+fn claimant_alive(ctx: &Context) -> impl Fn(&ProxyConfigRef) -> bool {
+    |claimant: &ProxyConfigRef| {
         ctx.proxyconfigs
             .get(&ObjectRef::new(&claimant.name).within(&claimant.namespace))
             .is_some_and(|pc| pc.uid().as_deref() == Some(&claimant.uid))
-    };
-    ctx.records
-        .claim(&claim, claimant_alive)
-        .await
-        .map_err(|error| match error {
-            ClaimError::Conflict(message) => Failure::ownership_conflict(condition, message),
-            ClaimError::Record(error) => Failure::record(condition, error),
-        })
+    }
 }
 
-async fn record_id(
-    ctx: &Context,
+fn claim_failure(condition: &'static str) -> impl Fn(ClaimError) -> Failure {
+    move |error| match error {
+        ClaimError::Conflict(message) => Failure::ownership_conflict(condition, message),
+        ClaimError::Record(error) => Failure::record(condition, error),
+    }
+}
+
+/// The provider this ProxyConfig owns, and its record as stored so far.
+struct OwnedProvider {
+    pk: i64,
     record: Option<AuthentikObject>,
-    id: String,
-    condition: &'static str,
+}
+
+/// The application this ProxyConfig owns, before its group bindings are synced.
+struct OwnedApplication {
+    bound: BoundApplication,
+    created_now: bool,
+    legacy_record: Option<AuthentikObject>,
+}
+
+/// Stores the provider's id and the application in the provider's record (one write, none when
+/// it already says so), then deletes the record of the application an earlier build kept.
+async fn record_ownership(
+    ctx: &Context,
+    provider: &OwnedProvider,
+    application: Option<&OwnedApplication>,
 ) -> Result<(), Failure> {
-    if let Some(record) = record {
-        let mut spec = record.spec.clone();
-        spec.authentik_id = Some(id);
+    const STEP: &str = condition_types::PROVIDER_SYNCED;
+    let Some(record) = &provider.record else {
+        return Ok(());
+    };
+    let mut wanted = record.spec.clone();
+    wanted.authentik_id = Some(provider.pk.to_string());
+    if let Some(application) = application {
+        wanted.application = Some(application.bound.clone());
+    }
+    if wanted != record.spec {
         ctx.records
-            .put(Some(&record), spec)
+            .put(Some(record), wanted)
             .await
-            .map_err(|e| Failure::record(condition, e))?;
+            .map_err(|e| Failure::record(STEP, e))?;
+    }
+    if let Some(legacy) = application.and_then(|a| a.legacy_record.as_ref()) {
+        ctx.records
+            .delete(legacy)
+            .await
+            .map_err(|e| Failure::record(condition_types::APPLICATION_SYNCED, e))?;
     }
     Ok(())
 }
@@ -254,23 +284,24 @@ async fn converge_provider(
     flows: &Flows,
     requester: &ProxyConfigRef,
     report: &mut Report,
-) -> Result<i64, Failure> {
+) -> Result<OwnedProvider, Failure> {
     const STEP: &str = condition_types::PROVIDER_SYNCED;
     let desired = desired_provider(&pc.spec, checked, flows, &ctx.defaults);
     let fail = |e| Failure::authentik(STEP, "syncing the proxy provider", e);
     let found = ctx.authentik.provider(&desired.name).await.map_err(fail)?;
-    let Claimed { action, record } = claim(
-        ctx,
-        Claim {
-            kind: AuthentikKind::Provider,
-            authentik_name: &desired.name,
-            found: found.as_ref().map(|p| p.pk.to_string()),
-            requester,
-            adopt: adopt_requested(pc),
-        },
-        STEP,
-    )
-    .await?;
+    let claim = Claim {
+        kind: AuthentikKind::Provider,
+        authentik_name: &desired.name,
+        found: found.as_ref().map(|p| p.pk.to_string()),
+        requester,
+        adopt: adopt_requested(pc),
+    };
+    // The record the decision needs is stored before anything is written to authentik.
+    let Claimed { action, record } = ctx
+        .records
+        .claim(&claim, claimant_alive(ctx))
+        .await
+        .map_err(claim_failure(STEP))?;
     let provider = match (action, found) {
         (ObjectAction::Use { .. }, Some(observed)) => match provider_changes(&desired, &observed) {
             None => observed,
@@ -306,13 +337,6 @@ async fn converge_provider(
             }
         }
     };
-    record_id(
-        ctx,
-        record.filter(|r| r.spec.authentik_id.as_deref() != Some(&provider.pk.to_string())),
-        provider.pk.to_string(),
-        STEP,
-    )
-    .await?;
     let pk = provider.pk;
     report.provider_id = Some(pk);
     report.step(ConditionUpdate::new(
@@ -324,7 +348,7 @@ async fn converge_provider(
             desired.name
         ),
     ));
-    Ok(pk)
+    Ok(OwnedProvider { pk, record })
 }
 
 /// A create rejected because the name is taken: by a proxy provider the snapshot missed (the
@@ -358,30 +382,37 @@ async fn taken_provider_name(ctx: &Context, name: &str) -> Failure {
 async fn converge_application(
     pc: &ProxyConfig,
     ctx: &Context,
-    provider_pk: i64,
-    groups: Option<&[String]>,
+    provider: &OwnedProvider,
     requester: &ProxyConfigRef,
     report: &mut Report,
-) -> Result<(), Failure> {
+) -> Result<OwnedApplication, Failure> {
     const STEP: &str = condition_types::APPLICATION_SYNCED;
     let fail = |e| Failure::authentik(STEP, "syncing the application", e);
+    let provider_pk = provider.pk;
     let slug = application_slug(&pc.spec, &requester.namespace, &requester.name);
     let desired = desired_application(&pc.spec, slug.clone(), provider_pk);
     let found = ctx.authentik.application(&slug).await.map_err(fail)?;
-    let Claimed { action, record } = claim(
-        ctx,
-        Claim {
-            kind: AuthentikKind::Application,
-            authentik_name: &slug,
-            found: found.as_ref().map(|a| a.pk.clone()),
-            requester,
-            adopt: adopt_requested(pc),
-        },
-        STEP,
-    )
-    .await?;
+    let claim = ApplicationClaim {
+        slug: &slug,
+        found: found.as_ref().map(|a| FoundApplication {
+            id: &a.pk,
+            provider: a.provider,
+        }),
+        provider_pk,
+        provider_record: provider.record.as_ref(),
+        requester,
+        adopt: adopt_requested(pc),
+    };
+    let ApplicationClaimed {
+        decision,
+        legacy_record,
+    } = ctx
+        .records
+        .claim_application(&claim, claimant_alive(ctx))
+        .await
+        .map_err(claim_failure(STEP))?;
     let mut created_now = false;
-    let application = match (action, found) {
+    let application = match (decision.action, found) {
         (ObjectAction::Use { .. }, Some(observed)) => {
             match application_changes(&desired, &observed) {
                 None => observed,
@@ -426,20 +457,31 @@ async fn converge_application(
             }
         },
     };
-    record_id(
-        ctx,
-        record.filter(|r| r.spec.authentik_id.as_deref() != Some(&application.pk)),
-        application.pk.clone(),
-        STEP,
-    )
-    .await?;
-    let application_pk = application.pk.clone();
+    Ok(OwnedApplication {
+        bound: BoundApplication {
+            slug,
+            id: application.pk,
+            origin: decision.origin,
+        },
+        created_now,
+        legacy_record,
+    })
+}
+
+/// The application's group bindings and its condition, once it is recorded.
+async fn finish_application(
+    ctx: &Context,
+    application: &OwnedApplication,
+    groups: Option<&[String]>,
+    report: &mut Report,
+) -> Result<(), Failure> {
+    let slug = &application.bound.slug;
     if let Some(groups) = groups {
-        sync_allowed_groups(ctx, &application_pk, groups, created_now).await?;
+        sync_allowed_groups(ctx, &application.bound.id, groups, application.created_now).await?;
     }
     report.application_slug = Some(slug.clone());
     report.step(ConditionUpdate::new(
-        STEP,
+        condition_types::APPLICATION_SYNCED,
         true,
         "ApplicationSynced",
         format!("application {slug:?} is bound to the provider"),

@@ -11,7 +11,7 @@ use common::{
 use gitops_authentik::{ProxyMode, ProxyProviderPatch};
 use gitops_crd::Phase;
 use gitops_crd::names::FINALIZER;
-use gitops_crd::ownership::AuthentikObject;
+use gitops_crd::ownership::{AuthentikKind, AuthentikObject, Origin};
 use kube::ResourceExt;
 use kube::api::{Api, ListParams};
 use serde_json::json;
@@ -59,7 +59,7 @@ async fn create_reaches_ready_with_exactly_the_expected_objects() {
     assert_eq!(status.authentik_provider_id, Some(proxy.pk));
     let slug = format!("{}-web", h.namespace());
     assert_eq!(status.application_slug.as_deref(), Some(slug.as_str()));
-    assert_eq!(applications_for(&h, proxy.pk).await, vec![slug]);
+    assert_eq!(applications_for(&h, proxy.pk).await, vec![slug.clone()]);
     let outpost = h.authentik.embedded_outpost().await;
     let in_outpost = outpost.providers.iter().filter(|p| **p == proxy.pk).count();
     assert_eq!(in_outpost, 1, "in the embedded outpost exactly once");
@@ -83,12 +83,20 @@ async fn create_reaches_ready_with_exactly_the_expected_objects() {
     }
     assert!(pc.finalizers().iter().any(|f| f == FINALIZER));
     let records = records_for(&h, &pc.uid().expect("uid")).await;
+    let [record] = records.as_slice() else {
+        panic!("one ownership record, for the provider and its application: {records:#?}");
+    };
+    assert_eq!(record.spec.kind, AuthentikKind::Provider);
+    assert_eq!(record.spec.authentik_id, Some(proxy.pk.to_string()));
+    let application = record.spec.application.as_ref().expect("application");
     assert_eq!(
-        records.len(),
-        2,
-        "one ownership record per authentik object"
+        (application.slug.as_str(), application.origin),
+        (slug.as_str(), Origin::Created)
     );
-    assert!(records.iter().all(|r| r.spec.authentik_id.is_some()));
+    assert_eq!(
+        Some(&application.id),
+        h.authentik.application(&slug).await.map(|a| a.pk).as_ref()
+    );
     if let Some(double) = h.authentik.as_double() {
         assert_eq!(
             double.count("GET", "/api/v3/policies/bindings/"),
@@ -214,6 +222,56 @@ async fn hand_edits_are_reverted_and_outpost_removal_is_undone() {
     .await;
     let name = h.provider_name("drift");
     assert_eq!(h.authentik.providers_named(&name).await.len(), 1);
+}
+
+/// authentik unbinds an application whose provider is deleted; the record's application UUID is
+/// what still proves the application ours, so it is re-bound rather than called foreign.
+#[tokio::test]
+async fn a_provider_deleted_by_hand_is_recreated_and_its_application_rebound() {
+    let mut h = common::harness("provider-deleted").await;
+    h.start_single();
+    h.apply(h.proxyconfig("rebound")).await;
+    let pc = h.wait_phase("rebound", Phase::Ready).await;
+    let pk = pc.status.and_then(|s| s.authentik_provider_id).expect("pk");
+    let slug = format!("{}-rebound", h.namespace());
+    let application = h.authentik.application(&slug).await.expect("application");
+
+    h.authentik
+        .client()
+        .delete_proxy_provider(pk)
+        .await
+        .expect("a person deletes the provider");
+    let new_pk = h
+        .wait_until("the provider to be re-created", || async {
+            let name = h.provider_name("rebound");
+            h.authentik.provider_named(&name).await.map(|p| p.pk)
+        })
+        .await;
+    assert_ne!(new_pk, pk);
+    let rebound = h
+        .wait_until("the application to be bound to it", || async {
+            h.authentik
+                .application(&slug)
+                .await
+                .filter(|a| a.provider == Some(new_pk))
+        })
+        .await;
+    assert_eq!(
+        rebound.pk, application.pk,
+        "the same application, not a new one"
+    );
+    let pc = h
+        .wait_until("the status to name the new provider", || async {
+            h.get("rebound").await.filter(|pc| {
+                pc.status.as_ref().is_some_and(|s| {
+                    s.phase == Some(Phase::Ready) && s.authentik_provider_id == Some(new_pk)
+                })
+            })
+        })
+        .await;
+    let records = records_for(&h, &pc.uid().expect("uid")).await;
+    assert_eq!(records.len(), 1, "{records:#?}");
+    assert_eq!(records[0].spec.authentik_id, Some(new_pk.to_string()));
 }
 
 #[tokio::test]

@@ -6,6 +6,10 @@ mod common;
 use authentik_double::Fault;
 use common::{condition, skip_in_contract_mode};
 use gitops_crd::Phase;
+use gitops_crd::ownership::{
+    AuthentikKind, AuthentikObject, AuthentikObjectSpec, Origin, ProxyConfigRef, record_name,
+};
+use kube::api::{Api, PostParams};
 use serde_json::json;
 
 #[tokio::test]
@@ -224,4 +228,63 @@ async fn only_the_leader_writes_and_a_standby_takes_over() {
             .any(|l| l.starts_with("gitops_leader ") && l.ends_with(" 1")),
         "{text}"
     );
+}
+
+/// Earlier builds kept a record per authentik object. Their application record is honoured and
+/// folded into the provider's record: one write and one delete, once.
+#[tokio::test]
+async fn a_legacy_application_record_is_folded_into_the_provider_record() {
+    let mut h = common::harness("legacy-record").await;
+    let first = h.start_single();
+    h.apply(h.proxyconfig("legacy")).await;
+    let pc = h.wait_phase("legacy", Phase::Ready).await;
+    h.kill_controller(first).await;
+
+    // Rewrite the records as an earlier build left them.
+    let records: Api<AuthentikObject> = Api::all(h.client.clone());
+    let provider_record = record_name(AuthentikKind::Provider, &h.provider_name("legacy"));
+    let mut provider = records
+        .get(&provider_record)
+        .await
+        .expect("provider record");
+    let application = provider
+        .spec
+        .application
+        .take()
+        .expect("application recorded");
+    records
+        .replace(&provider_record, &PostParams::default(), &provider)
+        .await
+        .expect("provider record without its application");
+    let legacy_name = record_name(AuthentikKind::Application, &application.slug);
+    let legacy = AuthentikObject::new(
+        &legacy_name,
+        AuthentikObjectSpec {
+            kind: AuthentikKind::Application,
+            authentik_name: application.slug.clone(),
+            authentik_id: Some(application.id.clone()),
+            claimed_by: ProxyConfigRef::of(&pc),
+            origin: Origin::Created,
+            application: None,
+        },
+    );
+    records
+        .create(&PostParams::default(), &legacy)
+        .await
+        .expect("legacy application record");
+
+    h.start_single();
+    let folded = h
+        .wait_until(
+            "the application to be folded into the provider record",
+            || async {
+                let provider = records.get(&provider_record).await.ok()?;
+                let legacy_left = records.get_opt(&legacy_name).await.ok()?;
+                (legacy_left.is_none() && provider.spec.application.is_some()).then_some(provider)
+            },
+        )
+        .await;
+    assert_eq!(folded.spec.application, Some(application));
+    let pc = h.wait_phase("legacy", Phase::Ready).await;
+    assert_eq!(condition(&pc, "ApplicationSynced").status, "True");
 }

@@ -414,6 +414,20 @@ impl Harness {
         name
     }
 
+    /// Names the application a provider record also owns, as the service-discovery controller
+    /// does once both creates are confirmed.
+    pub async fn record_application(&self, record: &str, slug: &str, uuid: &str) {
+        let application = json!({"slug": slug, "id": uuid, "origin": "Created"});
+        self.records()
+            .patch(
+                record,
+                &PatchParams::default(),
+                &Patch::Merge(json!({"spec": {"application": application}})),
+            )
+            .await
+            .expect("application recorded");
+    }
+
     pub async fn record(&self, name: &str) -> Option<AuthentikObject> {
         self.records().get_opt(name).await.expect("get record")
     }
@@ -462,11 +476,13 @@ impl Harness {
         self.authentik.create_proxy_provider(name, &host).await.pk
     }
 
-    /// Creates an application in authentik as a person would; returns its uuid.
-    pub async fn create_application(&self, slug: &str) -> String {
+    /// Creates an application in authentik as a person would, bound to `provider` if given;
+    /// returns its uuid.
+    pub async fn create_application(&self, slug: &str, provider: Option<i64>) -> String {
         let request = gitops_authentik::ApplicationRequest {
             name: slug.to_owned(),
             slug: slug.to_owned(),
+            provider,
             ..Default::default()
         };
         self.authentik

@@ -5,9 +5,12 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use gitops_authentik::Outpost;
 use gitops_crd::ProxyConfig;
-use gitops_crd::ownership::{AuthentikKind, ProxyConfigRef, record_name};
+use gitops_crd::ownership::{AuthentikKind, AuthentikObjectSpec, ProxyConfigRef, record_name};
 use gitops_crd::validate::check_spec;
-use gitops_plan::ownership::{Facts, ObjectAction, adopt_requested, decide};
+use gitops_plan::ownership::{
+    ApplicationFacts, Facts, FoundApplication, ObjectAction, adopt_requested, decide,
+    decide_application,
+};
 use gitops_plan::{
     Defaults, Flows, application_changes, application_slug, desired_application, desired_provider,
     provider_changes,
@@ -79,35 +82,29 @@ pub fn evaluate(observed: &Observed) -> Verification {
     verification
 }
 
-/// The id a record holds for an authentik object of `kind` named `name`.
-fn recorded_id<'a>(observed: &'a Observed, kind: AuthentikKind, name: &str) -> Option<&'a str> {
+/// The record of the authentik object of `kind` named `name`, if one exists.
+fn record<'a>(
+    observed: &'a Observed,
+    kind: AuthentikKind,
+    name: &str,
+) -> Option<&'a AuthentikObjectSpec> {
     let wanted = record_name(kind, name);
     observed
         .records
         .iter()
-        .find(|r| r.name_any() == wanted && r.spec.kind == kind)
-        .and_then(|r| r.spec.authentik_id.as_deref())
+        .find(|r| r.spec.kind == kind && r.name_any() == wanted)
+        .map(|r| &r.spec)
 }
 
-/// What the controller would do with the authentik object of `kind` named `name` (`found`: its
-/// id, if one exists), judged by the controller's ownership table on the same records. A
-/// claimant outside the checked namespace cannot be seen, so it counts as alive: the object is
-/// then reported as someone else's, as the controller would if it were.
-fn ownership(
+/// Whether a record is held for another ProxyConfig that still exists. A claimant outside the
+/// checked namespace cannot be seen, so it counts as alive: the object is then reported as
+/// someone else's, as the controller would if it were.
+fn claimed_by_another(
     observed: &Observed,
-    proxyconfig: &ProxyConfig,
-    kind: AuthentikKind,
-    name: &str,
-    found: Option<String>,
-) -> ObjectAction {
-    let requester = ProxyConfigRef::of(proxyconfig);
-    let wanted = record_name(kind, name);
-    let record = observed
-        .records
-        .iter()
-        .find(|r| r.spec.kind == kind && r.name_any() == wanted)
-        .map(|r| &r.spec);
-    let claimant_alive = record.is_some_and(|r| {
+    requester: &ProxyConfigRef,
+    record: Option<&AuthentikObjectSpec>,
+) -> bool {
+    record.is_some_and(|r| {
         let claimant = &r.claimed_by;
         claimant.uid != requester.uid
             && (observed
@@ -118,14 +115,52 @@ fn ownership(
                     .proxyconfigs
                     .iter()
                     .any(|pc| pc.uid().as_deref() == Some(&claimant.uid)))
-    });
+    })
+}
+
+/// What the controller would do with the provider named `name` (`found`: its pk, if one
+/// exists), judged by the controller's ownership table on the same records.
+fn provider_ownership(
+    observed: &Observed,
+    proxyconfig: &ProxyConfig,
+    name: &str,
+    found: Option<String>,
+) -> ObjectAction {
+    let requester = ProxyConfigRef::of(proxyconfig);
+    let record = record(observed, AuthentikKind::Provider, name);
     decide(Facts {
-        kind,
+        kind: AuthentikKind::Provider,
         authentik_name: name,
         found,
         record,
         requester: &requester,
-        claimant_alive,
+        claimant_alive: claimed_by_another(observed, &requester, record),
+        adopt: adopt_requested(proxyconfig),
+    })
+    .action
+}
+
+/// What the controller would do with the application of `slug`, given our provider (when
+/// it is ours) and its record.
+fn application_ownership(
+    observed: &Observed,
+    proxyconfig: &ProxyConfig,
+    slug: &str,
+    found: Option<FoundApplication<'_>>,
+    provider: Option<(i64, Option<&AuthentikObjectSpec>)>,
+) -> ObjectAction {
+    let requester = ProxyConfigRef::of(proxyconfig);
+    let legacy_record = record(observed, AuthentikKind::Application, slug);
+    decide_application(ApplicationFacts {
+        slug,
+        found,
+        provider_pk: provider.map(|(pk, _)| pk),
+        recorded: provider
+            .and_then(|(_, record)| record)
+            .and_then(|r| r.application.as_ref()),
+        legacy_record,
+        requester: &requester,
+        legacy_claimant_alive: claimed_by_another(observed, &requester, legacy_record),
         adopt: adopt_requested(proxyconfig),
     })
     .action
@@ -187,10 +222,9 @@ fn compare_one<'w>(
     };
     let desired = desired_provider(spec, &checked, &flows, &defaults);
     let found = observed.providers.iter().find(|p| p.name == desired.name);
-    let provider = match ownership(
+    let provider = match provider_ownership(
         observed,
         proxyconfig,
-        AuthentikKind::Provider,
         &desired.name,
         found.map(|p| p.pk.to_string()),
     ) {
@@ -235,12 +269,20 @@ fn compare_one<'w>(
         &proxyconfig.name_any(),
     );
     let found = observed.applications.iter().find(|a| a.slug == slug);
-    match ownership(
+    match application_ownership(
         observed,
         proxyconfig,
-        AuthentikKind::Application,
         &slug,
-        found.map(|a| a.pk.clone()),
+        found.map(|a| FoundApplication {
+            id: &a.pk,
+            provider: a.provider,
+        }),
+        provider.map(|p| {
+            (
+                p.pk,
+                record(observed, AuthentikKind::Provider, &desired.name),
+            )
+        }),
     ) {
         ObjectAction::Conflict(reason) => findings.push(Finding::Conflict {
             proxy_config: id.to_owned(),
@@ -314,7 +356,8 @@ fn foreign_providers<'a>(
                 .find(|p| p.pk == pk)
                 .map(|p| p.name.clone());
             let ours = name.as_deref().is_some_and(|name| {
-                recorded_id(observed, AuthentikKind::Provider, name)
+                record(observed, AuthentikKind::Provider, name)
+                    .and_then(|r| r.authentik_id.as_deref())
                     == Some(pk.to_string().as_str())
             });
             if !ours {
@@ -397,6 +440,7 @@ mod tests {
                     uid: uid.into(),
                 },
                 origin: gitops_crd::ownership::Origin::Created,
+                application: None,
             },
         );
         record.metadata.name = Some(record_name(kind, name));
