@@ -329,12 +329,17 @@ fn orphans(observed: &Observed) -> Vec<Finding> {
         .map(|r| Finding::Orphaned {
             record: r.name_any(),
             object: format!(
-                "{} {:?}",
+                "{} {:?}{}",
                 match r.spec.kind {
                     AuthentikKind::Provider => "provider",
                     AuthentikKind::Application => "application",
                 },
-                r.spec.authentik_name
+                r.spec.authentik_name,
+                r.spec
+                    .application
+                    .as_ref()
+                    .map(|a| format!(" and application {:?}", a.slug))
+                    .unwrap_or_default()
             ),
             authentik_id: r.spec.authentik_id.clone(),
             claimed_by: format!("{}/{}", r.spec.claimed_by.namespace, r.spec.claimed_by.name),
@@ -380,7 +385,7 @@ mod tests {
     use gitops_crd::names::{
         ADOPT_ANNOTATION, DEFAULT_AUTHORIZATION_FLOW, DEFAULT_INVALIDATION_FLOW, DEFAULT_OUTPOST,
     };
-    use gitops_crd::ownership::AuthentikObject;
+    use gitops_crd::ownership::{AuthentikObject, BoundApplication};
     use serde_json::json;
 
     const AUTHZ: &str = "11111111-1111-4111-8111-111111111111";
@@ -452,16 +457,15 @@ mod tests {
         let slug = application_slug(&proxyconfig("web", "u1").spec, "apps", "web");
         Observed {
             proxyconfigs: vec![proxyconfig("web", "u1")],
-            records: vec![
-                record(AuthentikKind::Provider, "web", "1", "web", "u1"),
-                record(
-                    AuthentikKind::Application,
-                    &slug,
-                    &format!("app-{slug}"),
-                    "web",
-                    "u1",
-                ),
-            ],
+            records: vec![{
+                let mut provider = record(AuthentikKind::Provider, "web", "1", "web", "u1");
+                provider.spec.application = Some(BoundApplication {
+                    id: format!("app-{slug}"),
+                    slug: slug.clone(),
+                    origin: gitops_crd::ownership::Origin::Created,
+                });
+                provider
+            }],
             providers: vec![provider(1, "web")],
             applications: vec![application(&slug, "web", 1)],
             flows: BTreeMap::from([
@@ -491,6 +495,45 @@ mod tests {
         let verification = evaluate(&converged());
         assert_eq!(verification.findings, vec![]);
         assert_eq!(verification.summary.in_sync, 1);
+    }
+
+    #[test]
+    fn records_of_earlier_builds_are_judged_as_the_controller_does() {
+        // A record per object, as earlier builds kept them.
+        let mut observed = converged();
+        let application = observed.records[0].spec.application.take().expect("app");
+        observed.records.push(record(
+            AuthentikKind::Application,
+            &application.slug,
+            &application.id,
+            "web",
+            "u1",
+        ));
+        assert_eq!(evaluate(&observed).findings, vec![]);
+
+        // The application unbound (its provider re-created by hand): the legacy UUID still
+        // proves it ours, so it is drifted, not someone else's.
+        observed.applications[0].provider = None;
+        let findings = evaluate(&observed).findings;
+        assert!(
+            matches!(findings.as_slice(), [Finding::DriftedApplication { .. }]),
+            "{findings:#?}"
+        );
+    }
+
+    #[test]
+    fn an_orphaned_record_names_its_application_too() {
+        let mut observed = converged();
+        observed.proxyconfigs.clear();
+        let findings = evaluate(&observed).findings;
+        let orphan = findings
+            .iter()
+            .find_map(|f| match f {
+                Finding::Orphaned { object, .. } => Some(object.clone()),
+                _ => None,
+            })
+            .expect("orphan");
+        assert_eq!(orphan, r#"provider "web" and application "apps-web""#);
     }
 
     #[test]
