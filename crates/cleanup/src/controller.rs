@@ -75,20 +75,21 @@ async fn check_label_selector(client: &kube::Client, settings: &Settings) -> any
 
 /// Runs the cleanup until `token` is cancelled (shutdown, or leadership lost).
 fn run_cleanup(
-    Work {
-        client,
-        readiness,
-        identity,
-        token,
-    }: Work,
+    work: Work,
     authentik: Option<AuthentikClient>,
     settings: Arc<Settings>,
 ) -> impl Future<Output = ()> + Send + use<> {
     // Registered before the work starts, so that /readyz never answers 200 in between.
-    let caches_synced = readiness.gate("caches synced");
+    let caches_synced = work.readiness.gate("caches synced");
     let authentik_reached = authentik
         .is_some()
-        .then(|| readiness.gate("authentik reached"));
+        .then(|| work.readiness.gate("authentik reached"));
+    let Work {
+        client,
+        readiness,
+        identity,
+        token,
+    } = work;
     async move {
         let throttle = Arc::new(Throttle::new(
             settings.delete_rate,
