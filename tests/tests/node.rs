@@ -14,20 +14,18 @@ use authentik_double::{AuthentikDouble, DEFAULT_TOKEN, DoubleConfig, DoubleHandl
 use gitops_crd::{Phase, ProxyConfig};
 use gitops_e2e::{RELEASE, chart_dir, helm, kubectl, render, workspace_root};
 use gitops_harness::forward_auth::{
-    ProtectedRoute, RecordingBackend, create_group, only_signed_in_members_reach_the_backend,
+    ProtectedRoute, RecordingBackend, create_group, create_guarded_route,
+    only_signed_in_members_reach_the_backend,
 };
 use gitops_testenv::images::{archive_path, read_archive};
-use gitops_testenv::{NODE_IP, TestEnv, TraefikPod, poll_until};
+use gitops_testenv::{NODE_IP, TestEnv, TraefikPod, apply, poll_until};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{Namespace, Pod, Secret, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kube::Client;
-use kube::api::{
-    Api, ApiResource, DeleteParams, DynamicObject, GroupVersionKind, ListParams, Patch,
-    PatchParams, PostParams,
-};
+use kube::api::{Api, DeleteParams, ListParams, PostParams};
 use serde_json::{Value, json};
 
 const NAMESPACE: &str = "flux-system";
@@ -241,21 +239,29 @@ async fn runbook_proxyconfig_goes_ready(client: &Client, kubeconfig: &Path) -> S
         None,
     )
     .ok("kubectl apply the runbook's ProxyConfig");
-    let proxyconfigs: Api<ProxyConfig> = Api::namespaced(client.clone(), "monitoring");
-    poll_until("the runbook's ProxyConfig to be Ready", WAIT, || {
-        let proxyconfigs = proxyconfigs.clone();
-        async move {
-            let proxyconfig = proxyconfigs.get("alertmanager-proxy").await?;
-            let ready = proxyconfig
-                .status
-                .as_ref()
-                .is_some_and(|status| status.phase == Some(Phase::Ready));
-            Ok(ready.then_some(()))
-        }
-    })
-    .await
-    .expect("ProxyConfig Ready through the service-discovery Pod");
+    wait_ready(client, "monitoring", "alertmanager-proxy").await;
     "alertmanager-proxy".to_owned()
+}
+
+/// Waits until ProxyConfig `namespace/name` is Ready (reconciled by a service-discovery Pod).
+async fn wait_ready(client: &Client, namespace: &str, name: &str) {
+    let proxyconfigs: Api<ProxyConfig> = Api::namespaced(client.clone(), namespace);
+    poll_until(
+        &format!("ProxyConfig {namespace}/{name} to be Ready"),
+        WAIT,
+        || {
+            let proxyconfigs = proxyconfigs.clone();
+            async move {
+                let proxyconfig = proxyconfigs.get(name).await?;
+                Ok(proxyconfig
+                    .status
+                    .is_some_and(|status| status.phase == Some(Phase::Ready))
+                    .then_some(()))
+            }
+        },
+    )
+    .await
+    .unwrap_or_else(|error| panic!("{error}"));
 }
 
 /// The request path as users run it: Traefik as a Pod (in-cluster config, upstream's RBAC)
@@ -271,88 +277,53 @@ async fn forward_auth_through_a_traefik_pod(env: &TestEnv, client: &Client, doub
     create_group(&double.api_url(), double.token(), group).await;
     let backend = RecordingBackend::default();
     let port = backend.start(NODE_IP.into()).await.port();
-    let apply = PatchParams::apply("node-test").force();
-    Api::<Service>::namespaced(client.clone(), WEB)
-        .patch(
-            "backend",
-            &apply,
-            &Patch::Apply(json!({
-                "apiVersion": "v1", "kind": "Service",
-                "metadata": {"name": "backend"},
-                "spec": {"ports": [{"name": "http", "port": port}]},
-            })),
-        )
-        .await
-        .expect("backend Service");
-    Api::<EndpointSlice>::namespaced(client.clone(), WEB)
-        .patch(
-            "backend",
-            &apply,
-            &Patch::Apply(json!({
-                "apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
-                "metadata": {"name": "backend", "labels": {"kubernetes.io/service-name": "backend"}},
-                "addressType": "IPv4",
-                "endpoints": [{"addresses": [NODE_IP.to_string()], "conditions": {"ready": true}}],
-                "ports": [{"name": "http", "port": port, "protocol": "TCP"}],
-            })),
-        )
-        .await
-        .expect("backend EndpointSlice");
-    let host = "web.k8s.example.com";
-    let proxyconfigs: Api<ProxyConfig> = Api::namespaced(client.clone(), WEB);
-    proxyconfigs
-        .patch(
-            "web",
-            &apply,
-            &Patch::Apply(json!({
-                "apiVersion": "gitops.io/v1", "kind": "ProxyConfig",
-                "metadata": {"name": "web"},
-                "spec": {
-                    "serviceName": "backend",
-                    "serviceNamespace": WEB,
-                    "externalHost": host,
-                    "internalHost": format!("http://backend.{WEB}.svc.cluster.local:{port}"),
-                    "port": port,
-                    "authentikConfig": {
-                        "providerName": "web",
-                        "skipPathRegex": "^/api/",
-                        "allowedGroups": [group],
-                    },
-                    "forwardAuth": {"traefik": {}},
-                },
-            })),
-        )
-        .await
-        .expect("ProxyConfig with forwardAuth");
-    let ingress_routes = ApiResource::from_gvk_with_plural(
-        &GroupVersionKind::gvk("traefik.io", "v1alpha1", "IngressRoute"),
-        "ingressroutes",
-    );
-    let route = DynamicObject::new("web", &ingress_routes).data(json!({"spec": {
-        "entryPoints": ["web"],
-        "routes": [{
-            "match": format!("Host(`{host}`)"),
-            "kind": "Rule",
-            "middlewares": [{"name": "web-authentik"}],
-            "services": [{"name": "backend", "port": port}],
-        }],
-    }}));
-    Api::<DynamicObject>::namespaced_with(client.clone(), WEB, &ingress_routes)
-        .create(&PostParams::default(), &route)
-        .await
-        .expect("IngressRoute");
-    poll_until("the forward-auth ProxyConfig to be Ready", WAIT, || {
-        let proxyconfigs = proxyconfigs.clone();
-        async move {
-            let proxyconfig = proxyconfigs.get("web").await?;
-            Ok(proxyconfig
-                .status
-                .is_some_and(|status| status.phase == Some(Phase::Ready))
-                .then_some(()))
-        }
-    })
+    apply(
+        Api::<Service>::namespaced(client.clone(), WEB),
+        json!({
+            "apiVersion": "v1", "kind": "Service",
+            "metadata": {"name": "backend"},
+            "spec": {"ports": [{"name": "http", "port": port}]},
+        }),
+    )
     .await
-    .expect("Ready through the service-discovery Pod");
+    .expect("backend Service");
+    apply(
+        Api::<EndpointSlice>::namespaced(client.clone(), WEB),
+        json!({
+            "apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
+            "metadata": {"name": "backend", "labels": {"kubernetes.io/service-name": "backend"}},
+            "addressType": "IPv4",
+            "endpoints": [{"addresses": [NODE_IP.to_string()], "conditions": {"ready": true}}],
+            "ports": [{"name": "http", "port": port, "protocol": "TCP"}],
+        }),
+    )
+    .await
+    .expect("backend EndpointSlice");
+    let host = "web.k8s.example.com";
+    apply(
+        Api::<ProxyConfig>::namespaced(client.clone(), WEB),
+        json!({
+            "apiVersion": "gitops.io/v1", "kind": "ProxyConfig",
+            "metadata": {"name": "web"},
+            "spec": {
+                "serviceName": "backend",
+                "serviceNamespace": WEB,
+                "externalHost": host,
+                "internalHost": format!("http://backend.{WEB}.svc.cluster.local:{port}"),
+                "port": port,
+                "authentikConfig": {
+                    "providerName": "web",
+                    "skipPathRegex": "^/api/",
+                    "allowedGroups": [group],
+                },
+                "forwardAuth": {"traefik": {}},
+            },
+        }),
+    )
+    .await
+    .expect("ProxyConfig with forwardAuth");
+    create_guarded_route(client, WEB, host, "web-authentik", "backend", port).await;
+    wait_ready(client, WEB, "web").await;
 
     let traefik = TraefikPod::deploy(env, WEB)
         .await
@@ -474,23 +445,8 @@ async fn leader_hands_over_within_the_lease_duration(
     })
     .await
     .expect("the new leader reconciles");
-    let proxyconfigs: Api<ProxyConfig> = Api::namespaced(client.clone(), "monitoring");
-    poll_until(
-        "the ProxyConfig to stay Ready under the new leader",
-        WAIT,
-        || {
-            let proxyconfigs = proxyconfigs.clone();
-            async move {
-                let proxyconfig = proxyconfigs.get(proxyconfig).await?;
-                Ok(proxyconfig
-                    .status
-                    .is_some_and(|status| status.phase == Some(Phase::Ready))
-                    .then_some(()))
-            }
-        },
-    )
-    .await
-    .expect("Ready after the handover");
+    // The new leader keeps it Ready.
+    wait_ready(client, "monitoring", proxyconfig).await;
     let providers: Vec<_> = double
         .providers()
         .into_iter()

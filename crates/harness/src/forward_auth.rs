@@ -7,6 +7,8 @@ use std::sync::{Arc, Mutex};
 
 use axum::http::{HeaderMap, Uri};
 use gitops_testenv::TraefikWeb;
+use kube::Client;
+use kube::api::{Api, ApiResource, DynamicObject, GroupVersionKind, PostParams};
 use serde_json::{Value, json};
 
 /// A backend that records every request Traefik forwards to it.
@@ -77,6 +79,36 @@ pub async fn create_group(api_url: &str, token: &str, name: &str) {
     assert_eq!(created.status(), 201, "group {name} created");
 }
 
+/// Creates IngressRoute `host` → Service `service:port` on Traefik's `web` entry point, through
+/// Middleware `middleware`, in `namespace` (named after the host's first label).
+pub async fn create_guarded_route(
+    client: &Client,
+    namespace: &str,
+    host: &str,
+    middleware: &str,
+    service: &str,
+    port: u16,
+) {
+    let ingress_routes = ApiResource::from_gvk_with_plural(
+        &GroupVersionKind::gvk("traefik.io", "v1alpha1", "IngressRoute"),
+        "ingressroutes",
+    );
+    let name = host.split('.').next().unwrap_or(host);
+    let route = DynamicObject::new(name, &ingress_routes).data(json!({"spec": {
+        "entryPoints": ["web"],
+        "routes": [{
+            "match": format!("Host(`{host}`)"),
+            "kind": "Rule",
+            "middlewares": [{"name": middleware}],
+            "services": [{"name": service, "port": port}],
+        }],
+    }}));
+    Api::<DynamicObject>::namespaced_with(client.clone(), namespace, &ingress_routes)
+        .create(&PostParams::default(), &route)
+        .await
+        .unwrap_or_else(|error| panic!("IngressRoute {namespace}/{name}: {error}"));
+}
+
 /// What [`only_signed_in_members_reach_the_backend`] sends requests through.
 #[derive(Debug)]
 pub struct ProtectedRoute<'a, T: TraefikWeb> {
@@ -136,13 +168,7 @@ pub async fn only_signed_in_members_reach_the_backend<T: TraefikWeb>(route: Prot
         location.starts_with(&format!("{authentik}/application/o/authorize/")),
         "{location}"
     );
-    let proxy_cookie = first.headers()["set-cookie"]
-        .to_str()
-        .expect("cookie")
-        .split(';')
-        .next()
-        .expect("name=value")
-        .to_owned();
+    let proxy_cookie = gitops_testenv::set_cookie(&first).expect("the outpost's cookie");
 
     // The skipped path passes without a session and reaches the backend, with no identity
     // (the forged ones are dropped too).

@@ -5,7 +5,8 @@
 mod common;
 
 use common::forward_auth::{
-    ProtectedRoute, RecordingBackend, create_group, only_signed_in_members_reach_the_backend,
+    ProtectedRoute, RecordingBackend, create_group, create_guarded_route,
+    only_signed_in_members_reach_the_backend,
 };
 use common::{Harness, RESYNCS, condition, skip_in_contract_mode};
 use gitops_crd::Phase;
@@ -578,7 +579,6 @@ async fn protected_follows_the_routes_serving_the_host_as_they_come_and_go() {
 async fn traefik_with_the_controllers_middleware_lets_only_signed_in_requests_through() {
     use gitops_testenv::Traefik;
     use k8s_openapi::api::core::v1::Service;
-    use kube::api::{ApiResource, DynamicObject, GroupVersionKind};
 
     if skip_in_contract_mode("its sign-in shortcut issues the outpost sessions") {
         return;
@@ -612,23 +612,15 @@ async fn traefik_with_the_controllers_middleware_lets_only_signed_in_requests_th
         .await
         .expect("backend Service");
     let host = format!("web.{}.example.com", h.namespace());
-    let ingress_routes = ApiResource::from_gvk_with_plural(
-        &GroupVersionKind::gvk("traefik.io", "v1alpha1", "IngressRoute"),
-        "ingressroutes",
-    );
-    let route = DynamicObject::new("web", &ingress_routes).data(json!({"spec": {
-        "entryPoints": ["web"],
-        "routes": [{
-            "match": format!("Host(`{host}`)"),
-            "kind": "Rule",
-            "middlewares": [{"name": "web-authentik"}],
-            "services": [{"name": "backend", "port": backend_port}],
-        }],
-    }}));
-    Api::<DynamicObject>::namespaced_with(h.client.clone(), h.namespace(), &ingress_routes)
-        .create(&PostParams::default(), &route)
-        .await
-        .expect("IngressRoute");
+    create_guarded_route(
+        &h.client,
+        h.namespace(),
+        &host,
+        "web-authentik",
+        "backend",
+        backend_port,
+    )
+    .await;
     assert!(
         wait_protected(&h, "web", "True")
             .await

@@ -38,11 +38,11 @@ pub use crds::{
     uninstall_crd,
 };
 pub use error::{Error, Result};
-pub use harness::{TEST_NAMESPACE_LABEL, TestEnv, TestNamespace};
+pub use harness::{TEST_NAMESPACE_LABEL, TestEnv, TestNamespace, apply};
 pub use node::{KUBELET_PORT, NODE_COMPONENTS, NODE_IP, NODE_NAME, PAUSE_IMAGE};
 pub use node_watchdog::{NODE_WATCHDOG_TEST, run_node_watchdog};
 pub use ports::free_port;
 pub use tool_images::{TraefikImage, traefik_image};
 pub use tools::{ensure_all_tools, ensure_tools};
-pub use traefik::{Traefik, TraefikPod, TraefikWeb};
+pub use traefik::{Traefik, TraefikPod, TraefikWeb, set_cookie};
 pub use wait::{WAIT, eventually, metric_value, poll_until, wait_until};

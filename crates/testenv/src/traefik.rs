@@ -17,13 +17,12 @@ use std::time::Duration;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{Pod, ServiceAccount};
 use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding};
-use kube::api::{Api, DeleteParams, ListParams, LogParams, Patch, PatchParams};
+use kube::api::{Api, DeleteParams, ListParams, LogParams};
 use serde_json::{Value, json};
 
 use crate::control_plane::client_for;
-use crate::crds::FIELD_MANAGER;
 use crate::error::{Error, IoContext, Result};
-use crate::harness::TestEnv;
+use crate::harness::{TestEnv, apply};
 use crate::pins;
 use crate::ports::free_port;
 use crate::util::block_on;
@@ -124,6 +123,12 @@ impl Traefik {
     }
 }
 
+/// The `name=value` of a response's Set-Cookie header (what a browser sends back).
+pub fn set_cookie(response: &reqwest::Response) -> Option<String> {
+    let header = response.headers().get("set-cookie")?.to_str().ok()?;
+    header.split(';').next().map(str::to_owned)
+}
+
 impl TraefikWeb for Traefik {
     fn url(&self, path: &str) -> String {
         format!("http://127.0.0.1:{}{path}", self.web_port)
@@ -201,47 +206,35 @@ impl TraefikPod {
         .map_err(|error| Error::HelperPanicked(error.to_string()))??;
         let client = env.client().await?;
         let cluster_role = format!("gitops-testenv-traefik-{namespace}");
-        let apply = PatchParams::apply(FIELD_MANAGER).force();
-        Api::<ServiceAccount>::namespaced(client.clone(), namespace)
-            .patch(
-                POD_NAME,
-                &apply,
-                &Patch::Apply(json!({
-                    "apiVersion": "v1", "kind": "ServiceAccount",
-                    "metadata": {"name": POD_NAME},
-                })),
-            )
-            .await?;
-        Api::<ClusterRole>::all(client.clone())
-            .patch(
-                &cluster_role,
-                &apply,
-                &Patch::Apply(json!({
-                    "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
-                    "metadata": {"name": cluster_role},
-                    "rules": rules,
-                })),
-            )
-            .await?;
-        Api::<ClusterRoleBinding>::all(client.clone())
-            .patch(
-                &cluster_role,
-                &apply,
-                &Patch::Apply(json!({
-                    "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding",
-                    "metadata": {"name": cluster_role},
-                    "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": cluster_role},
-                    "subjects": [{"kind": "ServiceAccount", "name": POD_NAME, "namespace": namespace}],
-                })),
-            )
-            .await?;
-        Api::<Deployment>::namespaced(client.clone(), namespace)
-            .patch(
-                POD_NAME,
-                &apply,
-                &Patch::Apply(deployment(&image.reference, namespace)),
-            )
-            .await?;
+        apply(
+            Api::<ServiceAccount>::namespaced(client.clone(), namespace),
+            json!({"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": POD_NAME}}),
+        )
+        .await?;
+        apply(
+            Api::<ClusterRole>::all(client.clone()),
+            json!({
+                "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
+                "metadata": {"name": cluster_role},
+                "rules": rules,
+            }),
+        )
+        .await?;
+        apply(
+            Api::<ClusterRoleBinding>::all(client.clone()),
+            json!({
+                "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding",
+                "metadata": {"name": cluster_role},
+                "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": cluster_role},
+                "subjects": [{"kind": "ServiceAccount", "name": POD_NAME, "namespace": namespace}],
+            }),
+        )
+        .await?;
+        apply(
+            Api::<Deployment>::namespaced(client.clone(), namespace),
+            deployment(&image.reference, namespace),
+        )
+        .await?;
         let mut deployed = Self {
             namespace: namespace.to_owned(),
             cluster_role,
@@ -308,27 +301,22 @@ impl Drop for TraefikPod {
         // Drop cannot await, and may run while a panic unwinds a test's runtime.
         let deleted = block_on(async move {
             let client = client_for(&kubeconfig, None).await?;
-            let delete = DeleteParams::background();
-            gone(
-                Api::<Deployment>::namespaced(client.clone(), &namespace)
-                    .delete(POD_NAME, &delete)
-                    .await,
-            )?;
-            gone(
-                Api::<ServiceAccount>::namespaced(client.clone(), &namespace)
-                    .delete(POD_NAME, &delete)
-                    .await,
-            )?;
-            gone(
-                Api::<ClusterRoleBinding>::all(client.clone())
-                    .delete(&cluster_role, &delete)
-                    .await,
-            )?;
-            gone(
-                Api::<ClusterRole>::all(client)
-                    .delete(&cluster_role, &delete)
-                    .await,
-            )?;
+            delete(
+                Api::<Deployment>::namespaced(client.clone(), &namespace),
+                POD_NAME,
+            )
+            .await?;
+            delete(
+                Api::<ServiceAccount>::namespaced(client.clone(), &namespace),
+                POD_NAME,
+            )
+            .await?;
+            delete(
+                Api::<ClusterRoleBinding>::all(client.clone()),
+                &cluster_role,
+            )
+            .await?;
+            delete(Api::<ClusterRole>::all(client), &cluster_role).await?;
             Ok::<_, Error>(())
         });
         if let Err(error) | Ok(Err(error)) = deleted {
@@ -340,9 +328,12 @@ impl Drop for TraefikPod {
     }
 }
 
-/// A delete's outcome, where "already gone" counts as done.
-fn gone<T>(result: kube::Result<T>) -> kube::Result<()> {
-    match result {
+/// Deletes `name` through `api`; one already gone counts as deleted.
+async fn delete<K>(api: Api<K>, name: &str) -> kube::Result<()>
+where
+    K: kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+{
+    match api.delete(name, &DeleteParams::background()).await {
         Err(kube::Error::Api(status)) if status.code == 404 => Ok(()),
         other => other.map(drop),
     }

@@ -177,13 +177,7 @@ async fn traefik_forward_auth_to_the_double_lets_only_signed_in_requests_through
         location.starts_with(&format!("{}/application/o/authorize/", double.base_url())),
         "{location}"
     );
-    let proxy_cookie = first.headers()["set-cookie"]
-        .to_str()
-        .expect("cookie")
-        .split(';')
-        .next()
-        .expect("name=value")
-        .to_owned();
+    let proxy_cookie = gitops_testenv::set_cookie(&first).expect("the outpost's cookie");
     assert!(
         proxy_cookie.starts_with("authentik_proxy_"),
         "{proxy_cookie}"
