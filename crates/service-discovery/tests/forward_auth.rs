@@ -570,11 +570,10 @@ async fn protected_follows_the_routes_serving_the_host_as_they_come_and_go() {
 }
 
 /// The whole request path with a real proxy: Traefik (the pinned build, reading the test API
-/// server) in front of an IngressRoute that names the Middleware the controller made for a
-/// ProxyConfig, and a backend in this process that counts what reaches it. A request without a
-/// session is sent to sign in and never reaches the backend; the path the spec's skipPathRegex
-/// names reaches it without identity headers; someone outside allowedGroups never reaches it;
-/// after a member signs in the request reaches it with the identity headers.
+/// server, as a process) in front of an IngressRoute that names the Middleware the controller
+/// made for a ProxyConfig, and a backend in this process that counts what reaches it; what must
+/// happen is [`only_signed_in_members_reach_the_backend`] (the node test checks the same
+/// through a Traefik Pod).
 #[tokio::test]
 async fn traefik_with_the_controllers_middleware_lets_only_signed_in_requests_through() {
     use gitops_testenv::Traefik;
