@@ -7,6 +7,9 @@
 //!   controller); [`shared`] decides which environment a process uses and who stops it.
 //! - [`TestEnv`], [`TestNamespace`], [`install_proxyconfig_crd`] and
 //!   [`install_third_party_crds`] are what integration tests use.
+//! - [`Traefik`] (a process) and [`TraefikPod`] (a Deployment on the node, from
+//!   [`traefik_image`]) put the pinned Traefik in front of a test's routes; [`oci`] assembles
+//!   images with crane for them and for `cargo xtask image`.
 //!
 //! Only xtask and dev-dependencies may depend on this crate, never a product crate.
 

@@ -194,7 +194,8 @@ pub struct TraefikPod {
 impl TraefikPod {
     /// Imports the Traefik image into the node (building it on first use) and deploys it into
     /// `namespace`, watching that namespace; returns once its Pod is Ready (its `/ping`
-    /// answers, so the provider has read the API server).
+    /// answers; a route may take a moment more to be read, which [`TraefikWeb::get_until`]
+    /// waits for).
     pub async fn deploy(env: &TestEnv, namespace: &str) -> Result<Self> {
         let plane = env.control_plane().clone();
         let (image, rules) = tokio::task::spawn_blocking(move || {
