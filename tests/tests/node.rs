@@ -2,7 +2,8 @@
 //! (`cargo xtask image`) on the test environment's node, as users run it.
 //!
 //! One test function: one node runs per machine, and each step builds on the previous one
-//! (install → ProxyConfig Ready → a real Job cleaned up → leader handover → logs).
+//! (install → ProxyConfig Ready → forward auth through a Traefik Pod → a real Job cleaned up →
+//! leader handover → logs).
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -12,12 +13,17 @@ use std::time::{Duration, Instant};
 use authentik_double::{AuthentikDouble, DEFAULT_TOKEN, DoubleConfig, DoubleHandle};
 use gitops_crd::{Phase, ProxyConfig};
 use gitops_e2e::{RELEASE, chart_dir, helm, kubectl, render, workspace_root};
+use gitops_harness::forward_auth::{
+    ProtectedRoute, RecordingBackend, create_group, create_guarded_route,
+    only_signed_in_members_reach_the_backend,
+};
 use gitops_testenv::images::{archive_path, read_archive};
-use gitops_testenv::{NODE_IP, TestEnv, poll_until};
+use gitops_testenv::{NODE_IP, TestEnv, TraefikPod, apply, poll_until};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::coordination::v1::Lease;
-use k8s_openapi::api::core::v1::{Namespace, Pod, Secret};
+use k8s_openapi::api::core::v1::{Namespace, Pod, Secret, Service};
+use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kube::Client;
 use kube::api::{Api, DeleteParams, ListParams, PostParams};
 use serde_json::{Value, json};
@@ -28,6 +34,8 @@ const WAIT: Duration = Duration::from_secs(180);
 const LEASE_DURATION: Duration = Duration::from_secs(15);
 const SERVICE_DISCOVERY: &str = "gitops-service-discovery";
 const CLEANUP: &str = "gitops-cleanup";
+/// Namespace of the forward-auth step: the protected backend, its routes and the Traefik Pod.
+const WEB: &str = "web";
 
 gitops_testenv::node_watchdog!();
 
@@ -82,6 +90,7 @@ async fn the_chart_runs_on_a_real_node() {
 
     deployments_are_available_with_the_charts_security_context(&client, &sets).await;
     let proxyconfig = runbook_proxyconfig_goes_ready(&client, &kubeconfig).await;
+    forward_auth_through_a_traefik_pod(&env, &client, &double).await;
     helm_test_passes(&kubeconfig);
     a_real_job_runs_and_is_cleaned_up(&client, &images).await;
     leader_hands_over_within_the_lease_duration(&client, &double, &proxyconfig).await;
@@ -230,21 +239,108 @@ async fn runbook_proxyconfig_goes_ready(client: &Client, kubeconfig: &Path) -> S
         None,
     )
     .ok("kubectl apply the runbook's ProxyConfig");
-    let proxyconfigs: Api<ProxyConfig> = Api::namespaced(client.clone(), "monitoring");
-    poll_until("the runbook's ProxyConfig to be Ready", WAIT, || {
-        let proxyconfigs = proxyconfigs.clone();
-        async move {
-            let proxyconfig = proxyconfigs.get("alertmanager-proxy").await?;
-            let ready = proxyconfig
-                .status
-                .as_ref()
-                .is_some_and(|status| status.phase == Some(Phase::Ready));
-            Ok(ready.then_some(()))
-        }
-    })
-    .await
-    .expect("ProxyConfig Ready through the service-discovery Pod");
+    wait_ready(client, "monitoring", "alertmanager-proxy").await;
     "alertmanager-proxy".to_owned()
+}
+
+/// Waits until ProxyConfig `namespace/name` is Ready (reconciled by a service-discovery Pod).
+async fn wait_ready(client: &Client, namespace: &str, name: &str) {
+    let proxyconfigs: Api<ProxyConfig> = Api::namespaced(client.clone(), namespace);
+    poll_until(
+        &format!("ProxyConfig {namespace}/{name} to be Ready"),
+        WAIT,
+        || {
+            let proxyconfigs = proxyconfigs.clone();
+            async move {
+                let proxyconfig = proxyconfigs.get(name).await?;
+                Ok(proxyconfig
+                    .status
+                    .is_some_and(|status| status.phase == Some(Phase::Ready))
+                    .then_some(()))
+            }
+        },
+    )
+    .await
+    .unwrap_or_else(|error| panic!("{error}"));
+}
+
+/// The request path as users run it: Traefik as a Pod (in-cluster config, upstream's RBAC)
+/// serving an IngressRoute through the Middleware the service-discovery Pod keeps for a
+/// ProxyConfig with `forwardAuth.traefik`, in front of a backend in this process on the node's
+/// address (a Service without selector and its EndpointSlice). Signed out → sign-in redirect and
+/// the backend never sees it; skipped path → backend without identity; an outsider never gets
+/// through; a member gets through with the outpost's identity headers.
+async fn forward_auth_through_a_traefik_pod(env: &TestEnv, client: &Client, double: &DoubleHandle) {
+    let started = Instant::now();
+    create_namespace(client, WEB).await;
+    let group = "team-web";
+    create_group(&double.api_url(), double.token(), group).await;
+    let backend = RecordingBackend::default();
+    let port = backend.start(NODE_IP.into()).await.port();
+    apply(
+        Api::<Service>::namespaced(client.clone(), WEB),
+        json!({
+            "apiVersion": "v1", "kind": "Service",
+            "metadata": {"name": "backend"},
+            "spec": {"ports": [{"name": "http", "port": port}]},
+        }),
+    )
+    .await
+    .expect("backend Service");
+    apply(
+        Api::<EndpointSlice>::namespaced(client.clone(), WEB),
+        json!({
+            "apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
+            "metadata": {"name": "backend", "labels": {"kubernetes.io/service-name": "backend"}},
+            "addressType": "IPv4",
+            "endpoints": [{"addresses": [NODE_IP.to_string()], "conditions": {"ready": true}}],
+            "ports": [{"name": "http", "port": port, "protocol": "TCP"}],
+        }),
+    )
+    .await
+    .expect("backend EndpointSlice");
+    let host = "web.k8s.example.com";
+    apply(
+        Api::<ProxyConfig>::namespaced(client.clone(), WEB),
+        json!({
+            "apiVersion": "gitops.io/v1", "kind": "ProxyConfig",
+            "metadata": {"name": "web"},
+            "spec": {
+                "serviceName": "backend",
+                "serviceNamespace": WEB,
+                "externalHost": host,
+                "internalHost": format!("http://backend.{WEB}.svc.cluster.local:{port}"),
+                "port": port,
+                "authentikConfig": {
+                    "providerName": "web",
+                    "skipPathRegex": "^/api/",
+                    "allowedGroups": [group],
+                },
+                "forwardAuth": {"traefik": {}},
+            },
+        }),
+    )
+    .await
+    .expect("ProxyConfig with forwardAuth");
+    create_guarded_route(client, WEB, host, "web-authentik", "backend", port).await;
+    wait_ready(client, WEB, "web").await;
+
+    let traefik = TraefikPod::deploy(env, WEB)
+        .await
+        .unwrap_or_else(|error| panic!("Traefik as a Pod: {error}"));
+    only_signed_in_members_reach_the_backend(ProtectedRoute {
+        traefik: &traefik,
+        host,
+        backend: &backend,
+        authentik: &double.base_url(),
+        group,
+        skipped_path: "/api/version",
+    })
+    .await;
+    eprintln!(
+        "forward auth through the Traefik Pod: {}s",
+        started.elapsed().as_secs()
+    );
 }
 
 /// A Job that really runs on the node (the cleanup image printing its version), deleted by
@@ -349,23 +445,8 @@ async fn leader_hands_over_within_the_lease_duration(
     })
     .await
     .expect("the new leader reconciles");
-    let proxyconfigs: Api<ProxyConfig> = Api::namespaced(client.clone(), "monitoring");
-    poll_until(
-        "the ProxyConfig to stay Ready under the new leader",
-        WAIT,
-        || {
-            let proxyconfigs = proxyconfigs.clone();
-            async move {
-                let proxyconfig = proxyconfigs.get(proxyconfig).await?;
-                Ok(proxyconfig
-                    .status
-                    .is_some_and(|status| status.phase == Some(Phase::Ready))
-                    .then_some(()))
-            }
-        },
-    )
-    .await
-    .expect("Ready after the handover");
+    // The new leader keeps it Ready.
+    wait_ready(client, "monitoring", proxyconfig).await;
     let providers: Vec<_> = double
         .providers()
         .into_iter()
@@ -453,6 +534,7 @@ impl Drop for Installed {
                 "namespace",
                 NAMESPACE,
                 "monitoring",
+                WEB,
                 "--ignore-not-found",
                 "--timeout=120s",
             ],

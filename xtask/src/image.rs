@@ -2,18 +2,19 @@
 //! that run it as a Pod) without a container engine.
 //!
 //! Binaries: statically linked (`+crt-static` on the host's gnu target: glibc's static
-//! libraries; the musl target cannot be installed on the project's machines). Images: crane
-//! (pinned in tools.toml) appends two layers to an empty OCI image in a throw-away registry it
-//! serves on loopback, sets the config and writes an OCI layout; this module only stages files
-//! and calls GNU tar with reproducible-build options. Two builds of one commit give one digest.
+//! libraries; the musl target cannot be installed on the project's machines). Images: two
+//! layers (base files, binary) assembled by `gitops_testenv::oci` (crane, pinned in tools.toml,
+//! in a throw-away loopback registry); this module only builds and stages the files. Two builds
+//! of one commit give one digest.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, UNIX_EPOCH};
 
 use anyhow::{Context, Result, bail};
+use gitops_testenv::oci::{ImageConfig, build_image, check_static, reproducible_tar};
 use gitops_testenv::registry::LocalRegistry;
-use serde_json::{Value, json};
+use serde_json::json;
 
 /// `<registry>/<REPOSITORY_PREFIX>/<name>:<version>`, as the chart's default image references.
 const REPOSITORY_PREFIX: &str = "gitops-lifecycle-management";
@@ -288,29 +289,6 @@ fn build_binaries(root: &Path, profile: &str, triple: &str) -> Result<()> {
     Ok(())
 }
 
-/// A binary with a program interpreter (PT_INTERP) needs a dynamic loader the image lacks.
-fn check_static(binary: &Path) -> Result<()> {
-    let output = Command::new("readelf")
-        .args(["--program-headers", "--wide"])
-        .arg(binary)
-        .output()
-        .context("running readelf (binutils)")?;
-    if !output.status.success() {
-        bail!(
-            "{} is not an ELF executable: {}",
-            binary.display(),
-            String::from_utf8_lossy(&output.stderr).trim()
-        );
-    }
-    if String::from_utf8_lossy(&output.stdout).contains("INTERP") {
-        bail!(
-            "{} is dynamically linked (it has a program interpreter)",
-            binary.display()
-        );
-    }
-    Ok(())
-}
-
 /// /etc/passwd and /etc/group (nonroot, 65532) and the CA bundle; nothing else.
 fn base_layer(root: &Path, work: &Path, epoch: u64) -> Result<PathBuf> {
     let staging = work.join("base");
@@ -330,7 +308,7 @@ fn base_layer(root: &Path, work: &Path, epoch: u64) -> Result<PathBuf> {
         0o644,
     )?;
     let layer = work.join("base.tar");
-    tar(&staging, &["etc"], &layer, epoch)?;
+    reproducible_tar(&staging, &["etc"], &layer, epoch)?;
     Ok(layer)
 }
 
@@ -341,7 +319,7 @@ fn app_layer(work: &Path, binary: &Path, name: &str, epoch: u64) -> Result<PathB
     create_dirs(&staging, &bin)?;
     copy_file(binary, &bin.join(name), 0o755)?;
     let layer = work.join(format!("{name}.tar"));
-    tar(&staging, &["usr"], &layer, epoch)?;
+    reproducible_tar(&staging, &["usr"], &layer, epoch)?;
     Ok(layer)
 }
 
@@ -366,36 +344,6 @@ fn set_mode(path: &Path, mode: u32) -> Result<()> {
         .with_context(|| format!("setting the mode of {}", path.display()))
 }
 
-/// GNU tar with the reproducible-builds options: sorted names, one mtime, root ownership by
-/// number, no atime/ctime or user names.
-fn tar(dir: &Path, entries: &[&str], archive: &Path, epoch: u64) -> Result<()> {
-    let output = Command::new("tar")
-        .args([
-            "--create",
-            "--format=gnu",
-            "--sort=name",
-            &format!("--mtime=@{epoch}"),
-            "--owner=0",
-            "--group=0",
-            "--numeric-owner",
-            "--file",
-        ])
-        .arg(archive)
-        .arg("--directory")
-        .arg(dir)
-        .args(entries)
-        .output()
-        .context("running GNU tar")?;
-    if !output.status.success() {
-        bail!(
-            "tar of {} failed: {}",
-            dir.display(),
-            String::from_utf8_lossy(&output.stderr).trim()
-        );
-    }
-    Ok(())
-}
-
 struct Image<'a> {
     spec: &'a ImageSpec,
     reference: &'a str,
@@ -415,57 +363,27 @@ impl Image<'_> {
         out: &Path,
     ) -> Result<String> {
         let name = self.spec.name;
-        let staged = format!("{}/{name}:staged", registry.address());
-        let built = format!("{}/{name}:built", registry.address());
-        let mut append = vec!["append".to_owned(), "--oci-empty-base".to_owned()];
-        for layer in [base_layer, app_layer] {
-            append.extend(["--new_layer".to_owned(), layer.display().to_string()]);
-        }
-        append.extend(["--new_tag".to_owned(), staged.clone()]);
-        crane_run(crane, &append)?;
-
-        let mut mutate = vec![
-            "mutate".to_owned(),
-            staged,
-            "--tag".to_owned(),
-            built.clone(),
-            "--set-platform".to_owned(),
-            self.platform.to_owned(),
-            "--user".to_owned(),
-            NONROOT.to_owned(),
-            "--entrypoint".to_owned(),
-            format!("/usr/local/bin/{name}"),
-            "--exposed-ports".to_owned(),
-            self.spec.ports.join(","),
-        ];
-        if !self.spec.args.is_empty() {
-            mutate.extend(["--cmd".to_owned(), self.spec.args.join(",")]);
-        }
-        for (key, value) in self.labels() {
-            mutate.extend(["--label".to_owned(), format!("{key}={value}")]);
-        }
-        crane_run(crane, &mutate)?;
-        let digest = crane_run(crane, &["digest".to_owned(), built.clone()])?;
-
-        let layout = out.join(name);
-        let _ = std::fs::remove_dir_all(&layout);
-        crane_run(
+        let entrypoint = format!("/usr/local/bin/{name}");
+        let labels = self.labels();
+        let config = ImageConfig {
+            reference: self.reference,
+            platform: self.platform,
+            user: NONROOT,
+            entrypoint: &entrypoint,
+            args: self.spec.args,
+            ports: self.spec.ports,
+            labels: &labels,
+        };
+        let built = build_image(
             crane,
-            &[
-                "pull".to_owned(),
-                "--format=oci".to_owned(),
-                built,
-                layout.display().to_string(),
-            ],
-        )?;
-        self.name_in_index(&layout)?;
-        tar(
-            &layout,
-            &["blobs", "index.json", "oci-layout"],
-            &out.join(format!("{name}.tar")),
+            registry,
+            name,
+            &[base_layer, app_layer],
+            &config,
+            out,
             self.source.epoch,
         )?;
-        Ok(digest)
+        Ok(built.digest)
     }
 
     fn labels(&self) -> [(&'static str, String); 7] {
@@ -494,41 +412,4 @@ impl Image<'_> {
             ("org.opencontainers.image.created", self.source.created()),
         ]
     }
-
-    /// crane names the layout's image by the loopback registry's address (or not at all); name
-    /// it by its real reference, which `ctr images import` reads from io.containerd.image.name.
-    fn name_in_index(&self, layout: &Path) -> Result<()> {
-        let path = layout.join("index.json");
-        let text = std::fs::read_to_string(&path)
-            .with_context(|| format!("reading {}", path.display()))?;
-        let mut index: Value =
-            serde_json::from_str(&text).with_context(|| format!("parsing {}", path.display()))?;
-        let tag = self.reference.rsplit(':').next().unwrap_or_default();
-        let Some([manifest]) = index["manifests"].as_array_mut().map(Vec::as_mut_slice) else {
-            bail!("{} does not list exactly one manifest", path.display());
-        };
-        manifest["annotations"] = json!({
-            "io.containerd.image.name": self.reference,
-            "org.opencontainers.image.ref.name": tag,
-        });
-        std::fs::write(&path, serde_json::to_vec(&index)?)
-            .with_context(|| format!("writing {}", path.display()))
-    }
-}
-
-/// Runs crane, returning its trimmed stdout; its stderr becomes the error.
-fn crane_run(crane: &Path, args: &[String]) -> Result<String> {
-    let output = Command::new(crane)
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .with_context(|| format!("running {}", crane.display()))?;
-    if !output.status.success() {
-        bail!(
-            "crane {} failed: {}",
-            args.first().map_or("", String::as_str),
-            String::from_utf8_lossy(&output.stderr).trim()
-        );
-    }
-    Ok(String::from_utf8_lossy(&output.stdout).trim().to_owned())
 }

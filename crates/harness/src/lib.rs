@@ -24,6 +24,7 @@ use tokio::process::{Child, Command};
 pub use gitops_testenv::{WAIT, eventually};
 
 mod authentik;
+pub mod forward_auth;
 pub use authentik::{
     AUTHENTIK_TOKEN_VARIABLE, AUTHENTIK_URL_VARIABLE, TestAuthentik, contract_mode,
     skip_in_contract_mode,

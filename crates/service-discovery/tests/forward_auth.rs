@@ -4,6 +4,10 @@
 
 mod common;
 
+use common::forward_auth::{
+    ProtectedRoute, RecordingBackend, create_group, create_guarded_route,
+    only_signed_in_members_reach_the_backend,
+};
 use common::{Harness, RESYNCS, condition, skip_in_contract_mode};
 use gitops_crd::Phase;
 use gitops_crd::names::PROXYCONFIG_LABEL;
@@ -17,9 +21,7 @@ use gitops_proxy_crds::traefik_middleware::Middleware;
 use kube::ResourceExt;
 use kube::api::{Api, Patch, PatchParams, PostParams};
 use serde_json::{Value, json};
-use std::sync::{Arc, Mutex};
-
-use axum::http::{HeaderMap, Uri};
+use std::net::Ipv4Addr;
 
 async fn harness(purpose: &str) -> Harness {
     let h = common::harness(purpose).await;
@@ -567,71 +569,15 @@ async fn protected_follows_the_routes_serving_the_host_as_they_come_and_go() {
         .expect("deleted");
 }
 
-/// A backend on a loopback port that records every request Traefik forwards to it.
-#[derive(Clone, Default)]
-struct RecordingBackend {
-    seen: Arc<Mutex<Vec<(String, HeaderMap)>>>,
-}
-
-impl RecordingBackend {
-    /// Serves on a free loopback port for the rest of the test; returns the port.
-    async fn start(&self) -> u16 {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("a loopback port");
-        let port = listener.local_addr().expect("address").port();
-        let seen = self.seen.clone();
-        let app = axum::Router::new().fallback(move |uri: Uri, headers: HeaderMap| {
-            let seen = seen.clone();
-            async move {
-                seen.lock()
-                    .expect("not poisoned")
-                    .push((uri.path().to_owned(), headers));
-                "the backend"
-            }
-        });
-        tokio::spawn(async move { axum::serve(listener, app).await });
-        port
-    }
-
-    fn count(&self) -> usize {
-        self.seen.lock().expect("not poisoned").len()
-    }
-
-    /// The path and headers of the last request that arrived.
-    fn last(&self) -> (String, HeaderMap) {
-        self.seen
-            .lock()
-            .expect("not poisoned")
-            .last()
-            .cloned()
-            .expect("a request reached the backend")
-    }
-}
-
-/// The `X-authentik-*` headers a request carried, lower-cased name → value.
-fn identity_headers(headers: &HeaderMap) -> Vec<(String, String)> {
-    headers
-        .iter()
-        .filter(|(name, _)| name.as_str().starts_with("x-authentik-"))
-        .map(|(name, value)| {
-            let value = value.to_str().unwrap_or("<not text>");
-            (name.as_str().to_owned(), value.to_owned())
-        })
-        .collect()
-}
-
 /// The whole request path with a real proxy: Traefik (the pinned build, reading the test API
-/// server) in front of an IngressRoute that names the Middleware the controller made for a
-/// ProxyConfig, and a backend in this process that counts what reaches it. A request without a
-/// session is sent to sign in and never reaches the backend; the path the spec's skipPathRegex
-/// names reaches it without identity headers; someone outside allowedGroups never reaches it;
-/// after a member signs in the request reaches it with the identity headers.
+/// server, as a process) in front of an IngressRoute that names the Middleware the controller
+/// made for a ProxyConfig, and a backend in this process that counts what reaches it; what must
+/// happen is [`only_signed_in_members_reach_the_backend`] (the node test checks the same
+/// through a Traefik Pod).
 #[tokio::test]
 async fn traefik_with_the_controllers_middleware_lets_only_signed_in_requests_through() {
     use gitops_testenv::Traefik;
     use k8s_openapi::api::core::v1::Service;
-    use kube::api::{ApiResource, DynamicObject, GroupVersionKind};
 
     if skip_in_contract_mode("its sign-in shortcut issues the outpost sessions") {
         return;
@@ -640,14 +586,7 @@ async fn traefik_with_the_controllers_middleware_lets_only_signed_in_requests_th
     h.create_service("web", 80).await;
     h.start_single();
     let group = format!("team-{}", h.namespace());
-    let created = reqwest::Client::new()
-        .post(format!("{}/core/groups/", h.double().api_url()))
-        .bearer_auth(h.double().token())
-        .json(&json!({"name": group}))
-        .send()
-        .await
-        .expect("group");
-    assert_eq!(created.status(), 201);
+    create_group(&h.double().api_url(), h.double().token(), &group).await;
     let mut manifest = with_forward_auth(&h, "web", json!({"traefik": {}}));
     manifest["spec"]["authentikConfig"]["skipPathRegex"] = json!("^/api/");
     manifest["spec"]["authentikConfig"]["allowedGroups"] = json!([group]);
@@ -657,7 +596,7 @@ async fn traefik_with_the_controllers_middleware_lets_only_signed_in_requests_th
     // Without a node there are no Pods: Traefik reaches the backend through an ExternalName
     // Service naming the loopback address.
     let backend = RecordingBackend::default();
-    let backend_port = backend.start().await;
+    let backend_port = backend.start(Ipv4Addr::LOCALHOST.into()).await.port();
     let backend_service: Service = serde_json::from_value(json!({
         "metadata": {"name": "backend"},
         "spec": {
@@ -672,23 +611,15 @@ async fn traefik_with_the_controllers_middleware_lets_only_signed_in_requests_th
         .await
         .expect("backend Service");
     let host = format!("web.{}.example.com", h.namespace());
-    let ingress_routes = ApiResource::from_gvk_with_plural(
-        &GroupVersionKind::gvk("traefik.io", "v1alpha1", "IngressRoute"),
-        "ingressroutes",
-    );
-    let route = DynamicObject::new("web", &ingress_routes).data(json!({"spec": {
-        "entryPoints": ["web"],
-        "routes": [{
-            "match": format!("Host(`{host}`)"),
-            "kind": "Rule",
-            "middlewares": [{"name": "web-authentik"}],
-            "services": [{"name": "backend", "port": backend_port}],
-        }],
-    }}));
-    Api::<DynamicObject>::namespaced_with(h.client.clone(), h.namespace(), &ingress_routes)
-        .create(&PostParams::default(), &route)
-        .await
-        .expect("IngressRoute");
+    create_guarded_route(
+        &h.client,
+        h.namespace(),
+        &host,
+        "web-authentik",
+        "backend",
+        backend_port,
+    )
+    .await;
     assert!(
         wait_protected(&h, "web", "True")
             .await
@@ -700,152 +631,15 @@ async fn traefik_with_the_controllers_middleware_lets_only_signed_in_requests_th
         .await
         .expect("start task")
         .expect("traefik starts");
-    let http = reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .expect("client");
-    // Every request claims an identity of its own: only the outpost's may reach the backend.
-    let get = |path: String, cookie: Option<String>, status: u16| {
-        let (traefik, host) = (&traefik, host.clone());
-        async move {
-            let mut headers = vec![
-                ("Host", host.as_str()),
-                ("X-authentik-username", "forged"),
-                ("X-authentik-groups", "forged"),
-            ];
-            headers.extend(cookie.as_deref().map(|c| ("Cookie", c)));
-            traefik.get_until(&path, &headers, status).await
-        }
-    };
-
-    // No session: the outpost's redirect to sign in; the backend is not reached.
-    let first = get("/app".into(), None, 302)
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
-    assert_eq!(backend.count(), 0, "reached without a session");
-    let location = first.headers()["location"]
-        .to_str()
-        .expect("location")
-        .to_owned();
-    assert!(
-        location.starts_with(&format!(
-            "{}/application/o/authorize/",
-            h.double().base_url()
-        )),
-        "{location}"
-    );
-    let proxy_cookie = first.headers()["set-cookie"]
-        .to_str()
-        .expect("cookie")
-        .split(';')
-        .next()
-        .expect("name=value")
-        .to_owned();
-
-    // The spec's skipPathRegex passes without a session and reaches the backend, with no
-    // identity (the forged ones are dropped too).
-    let skipped = get("/api/version".into(), None, 200)
-        .await
-        .expect("skipped path");
-    assert_eq!(skipped.text().await.expect("body"), "the backend");
-    assert_eq!(backend.count(), 1);
-    let (path, headers) = backend.last();
-    assert_eq!(path, "/api/version");
-    assert_eq!(identity_headers(&headers), Vec::new());
-
-    let sign_in = |username: &'static str, groups: Value| {
-        let http = http.clone();
-        let url = format!("{}/_double/sign-in", h.double().base_url());
-        async move {
-            let session: Value = http
-                .post(url)
-                .json(&json!({"username": username, "groups": groups}))
-                .send()
-                .await
-                .expect("sign-in")
-                .json()
-                .await
-                .expect("sign-in JSON");
-            session["cookie"].as_str().expect("cookie").to_owned()
-        }
-    };
-
-    // Someone outside allowedGroups is stopped at authentik's authorize page: no callback, so
-    // no session, so Traefik keeps redirecting and the backend never sees them.
-    let outsider = sign_in("mallory", json!([])).await;
-    let denied = http
-        .get(&location)
-        .header("Cookie", &outsider)
-        .send()
-        .await
-        .expect("authorize");
-    assert_eq!(denied.status(), 200);
-    assert!(
-        denied
-            .text()
-            .await
-            .expect("page")
-            .contains("Permission denied"),
-        "the authorize page refuses"
-    );
-    get("/app".into(), Some(proxy_cookie.clone()), 302)
-        .await
-        .expect("still redirected");
-    assert_eq!(backend.count(), 1, "an outsider reached the backend");
-
-    // A member signs in, core authorizes, the callback goes to the outpost through Traefik.
-    let member = sign_in("alice", json!([group])).await;
-    let authorized = http
-        .get(&location)
-        .header("Cookie", member)
-        .send()
-        .await
-        .expect("authorize");
-    assert_eq!(authorized.status(), 302);
-    let callback =
-        reqwest::Url::parse(authorized.headers()["location"].to_str().expect("callback"))
-            .expect("callback URL");
-    let callback_path = format!(
-        "{}?{}",
-        callback.path(),
-        callback.query().unwrap_or_default()
-    );
-    get(callback_path.clone(), Some(proxy_cookie.clone()), 302)
-        .await
-        .expect("callback");
-    assert_eq!(backend.count(), 1, "the callback is the outpost's");
-
-    let through = get("/app".into(), Some(proxy_cookie), 200)
-        .await
-        .expect("signed in, the request gets through");
-    assert_eq!(through.text().await.expect("body"), "the backend");
-    assert_eq!(backend.count(), 2);
-    let (path, headers) = backend.last();
-    assert_eq!(path, "/app");
-    let identity = identity_headers(&headers);
-    let value = |name: &str| {
-        identity
-            .iter()
-            .find(|(n, _)| n == name)
-            .map(|(_, v)| v.as_str())
-    };
-    assert_eq!(value("x-authentik-username"), Some("alice"), "{identity:?}");
-    assert_eq!(
-        value("x-authentik-groups"),
-        Some(group.as_str()),
-        "{identity:?}"
-    );
-    for name in [
-        "x-authentik-email",
-        "x-authentik-uid",
-        "x-authentik-jwt",
-        "x-authentik-meta-app",
-    ] {
-        assert!(
-            value(name).is_some_and(|v| !v.is_empty()),
-            "{name} missing: {identity:?}"
-        );
-    }
+    only_signed_in_members_reach_the_backend(ProtectedRoute {
+        traefik: &traefik,
+        host: &host,
+        backend: &backend,
+        authentik: &h.double().base_url(),
+        group: &group,
+        skipped_path: "/api/version",
+    })
+    .await;
 }
 
 #[tokio::test]

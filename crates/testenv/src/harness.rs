@@ -6,9 +6,10 @@ use std::sync::OnceLock;
 
 use k8s_openapi::api::core::v1::Namespace;
 use kube::Client;
-use kube::api::{Api, DeleteParams, ObjectMeta, PostParams};
+use kube::api::{Api, DeleteParams, ObjectMeta, Patch, PatchParams, PostParams};
 
 use crate::control_plane::{ControlPlane, client_for};
+use crate::crds::FIELD_MANAGER;
 use crate::error::{Error, Result};
 use crate::shared;
 use crate::util::{block_on, random_hex};
@@ -146,6 +147,22 @@ impl TestEnv {
             kubeconfig: self.kubeconfig(),
         })
     }
+}
+
+/// Server-side applies `manifest` (named by its `metadata.name`; apiVersion and kind included)
+/// through `api`, taking over fields others set.
+pub async fn apply<K>(api: Api<K>, manifest: serde_json::Value) -> Result<()>
+where
+    K: kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+{
+    let name = manifest["metadata"]["name"].as_str().unwrap_or_default();
+    api.patch(
+        name,
+        &PatchParams::apply(FIELD_MANAGER).force(),
+        &Patch::Apply(&manifest),
+    )
+    .await?;
+    Ok(())
 }
 
 /// A namespace that exists for one test. Dropping it deletes it (kube-controller-manager's

@@ -7,6 +7,9 @@
 //!   controller); [`shared`] decides which environment a process uses and who stops it.
 //! - [`TestEnv`], [`TestNamespace`], [`install_proxyconfig_crd`] and
 //!   [`install_third_party_crds`] are what integration tests use.
+//! - [`Traefik`] (a process) and [`TraefikPod`] (a Deployment on the node, from
+//!   [`traefik_image`]) put the pinned Traefik in front of a test's routes; [`oci`] assembles
+//!   images with crane for them and for `cargo xtask image`.
 //!
 //! Only xtask and dev-dependencies may depend on this crate, never a product crate.
 
@@ -18,13 +21,14 @@ mod harness;
 pub mod images;
 mod node;
 mod node_watchdog;
-mod pause;
+pub mod oci;
 pub mod pins;
 mod pki;
 mod port_taken;
 mod ports;
 pub mod registry;
 pub mod shared;
+mod tool_images;
 mod tools;
 mod traefik;
 mod util;
@@ -37,10 +41,11 @@ pub use crds::{
     uninstall_crd,
 };
 pub use error::{Error, Result};
-pub use harness::{TEST_NAMESPACE_LABEL, TestEnv, TestNamespace};
+pub use harness::{TEST_NAMESPACE_LABEL, TestEnv, TestNamespace, apply};
 pub use node::{KUBELET_PORT, NODE_COMPONENTS, NODE_IP, NODE_NAME, PAUSE_IMAGE};
 pub use node_watchdog::{NODE_WATCHDOG_TEST, run_node_watchdog};
 pub use ports::free_port;
+pub use tool_images::{TraefikImage, traefik_image};
 pub use tools::{ensure_all_tools, ensure_tools};
-pub use traefik::Traefik;
+pub use traefik::{Traefik, TraefikPod, TraefikWeb, set_cookie};
 pub use wait::{WAIT, eventually, metric_value, poll_until, wait_until};

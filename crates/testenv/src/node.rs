@@ -163,7 +163,7 @@ pub(crate) async fn start(dir: &Path, pki: &Pki, server: &str, client: &Client) 
     }
 
     start_containerd(&layout).await?;
-    import_image(dir, &crate::pause::pause_image()?)?;
+    import_image(dir, &crate::tool_images::pause_image()?)?;
     write_node_kubeconfigs(&layout, pki, server)?;
     start_kubelet(&layout, pki, client).await?;
     start_kube_proxy(&layout).await?;

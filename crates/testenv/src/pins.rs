@@ -62,6 +62,10 @@ pub struct Tool {
     /// `false` builds with `CGO_ENABLED=0`; unset leaves Go's default (on where gcc exists).
     #[serde(default)]
     pub cgo: Option<bool>,
+    /// Links without the symbol table and DWARF (`-ldflags "-s -w"`), as upstream release
+    /// builds do: a binary that goes into an image stays a fraction of the size.
+    #[serde(default)]
+    pub strip: bool,
     /// Binary name → Go package it is built from.
     pub binaries: BTreeMap<String, String>,
     /// Binary name → C source file inside the module, linked statically with gcc.
@@ -132,20 +136,22 @@ impl Tool {
         format!("{name}-v{}", self.version)
     }
 
-    /// `-ldflags` value for `set_vars` (empty when there are none).
+    /// `-ldflags` value for `strip` and `set_vars` (empty when there are none).
     pub fn ldflags(&self) -> String {
         let mut parts = self.version.split('.');
         let major = parts.next().unwrap_or_default();
         let minor = parts.next().unwrap_or_default();
-        self.set_vars
-            .iter()
-            .map(|assignment| {
-                let value = assignment
-                    .replace("{version}", &self.version)
-                    .replace("{major}", major)
-                    .replace("{minor}", minor);
-                format!("-X {value}")
-            })
+        let strip = self.strip.then(|| "-s -w".to_owned());
+        let set_vars = self.set_vars.iter().map(|assignment| {
+            let value = assignment
+                .replace("{version}", &self.version)
+                .replace("{major}", major)
+                .replace("{minor}", minor);
+            format!("-X {value}")
+        });
+        strip
+            .into_iter()
+            .chain(set_vars)
             .collect::<Vec<_>>()
             .join(" ")
     }
@@ -205,6 +211,18 @@ mod tests {
             "staging modules must match the Kubernetes version"
         );
         assert!(pins.crds.values().all(|source| !source.files.is_empty()));
+    }
+
+    /// The Traefik Pod's image holds the binary and nothing else: no C library to load.
+    #[test]
+    fn traefik_is_built_static_and_stripped_like_its_releases() {
+        let traefik = tool("traefik").expect("pinned");
+        assert_eq!(traefik.cgo, Some(false));
+        assert!(
+            traefik.ldflags().starts_with("-s -w -X "),
+            "{}",
+            traefik.ldflags()
+        );
     }
 
     #[test]

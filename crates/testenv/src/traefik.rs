@@ -1,17 +1,78 @@
-//! The pinned Traefik as a process of a test, with its Kubernetes CRD provider reading one
-//! namespace of the test environment's API server (as the admin token), serving plain HTTP on a
-//! free loopback port. ExternalName Services are allowed, so a test can put a backend it runs on
-//! loopback behind a route (there are no Pods to send traffic to without a node).
+//! The pinned Traefik with its Kubernetes CRD provider reading one namespace of the test
+//! environment's API server, serving plain HTTP on its `web` entry point, two ways:
+//!
+//! - [`Traefik`]: a process of the test (as the admin token) on a free loopback port.
+//!   ExternalName Services are allowed, so a test can put a backend it runs on loopback behind
+//!   a route (without a node there are no Pods to send traffic to).
+//! - [`TraefikPod`]: a Deployment on the environment's node, from the image of the same binary
+//!   ([`crate::traefik_image`]), reaching the API server as users run it: in-cluster config
+//!   (the `kubernetes` Service, the mounted ServiceAccount token) and the ClusterRole upstream
+//!   publishes for the provider, read from the pinned module.
 
+use std::future::Future;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
+use std::time::Duration;
 
-use serde_json::Value;
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::{Pod, ServiceAccount};
+use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding};
+use kube::api::{Api, DeleteParams, ListParams, LogParams};
+use serde_json::{Value, json};
 
+use crate::control_plane::client_for;
 use crate::error::{Error, IoContext, Result};
-use crate::harness::TestEnv;
+use crate::harness::{TestEnv, apply};
 use crate::pins;
 use crate::ports::free_port;
+use crate::util::block_on;
+use crate::wait::poll_until;
+
+/// A running Traefik's `web` entry point.
+pub trait TraefikWeb: Sync {
+    /// `http://<address>:<port><path>` on the `web` entry point.
+    fn url(&self, path: &str) -> String;
+
+    /// What Traefik logged so far (for failure messages).
+    fn log(&self) -> String;
+
+    /// Sends `GET <path>` with `headers` until Traefik answers `status` (a route takes a moment
+    /// to be read from the API server) and returns that response; redirects are not followed.
+    /// The error carries Traefik's log.
+    fn get_until(
+        &self,
+        path: &str,
+        headers: &[(&str, &str)],
+        status: u16,
+    ) -> impl Future<Output = std::result::Result<reqwest::Response, String>> + Send {
+        async move {
+            let _ = rustls::crypto::ring::default_provider().install_default();
+            let http = reqwest::Client::builder()
+                .redirect(reqwest::redirect::Policy::none())
+                .build()
+                .map_err(|e| format!("building an HTTP client: {e}"))?;
+            let url = self.url(path);
+            crate::poll_until(
+                &format!("{url} to answer {status}"),
+                Duration::from_secs(60),
+                || async {
+                    let request = headers
+                        .iter()
+                        .fold(http.get(&url), |request, (name, value)| {
+                            request.header(*name, *value)
+                        });
+                    Ok(request
+                        .send()
+                        .await
+                        .ok()
+                        .filter(|r| r.status().as_u16() == status))
+                },
+            )
+            .await
+            .map_err(|e| format!("{e}; traefik log:\n{}", self.log()))
+        }
+    }
+}
 
 /// A running Traefik; stopped when dropped (also on panic).
 #[derive(Debug)]
@@ -60,49 +121,20 @@ impl Traefik {
             log,
         })
     }
+}
 
-    /// `http://127.0.0.1:<port><path>` on the `web` entry point.
-    pub fn url(&self, path: &str) -> String {
+/// The `name=value` of a response's Set-Cookie header (what a browser sends back).
+pub fn set_cookie(response: &reqwest::Response) -> Option<String> {
+    let header = response.headers().get("set-cookie")?.to_str().ok()?;
+    header.split(';').next().map(str::to_owned)
+}
+
+impl TraefikWeb for Traefik {
+    fn url(&self, path: &str) -> String {
         format!("http://127.0.0.1:{}{path}", self.web_port)
     }
 
-    /// Sends `GET <path>` with `headers` until Traefik answers `status` (a route takes a moment
-    /// to be read from the API server) and returns that response; redirects are not followed.
-    /// The error carries Traefik's log.
-    pub async fn get_until(
-        &self,
-        path: &str,
-        headers: &[(&str, &str)],
-        status: u16,
-    ) -> std::result::Result<reqwest::Response, String> {
-        let _ = rustls::crypto::ring::default_provider().install_default();
-        let http = reqwest::Client::builder()
-            .redirect(reqwest::redirect::Policy::none())
-            .build()
-            .map_err(|e| format!("building an HTTP client: {e}"))?;
-        let url = self.url(path);
-        crate::poll_until(
-            &format!("{url} to answer {status}"),
-            std::time::Duration::from_secs(60),
-            || async {
-                let request = headers
-                    .iter()
-                    .fold(http.get(&url), |request, (name, value)| {
-                        request.header(*name, *value)
-                    });
-                Ok(request
-                    .send()
-                    .await
-                    .ok()
-                    .filter(|r| r.status().as_u16() == status))
-            },
-        )
-        .await
-        .map_err(|e| format!("{e}; traefik log:\n{}", self.log()))
-    }
-
-    /// What Traefik logged so far (for failure messages).
-    pub fn log(&self) -> String {
+    fn log(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 }
@@ -135,4 +167,255 @@ fn token_and_ca(env: &TestEnv) -> Result<(String, String)> {
             detail: "no token user or certificate-authority file".into(),
         }),
     }
+}
+
+/// Name of the Deployment and ServiceAccount in the watched namespace.
+const POD_NAME: &str = "traefik";
+/// Upstream's ClusterRole (and binding) for the Kubernetes CRD provider, in the pinned module.
+const CRD_PROVIDER_RBAC: &str =
+    "docs/content/reference/dynamic-configuration/kubernetes-crd-rbac.yml";
+/// Where the `web` entry point listens in the Pod.
+const WEB_PORT: u16 = 8000;
+/// The `traefik` entry point: `/ping` for the readiness probe.
+const PING_PORT: u16 = 8080;
+const READY_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// Traefik running as a Pod on the environment's node, watching one namespace; its
+/// Deployment, ServiceAccount and cluster RBAC are deleted when dropped.
+#[derive(Debug)]
+pub struct TraefikPod {
+    namespace: String,
+    /// Name of the ClusterRole and ClusterRoleBinding (cluster-wide, so per namespace).
+    cluster_role: String,
+    pod_ip: String,
+    kubeconfig: PathBuf,
+}
+
+impl TraefikPod {
+    /// Imports the Traefik image into the node (building it on first use) and deploys it into
+    /// `namespace`, watching that namespace; returns once its Pod is Ready (its `/ping`
+    /// answers; a route may take a moment more to be read, which [`TraefikWeb::get_until`]
+    /// waits for).
+    pub async fn deploy(env: &TestEnv, namespace: &str) -> Result<Self> {
+        let plane = env.control_plane().clone();
+        let (image, rules) = tokio::task::spawn_blocking(move || {
+            let image = crate::traefik_image()?;
+            plane.import_image(&image.archive)?;
+            Ok::<_, Error>((image, upstream_cluster_role_rules()?))
+        })
+        .await
+        .map_err(|error| Error::HelperPanicked(error.to_string()))??;
+        let client = env.client().await?;
+        let cluster_role = format!("gitops-testenv-traefik-{namespace}");
+        apply(
+            Api::<ServiceAccount>::namespaced(client.clone(), namespace),
+            json!({"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": POD_NAME}}),
+        )
+        .await?;
+        apply(
+            Api::<ClusterRole>::all(client.clone()),
+            json!({
+                "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
+                "metadata": {"name": cluster_role},
+                "rules": rules,
+            }),
+        )
+        .await?;
+        apply(
+            Api::<ClusterRoleBinding>::all(client.clone()),
+            json!({
+                "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding",
+                "metadata": {"name": cluster_role},
+                "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": cluster_role},
+                "subjects": [{"kind": "ServiceAccount", "name": POD_NAME, "namespace": namespace}],
+            }),
+        )
+        .await?;
+        apply(
+            Api::<Deployment>::namespaced(client.clone(), namespace),
+            deployment(&image.reference, namespace),
+        )
+        .await?;
+        let mut deployed = Self {
+            namespace: namespace.to_owned(),
+            cluster_role,
+            pod_ip: String::new(),
+            kubeconfig: env.kubeconfig(),
+        };
+        let pods: Api<Pod> = Api::namespaced(client, namespace);
+        deployed.pod_ip = poll_until(
+            &format!("the Traefik Pod in {namespace} to be Ready"),
+            READY_TIMEOUT,
+            || async {
+                let listed = pods.list(&pod_selector()).await?;
+                Ok(listed.items.into_iter().find_map(|pod| {
+                    let status = pod.status?;
+                    let ready =
+                        status.conditions.iter().flatten().any(|condition| {
+                            condition.type_ == "Ready" && condition.status == "True"
+                        });
+                    status.pod_ip.filter(|_| ready)
+                }))
+            },
+        )
+        .await
+        .map_err(|error| Error::CommandOutput {
+            command: format!("deploying Traefik into {namespace}"),
+            detail: format!("{error}; its log:\n{}", deployed.log()),
+        })?;
+        Ok(deployed)
+    }
+}
+
+impl TraefikWeb for TraefikPod {
+    /// The Pod's own address: the node's pod network is routed on this machine.
+    fn url(&self, path: &str) -> String {
+        format!("http://{}:{WEB_PORT}{path}", self.pod_ip)
+    }
+
+    fn log(&self) -> String {
+        let (kubeconfig, namespace) = (self.kubeconfig.clone(), self.namespace.clone());
+        let logs = block_on(async move {
+            let pods: Api<Pod> = Api::namespaced(client_for(&kubeconfig, None).await?, &namespace);
+            let mut text = String::new();
+            for pod in pods.list(&pod_selector()).await?.items {
+                let name = pod.metadata.name.unwrap_or_default();
+                let log = pods.logs(&name, &LogParams::default()).await?;
+                text.push_str(&format!("--- pod {name}\n{log}"));
+            }
+            Ok::<_, Error>(text)
+        });
+        match logs {
+            Ok(Ok(text)) => text,
+            Ok(Err(error)) | Err(error) => format!("(no log: {error})"),
+        }
+    }
+}
+
+impl Drop for TraefikPod {
+    fn drop(&mut self) {
+        let (kubeconfig, namespace, cluster_role) = (
+            self.kubeconfig.clone(),
+            self.namespace.clone(),
+            self.cluster_role.clone(),
+        );
+        // Drop cannot await, and may run while a panic unwinds a test's runtime.
+        let deleted = block_on(async move {
+            let client = client_for(&kubeconfig, None).await?;
+            delete(
+                Api::<Deployment>::namespaced(client.clone(), &namespace),
+                POD_NAME,
+            )
+            .await?;
+            delete(
+                Api::<ServiceAccount>::namespaced(client.clone(), &namespace),
+                POD_NAME,
+            )
+            .await?;
+            delete(
+                Api::<ClusterRoleBinding>::all(client.clone()),
+                &cluster_role,
+            )
+            .await?;
+            delete(Api::<ClusterRole>::all(client), &cluster_role).await?;
+            Ok::<_, Error>(())
+        });
+        if let Err(error) | Ok(Err(error)) = deleted {
+            eprintln!(
+                "testenv: could not delete Traefik in {}: {error}",
+                self.namespace
+            );
+        }
+    }
+}
+
+/// Deletes `name` through `api`; one already gone counts as deleted.
+async fn delete<K>(api: Api<K>, name: &str) -> kube::Result<()>
+where
+    K: kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+{
+    match api.delete(name, &DeleteParams::background()).await {
+        Err(kube::Error::Api(status)) if status.code == 404 => Ok(()),
+        other => other.map(drop),
+    }
+}
+
+fn pod_selector() -> ListParams {
+    ListParams::default().labels(&format!("app.kubernetes.io/name={POD_NAME}"))
+}
+
+/// One replica of the image, under the restricted Pod Security Standard, reading `namespace`
+/// through in-cluster config (no endpoint or token given: the Pod's own).
+fn deployment(image: &str, namespace: &str) -> Value {
+    let labels = json!({"app.kubernetes.io/name": POD_NAME});
+    json!({
+        "apiVersion": "apps/v1", "kind": "Deployment",
+        "metadata": {"name": POD_NAME, "labels": labels},
+        "spec": {
+            "replicas": 1,
+            "selector": {"matchLabels": labels},
+            "template": {
+                "metadata": {"labels": labels},
+                "spec": {
+                    "serviceAccountName": POD_NAME,
+                    "securityContext": {
+                        "runAsNonRoot": true,
+                        "runAsUser": 65532,
+                        "runAsGroup": 65532,
+                        "seccompProfile": {"type": "RuntimeDefault"},
+                    },
+                    "containers": [{
+                        "name": POD_NAME,
+                        "image": image,
+                        "imagePullPolicy": "Never",
+                        "args": [
+                            format!("--entryPoints.web.address=:{WEB_PORT}"),
+                            format!("--entryPoints.traefik.address=:{PING_PORT}"),
+                            "--ping=true",
+                            // No update check: Pods here reach nothing beyond this machine.
+                            "--global.checkNewVersion=false",
+                            "--providers.kubernetescrd=true",
+                            format!("--providers.kubernetescrd.namespaces={namespace}"),
+                            "--log.level=INFO",
+                        ],
+                        "ports": [
+                            {"name": "web", "containerPort": WEB_PORT},
+                            {"name": "traefik", "containerPort": PING_PORT},
+                        ],
+                        "readinessProbe": {
+                            "httpGet": {"path": "/ping", "port": PING_PORT},
+                            "periodSeconds": 1,
+                        },
+                        "securityContext": {
+                            "allowPrivilegeEscalation": false,
+                            "readOnlyRootFilesystem": true,
+                            "capabilities": {"drop": ["ALL"]},
+                        },
+                    }],
+                },
+            },
+        },
+    })
+}
+
+/// The rules of upstream's ClusterRole for the Kubernetes CRD provider (blocking: may
+/// download the pinned module).
+fn upstream_cluster_role_rules() -> Result<Value> {
+    let traefik = pins::tool("traefik")?;
+    let module = crate::tools::go_mod_download(&traefik.module, &traefik.version)?;
+    let path = module.dir.join(CRD_PROVIDER_RBAC);
+    let text = std::fs::read_to_string(&path).context(|| format!("reading {}", path.display()))?;
+    let documents: Vec<Value> =
+        serde_saphyr::from_multiple(&text).map_err(|error| Error::Yaml {
+            path: path.clone(),
+            message: error.to_string(),
+        })?;
+    documents
+        .into_iter()
+        .find(|document| document["kind"] == "ClusterRole")
+        .map(|role| role["rules"].clone())
+        .ok_or_else(|| Error::Yaml {
+            path,
+            message: "no ClusterRole".into(),
+        })
 }

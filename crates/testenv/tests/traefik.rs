@@ -2,7 +2,8 @@
 //! server with its Kubernetes CRD provider: an IngressRoute created in the API server becomes a
 //! route Traefik serves.
 
-use gitops_testenv::{TestEnv, Traefik, install_third_party_crds, pins};
+use gitops_testenv::images::read_archive;
+use gitops_testenv::{TestEnv, Traefik, TraefikWeb, install_third_party_crds, pins};
 use kube::api::{Api, ApiResource, DynamicObject, GroupVersionKind, PostParams};
 use serde_json::{Value, json};
 
@@ -58,6 +59,22 @@ async fn probe_until(
         .get_until(path, &headers, status)
         .await
         .unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// The image the node runs Traefik from (`TraefikPod`): built from the pinned binary (static,
+/// or the build refuses it) and named by the pinned version in its archive.
+#[test]
+fn the_traefik_image_names_the_pinned_version() {
+    let image = gitops_testenv::traefik_image().expect("image built");
+    let archived = read_archive(&image.archive).expect("an OCI archive");
+    let version = &pins::tool("traefik").expect("pinned").version;
+    assert_eq!(archived.reference, image.reference);
+    assert!(
+        image.reference.ends_with(&format!(":v{version}")),
+        "{}",
+        image.reference
+    );
+    assert!(archived.digest.starts_with("sha256:"), "{archived:?}");
 }
 
 #[tokio::test]
@@ -160,13 +177,7 @@ async fn traefik_forward_auth_to_the_double_lets_only_signed_in_requests_through
         location.starts_with(&format!("{}/application/o/authorize/", double.base_url())),
         "{location}"
     );
-    let proxy_cookie = first.headers()["set-cookie"]
-        .to_str()
-        .expect("cookie")
-        .split(';')
-        .next()
-        .expect("name=value")
-        .to_owned();
+    let proxy_cookie = gitops_testenv::set_cookie(&first).expect("the outpost's cookie");
     assert!(
         proxy_cookie.starts_with("authentik_proxy_"),
         "{proxy_cookie}"
