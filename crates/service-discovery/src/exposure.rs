@@ -70,7 +70,7 @@ impl Routes {
                 store
                     .state()
                     .iter()
-                    .filter_map(|r| http_route_serving(r, &host, &self.outpost)),
+                    .filter_map(|r| http_route_serving(r, &host, &guards, &self.outpost)),
             );
         }
         routes.sort_by(|a, b| a.route.cmp(&b.route));
@@ -261,7 +261,7 @@ impl ServedBy {
         match self {
             ServedBy::Ingress(i) => ingress_serving(i, host, &none, outpost).is_some(),
             ServedBy::IngressRoute(r) => ingress_route_serving(r, host, &none).is_some(),
-            ServedBy::HttpRoute(r) => http_route_serving(r, host, outpost).is_some(),
+            ServedBy::HttpRoute(r) => http_route_serving(r, host, &none, outpost).is_some(),
         }
     }
 
