@@ -9,11 +9,12 @@ use gitops_crd::Phase;
 use gitops_crd::names::PROXYCONFIG_LABEL;
 use gitops_crd::names::condition_types::FORWARD_AUTH_READY;
 use gitops_plan::forward_auth::{
-    AUTH_RESPONSE_HEADERS, ENVOY_AUTH_PATH, TRAEFIK_AUTH_PATH, external_auth_filter,
-    outpost_service,
+    AUTH_RESPONSE_HEADERS, ENVOY_AUTH_PATH, TRAEFIK_AUTH_PATH, extension_ref_filter,
+    external_auth_filter, outpost_service,
 };
 use gitops_proxy_crds::gateway_httproute::HttpRoute;
 use gitops_proxy_crds::traefik_middleware::Middleware;
+use gitops_testenv::Traefik;
 use kube::ResourceExt;
 use kube::api::{Api, Patch, PatchParams, PostParams};
 use serde_json::{Value, json};
@@ -288,8 +289,8 @@ fn routes(h: &Harness) -> Api<HttpRoute> {
     Api::namespaced(h.client.clone(), h.namespace())
 }
 
-/// An HTTPRoute `name` with two rules to Service `web`, the first with a header filter.
-async fn create_route(h: &Harness, name: &str, first_rule_filters: Value) -> HttpRoute {
+/// Creates HTTPRoute `name` on the test's Gateway (`gateway`) for the test's host.
+async fn create_http_route(h: &Harness, name: &str, rules: Value) -> HttpRoute {
     let route: HttpRoute = serde_json::from_value(json!({
         "apiVersion": "gateway.networking.k8s.io/v1",
         "kind": "HTTPRoute",
@@ -297,14 +298,7 @@ async fn create_route(h: &Harness, name: &str, first_rule_filters: Value) -> Htt
         "spec": {
             "parentRefs": [{"name": "gateway"}],
             "hostnames": [format!("web.{}.example.com", h.namespace())],
-            "rules": [
-                {
-                    "matches": [{"path": {"type": "PathPrefix", "value": "/app"}}],
-                    "filters": first_rule_filters,
-                    "backendRefs": [{"name": "web", "port": 80}],
-                },
-                {"backendRefs": [{"name": "web", "port": 80}]},
-            ],
+            "rules": rules,
         },
     }))
     .expect("HTTPRoute");
@@ -312,6 +306,23 @@ async fn create_route(h: &Harness, name: &str, first_rule_filters: Value) -> Htt
         .create(&PostParams::default(), &route)
         .await
         .expect("HTTPRoute created")
+}
+
+/// An HTTPRoute `name` with two rules to Service `web`, the first with `first_rule_filters`.
+async fn create_route(h: &Harness, name: &str, first_rule_filters: Value) -> HttpRoute {
+    create_http_route(
+        h,
+        name,
+        json!([
+            {
+                "matches": [{"path": {"type": "PathPrefix", "value": "/app"}}],
+                "filters": first_rule_filters,
+                "backendRefs": [{"name": "web", "port": 80}],
+            },
+            {"backendRefs": [{"name": "web", "port": 80}]},
+        ]),
+    )
+    .await
 }
 
 fn external_auth_count(route: &HttpRoute) -> Vec<usize> {
@@ -621,24 +632,9 @@ fn identity_headers(headers: &HeaderMap) -> Vec<(String, String)> {
         .collect()
 }
 
-/// The whole request path with a real proxy: Traefik (the pinned build, reading the test API
-/// server) in front of an IngressRoute that names the Middleware the controller made for a
-/// ProxyConfig, and a backend in this process that counts what reaches it. A request without a
-/// session is sent to sign in and never reaches the backend; the path the spec's skipPathRegex
-/// names reaches it without identity headers; someone outside allowedGroups never reaches it;
-/// after a member signs in the request reaches it with the identity headers.
-#[tokio::test]
-async fn traefik_with_the_controllers_middleware_lets_only_signed_in_requests_through() {
-    use gitops_testenv::Traefik;
-    use k8s_openapi::api::core::v1::Service;
-    use kube::api::{ApiResource, DynamicObject, GroupVersionKind};
-
-    if skip_in_contract_mode("its sign-in shortcut issues the outpost sessions") {
-        return;
-    }
-    let mut h = harness("fa-traefik").await;
-    h.create_service("web", 80).await;
-    h.start_single();
+/// A group in authentik and a ProxyConfig `web` with `forward_auth`, allowing only that group
+/// and skipping authentication under `/api/`; returns the group's name once it is Ready.
+async fn guarded_proxyconfig(h: &Harness, forward_auth: Value) -> String {
     let group = format!("team-{}", h.namespace());
     let created = reqwest::Client::new()
         .post(format!("{}/core/groups/", h.double().api_url()))
@@ -648,58 +644,35 @@ async fn traefik_with_the_controllers_middleware_lets_only_signed_in_requests_th
         .await
         .expect("group");
     assert_eq!(created.status(), 201);
-    let mut manifest = with_forward_auth(&h, "web", json!({"traefik": {}}));
+    let mut manifest = with_forward_auth(h, "web", forward_auth);
     manifest["spec"]["authentikConfig"]["skipPathRegex"] = json!("^/api/");
     manifest["spec"]["authentikConfig"]["allowedGroups"] = json!([group]);
     h.apply(manifest).await;
     h.wait_phase("web", Phase::Ready).await;
+    group
+}
 
-    // Without a node there are no Pods: Traefik reaches the backend through an ExternalName
-    // Service naming the loopback address.
-    let backend = RecordingBackend::default();
-    let backend_port = backend.start().await;
-    let backend_service: Service = serde_json::from_value(json!({
-        "metadata": {"name": "backend"},
-        "spec": {
-            "type": "ExternalName",
-            "externalName": "127.0.0.1",
-            "ports": [{"port": backend_port}],
-        },
-    }))
-    .expect("Service");
-    Api::<Service>::namespaced(h.client.clone(), h.namespace())
-        .create(&PostParams::default(), &backend_service)
-        .await
-        .expect("backend Service");
-    let host = format!("web.{}.example.com", h.namespace());
-    let ingress_routes = ApiResource::from_gvk_with_plural(
-        &GroupVersionKind::gvk("traefik.io", "v1alpha1", "IngressRoute"),
-        "ingressroutes",
-    );
-    let route = DynamicObject::new("web", &ingress_routes).data(json!({"spec": {
-        "entryPoints": ["web"],
-        "routes": [{
-            "match": format!("Host(`{host}`)"),
-            "kind": "Rule",
-            "middlewares": [{"name": "web-authentik"}],
-            "services": [{"name": "backend", "port": backend_port}],
-        }],
-    }}));
-    Api::<DynamicObject>::namespaced_with(h.client.clone(), h.namespace(), &ingress_routes)
-        .create(&PostParams::default(), &route)
-        .await
-        .expect("IngressRoute");
-    assert!(
-        wait_protected(&h, "web", "True")
-            .await
-            .contains("IngressRoute")
-    );
-
+/// Starts Traefik on the test's namespace.
+async fn start_traefik(h: &Harness) -> Traefik {
     let (env, ns) = (h.env, h.namespace().to_owned());
-    let traefik = tokio::task::spawn_blocking(move || Traefik::start(env, &ns))
+    tokio::task::spawn_blocking(move || Traefik::start(env, &ns))
         .await
         .expect("start task")
-        .expect("traefik starts");
+        .expect("traefik starts")
+}
+
+/// What forward auth through `traefik` must do for the test's host, whose route sends
+/// requests to `backend` through the ProxyConfig of [`guarded_proxyconfig`]: a request without
+/// a session is sent to sign in and never reaches the backend; the path the spec's
+/// skipPathRegex names reaches it without identity headers; someone outside allowedGroups never
+/// reaches it; after a member signs in the request reaches it with the identity headers.
+async fn only_signed_in_requests_reach_the_backend(
+    h: &Harness,
+    traefik: &Traefik,
+    backend: &RecordingBackend,
+    group: &str,
+) {
+    let host = format!("web.{}.example.com", h.namespace());
     let http = reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .build()
@@ -830,11 +803,7 @@ async fn traefik_with_the_controllers_middleware_lets_only_signed_in_requests_th
             .map(|(_, v)| v.as_str())
     };
     assert_eq!(value("x-authentik-username"), Some("alice"), "{identity:?}");
-    assert_eq!(
-        value("x-authentik-groups"),
-        Some(group.as_str()),
-        "{identity:?}"
-    );
+    assert_eq!(value("x-authentik-groups"), Some(group), "{identity:?}");
     for name in [
         "x-authentik-email",
         "x-authentik-uid",
@@ -846,6 +815,144 @@ async fn traefik_with_the_controllers_middleware_lets_only_signed_in_requests_th
             "{name} missing: {identity:?}"
         );
     }
+}
+
+/// The whole request path with a real proxy: Traefik (the pinned build, reading the test API
+/// server) in front of an IngressRoute that names the Middleware the controller made for a
+/// ProxyConfig, and a backend in this process that counts what reaches it.
+#[tokio::test]
+async fn traefik_with_the_controllers_middleware_lets_only_signed_in_requests_through() {
+    use k8s_openapi::api::core::v1::Service;
+    use kube::api::{ApiResource, DynamicObject, GroupVersionKind};
+
+    if skip_in_contract_mode("its sign-in shortcut issues the outpost sessions") {
+        return;
+    }
+    let mut h = harness("fa-traefik").await;
+    h.create_service("web", 80).await;
+    h.start_single();
+    let group = guarded_proxyconfig(&h, json!({"traefik": {}})).await;
+
+    // Without a node there are no Pods: Traefik reaches the backend through an ExternalName
+    // Service naming the loopback address.
+    let backend = RecordingBackend::default();
+    let backend_port = backend.start().await;
+    let backend_service: Service = serde_json::from_value(json!({
+        "metadata": {"name": "backend"},
+        "spec": {
+            "type": "ExternalName",
+            "externalName": "127.0.0.1",
+            "ports": [{"port": backend_port}],
+        },
+    }))
+    .expect("Service");
+    Api::<Service>::namespaced(h.client.clone(), h.namespace())
+        .create(&PostParams::default(), &backend_service)
+        .await
+        .expect("backend Service");
+    let host = format!("web.{}.example.com", h.namespace());
+    let ingress_routes = ApiResource::from_gvk_with_plural(
+        &GroupVersionKind::gvk("traefik.io", "v1alpha1", "IngressRoute"),
+        "ingressroutes",
+    );
+    let route = DynamicObject::new("web", &ingress_routes).data(json!({"spec": {
+        "entryPoints": ["web"],
+        "routes": [{
+            "match": format!("Host(`{host}`)"),
+            "kind": "Rule",
+            "middlewares": [{"name": "web-authentik"}],
+            "services": [{"name": "backend", "port": backend_port}],
+        }],
+    }}));
+    Api::<DynamicObject>::namespaced_with(h.client.clone(), h.namespace(), &ingress_routes)
+        .create(&PostParams::default(), &route)
+        .await
+        .expect("IngressRoute");
+    assert!(
+        wait_protected(&h, "web", "True")
+            .await
+            .contains("IngressRoute")
+    );
+
+    let traefik = start_traefik(&h).await;
+    only_signed_in_requests_reach_the_backend(&h, &traefik, &backend, &group).await;
+}
+
+/// The same request path through Traefik's Gateway API provider, which has no ExternalAuth
+/// filter: the controller adds an ExtensionRef to its Middleware to every rule of the HTTPRoute
+/// the ProxyConfig names. An HTTPRoute for the same host without it is reported (and really is
+/// open).
+#[tokio::test]
+async fn traefiks_gateway_api_provider_with_the_extension_ref_lets_only_signed_in_requests_through()
+{
+    if skip_in_contract_mode("its sign-in shortcut issues the outpost sessions") {
+        return;
+    }
+    let mut h = harness("fa-gateway").await;
+    h.create_service("web", 80).await;
+    // Traefik's Gateway API provider refuses ExternalName Services.
+    let backend = RecordingBackend::default();
+    let backend_port = backend.start().await;
+    gitops_testenv::loopback_service(&h.client, h.namespace(), "backend", backend_port)
+        .await
+        .expect("backend Service");
+    let to_backend = json!({"name": "backend", "port": backend_port});
+    create_http_route(&h, "web", json!([{"backendRefs": [to_backend]}])).await;
+    h.start_single();
+    let group = guarded_proxyconfig(
+        &h,
+        json!({"traefik": {}, "httpRoute": {"name": "web", "filter": "ExtensionRef"}}),
+    )
+    .await;
+    let reference = extension_ref_filter("web-authentik");
+    let wired = wait_route(&h, "web", |r| {
+        r.spec
+            .rules
+            .iter()
+            .flatten()
+            .all(|rule| rule.filters.as_deref() == Some(std::slice::from_ref(&reference)))
+    })
+    .await;
+    assert_eq!(wired.labels()[PROXYCONFIG_LABEL], "web");
+    let protected = wait_protected(&h, "web", "True").await;
+    assert!(
+        protected.contains(&format!("HTTPRoute {}/web", h.namespace())),
+        "{protected}"
+    );
+
+    let traefik = start_traefik(&h).await;
+    traefik
+        .create_gateway(&h.client, "gateway")
+        .await
+        .expect("Gateway");
+    only_signed_in_requests_reach_the_backend(&h, &traefik, &backend, &group).await;
+
+    // A route added later for the same host without the filter: Protected turns False naming
+    // it, the status lists it (what `kubectl gitops verify` reports), and it is really open.
+    create_http_route(
+        &h,
+        "web-direct",
+        json!([{
+            "matches": [{"path": {"type": "PathPrefix", "value": "/direct"}}],
+            "backendRefs": [to_backend],
+        }]),
+    )
+    .await;
+    let exposed = format!("HTTPRoute {}/web-direct", h.namespace());
+    let message = wait_protected(&h, "web", "False").await;
+    assert!(message.contains(&exposed), "{message}");
+    let pc = h.get("web").await.expect("ProxyConfig");
+    assert_eq!(
+        pc.status.expect("status").exposed_routes,
+        vec![exposed.clone()]
+    );
+    let before = backend.count();
+    let host = format!("web.{}.example.com", h.namespace());
+    traefik
+        .get_until("/direct", &[("Host", host.as_str())], 200)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(backend.count(), before + 1, "{exposed} reaches the backend");
 }
 
 #[tokio::test]

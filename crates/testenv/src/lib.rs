@@ -42,5 +42,5 @@ pub use node::{KUBELET_PORT, NODE_COMPONENTS, NODE_IP, NODE_NAME, PAUSE_IMAGE};
 pub use node_watchdog::{NODE_WATCHDOG_TEST, run_node_watchdog};
 pub use ports::free_port;
 pub use tools::{ensure_all_tools, ensure_tools};
-pub use traefik::Traefik;
+pub use traefik::{GATEWAY_CLASS, Traefik, loopback_service};
 pub use wait::{WAIT, eventually, metric_value, poll_until, wait_until};
