@@ -11,6 +11,7 @@ use gitops_proxy_crds::gateway_httproute::HttpRoute;
 use gitops_proxy_crds::traefik_ingressroute::IngressRoute;
 use gitops_proxy_crds::traefik_middleware::Middleware;
 use k8s_openapi::api::networking::v1::Ingress;
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::ResourceExt;
 
 use crate::forward_auth::{
@@ -243,6 +244,24 @@ pub fn http_route_serving(
         },
         protected,
     })
+}
+
+/// Whether a CustomResourceDefinition is Established and serves `version`: its kind can be
+/// watched then.
+pub fn crd_serves(crd: &CustomResourceDefinition, version: &str) -> bool {
+    let established = crd
+        .status
+        .as_ref()
+        .and_then(|status| status.conditions.as_ref())
+        .into_iter()
+        .flatten()
+        .any(|c| c.type_ == "Established" && c.status == "True");
+    established
+        && crd
+            .spec
+            .versions
+            .iter()
+            .any(|v| v.name == version && v.served)
 }
 
 /// The `Protected` condition for the routes serving a host.
@@ -537,5 +556,28 @@ mod tests {
         );
         let protected = protected_condition("web.example.com", &[route("HTTPRoute", true)]);
         assert_eq!(protected.status, ConditionStatus::True);
+    }
+
+    #[test]
+    fn a_crd_serves_a_version_once_established_and_served() {
+        let crd = |established: &str, versions: serde_json::Value| -> CustomResourceDefinition {
+            serde_json::from_value(json!({
+                "metadata": {"name": "httproutes.gateway.networking.k8s.io"},
+                "spec": {
+                    "group": "gateway.networking.k8s.io",
+                    "names": {"kind": "HTTPRoute", "plural": "httproutes"},
+                    "scope": "Namespaced",
+                    "versions": versions,
+                },
+                "status": {"conditions": [{"type": "Established", "status": established}]},
+            }))
+            .expect("CRD")
+        };
+        let v1 = json!([{"name": "v1", "served": true, "storage": true}]);
+        assert!(crd_serves(&crd("True", v1.clone()), "v1"));
+        assert!(!crd_serves(&crd("False", v1.clone()), "v1"));
+        assert!(!crd_serves(&crd("True", v1), "v1beta1"));
+        let not_served = json!([{"name": "v1", "served": false, "storage": true}]);
+        assert!(!crd_serves(&crd("True", not_served), "v1"));
     }
 }

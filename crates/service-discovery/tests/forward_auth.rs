@@ -482,6 +482,31 @@ async fn an_outpost_address_that_is_no_service_cannot_back_an_http_route_filter(
     assert_eq!(unchanged.resource_version(), route.resource_version());
 }
 
+/// Creates Traefik IngressRoute `name` on the `web` entry point whose one route matches the
+/// test's host and goes to `service` (name, port) through `middlewares`.
+async fn create_ingress_route(h: &Harness, name: &str, middlewares: &[&str], service: (&str, u16)) {
+    use kube::api::{ApiResource, DynamicObject, GroupVersionKind};
+
+    let ingress_routes = ApiResource::from_gvk_with_plural(
+        &GroupVersionKind::gvk("traefik.io", "v1alpha1", "IngressRoute"),
+        "ingressroutes",
+    );
+    let middlewares: Vec<Value> = middlewares.iter().map(|m| json!({"name": m})).collect();
+    let route = DynamicObject::new(name, &ingress_routes).data(json!({"spec": {
+        "entryPoints": ["web"],
+        "routes": [{
+            "match": format!("Host(`web.{}.example.com`)", h.namespace()),
+            "kind": "Rule",
+            "middlewares": middlewares,
+            "services": [{"name": service.0, "port": service.1}],
+        }],
+    }}));
+    Api::<DynamicObject>::namespaced_with(h.client.clone(), h.namespace(), &ingress_routes)
+        .create(&PostParams::default(), &route)
+        .await
+        .expect("IngressRoute");
+}
+
 /// Waits until `name`'s Protected condition has `status`; returns its message.
 async fn wait_protected(h: &Harness, name: &str, status: &str) -> String {
     h.wait_until(&format!("{name} Protected={status}"), || async {
@@ -500,7 +525,7 @@ async fn wait_protected(h: &Harness, name: &str, status: &str) -> String {
 #[tokio::test]
 async fn protected_follows_the_routes_serving_the_host_as_they_come_and_go() {
     use k8s_openapi::api::networking::v1::Ingress;
-    use kube::api::{ApiResource, DeleteParams, DynamicObject, GroupVersionKind};
+    use kube::api::DeleteParams;
 
     let mut h = harness("fa-protected").await;
     h.create_service("web", 80).await;
@@ -516,19 +541,7 @@ async fn protected_follows_the_routes_serving_the_host_as_they_come_and_go() {
             .starts_with("NoRouteFound")
     );
 
-    let ingress_routes = ApiResource::from_gvk_with_plural(
-        &GroupVersionKind::gvk("traefik.io", "v1alpha1", "IngressRoute"),
-        "ingressroutes",
-    );
-    let guarded = DynamicObject::new("web", &ingress_routes).data(json!({"spec": {"routes": [{
-        "match": format!("Host(`{host}`)"),
-        "middlewares": [{"name": "web-authentik"}],
-        "services": [{"name": "web", "port": 80}],
-    }]}}));
-    Api::<DynamicObject>::namespaced_with(h.client.clone(), h.namespace(), &ingress_routes)
-        .create(&PostParams::default(), &guarded)
-        .await
-        .expect("IngressRoute");
+    create_ingress_route(&h, "web", &["web-authentik"], ("web", 80)).await;
     let protected = wait_protected(&h, "web", "True").await;
     assert!(protected.contains("IngressRoute"), "{protected}");
 
@@ -823,7 +836,6 @@ async fn only_signed_in_requests_reach_the_backend(
 #[tokio::test]
 async fn traefik_with_the_controllers_middleware_lets_only_signed_in_requests_through() {
     use k8s_openapi::api::core::v1::Service;
-    use kube::api::{ApiResource, DynamicObject, GroupVersionKind};
 
     if skip_in_contract_mode("its sign-in shortcut issues the outpost sessions") {
         return;
@@ -850,24 +862,7 @@ async fn traefik_with_the_controllers_middleware_lets_only_signed_in_requests_th
         .create(&PostParams::default(), &backend_service)
         .await
         .expect("backend Service");
-    let host = format!("web.{}.example.com", h.namespace());
-    let ingress_routes = ApiResource::from_gvk_with_plural(
-        &GroupVersionKind::gvk("traefik.io", "v1alpha1", "IngressRoute"),
-        "ingressroutes",
-    );
-    let route = DynamicObject::new("web", &ingress_routes).data(json!({"spec": {
-        "entryPoints": ["web"],
-        "routes": [{
-            "match": format!("Host(`{host}`)"),
-            "kind": "Rule",
-            "middlewares": [{"name": "web-authentik"}],
-            "services": [{"name": "backend", "port": backend_port}],
-        }],
-    }}));
-    Api::<DynamicObject>::namespaced_with(h.client.clone(), h.namespace(), &ingress_routes)
-        .create(&PostParams::default(), &route)
-        .await
-        .expect("IngressRoute");
+    create_ingress_route(&h, "web", &["web-authentik"], ("backend", backend_port)).await;
     assert!(
         wait_protected(&h, "web", "True")
             .await
@@ -986,4 +981,54 @@ async fn an_outpost_that_does_not_answer_gets_no_middleware_pointing_at_it() {
         .await
         .expect("list");
     assert!(listed.items.is_empty(), "{:?}", listed.items);
+}
+
+/// Route CRDs installed while the controller runs are watched without a restart: routes
+/// created afterwards count for Protected. On an API server of its own, since the shared one
+/// has these CRDs already.
+#[tokio::test]
+async fn route_kinds_installed_after_the_start_are_watched_without_a_restart() {
+    let mut h = Harness::with_private_environment(
+        "fa-late-crds",
+        env!("CARGO_BIN_EXE_gitops-service-discovery"),
+    )
+    .await;
+    h.create_service("web", 80).await;
+    // Resyncs an hour apart: only the watches can notice the routes.
+    h.start_controller(&["--leader-election", "false", "--resync-interval", "1h"]);
+    h.apply(h.proxyconfig("web")).await;
+    h.wait_phase("web", Phase::Ready).await;
+    assert!(
+        wait_protected(&h, "web", "Unknown")
+            .await
+            .starts_with("NoRouteFound")
+    );
+
+    gitops_testenv::install_third_party_crds(&h.client)
+        .await
+        .expect("Traefik's and Gateway API's CRDs install");
+    create_route(&h, "web", json!([])).await;
+    let message = wait_protected(&h, "web", "False").await;
+    assert!(
+        message.contains(&format!("HTTPRoute {}/web", h.namespace())),
+        "{message}"
+    );
+    create_ingress_route(&h, "web", &[], ("web", 80)).await;
+    let both = format!(
+        "HTTPRoute {ns}/web, IngressRoute {ns}/web serve",
+        ns = h.namespace()
+    );
+    h.wait_until("the IngressRoute to be reported too", || async {
+        let pc = h.get("web").await?;
+        let status = pc.status?;
+        status
+            .conditions
+            .iter()
+            .any(|c| {
+                c.type_ == gitops_crd::names::condition_types::PROTECTED
+                    && c.message.contains(&both)
+            })
+            .then_some(())
+    })
+    .await;
 }
