@@ -458,6 +458,54 @@ async fn http_route_problems_are_reported_and_nothing_is_written() {
     assert_eq!(kept.resource_version(), taken.resource_version());
 }
 
+/// ExtensionRef wiring whose Middleware cannot be kept (one of that name was not made by the
+/// product) writes nothing to the route; a missing route is reported.
+#[tokio::test]
+async fn extension_ref_problems_are_reported_and_the_route_is_left_alone() {
+    let mut h = harness("fa-extref-bad").await;
+    h.create_service("web", 80).await;
+    let route = create_route(&h, "web", json!([])).await;
+    let foreign: Middleware = serde_json::from_value(json!({
+        "apiVersion": "traefik.io/v1alpha1",
+        "kind": "Middleware",
+        "metadata": {"name": "web-authentik"},
+        "spec": {"forwardAuth": {"address": "http://someone-elses-auth/check"}},
+    }))
+    .expect("Middleware");
+    middlewares(&h)
+        .create(&PostParams::default(), &foreign)
+        .await
+        .expect("created by hand");
+    h.start_single();
+    h.apply(with_forward_auth(
+        &h,
+        "web",
+        json!({"traefik": {}, "httpRoute": {"name": "web", "filter": "ExtensionRef"}}),
+    ))
+    .await;
+    let pc = h.wait_phase("web", Phase::Failed).await;
+    assert_eq!(
+        condition(&pc, FORWARD_AUTH_READY).reason,
+        "MiddlewareNotOurs"
+    );
+    let unchanged = routes(&h).get("web").await.expect("route");
+    assert_eq!(unchanged.resource_version(), route.resource_version());
+
+    h.apply(with_forward_auth(
+        &h,
+        "web",
+        json!({"traefik": {"middlewareName": "web-sso"}, "httpRoute": {"name": "missing", "filter": "ExtensionRef"}}),
+    ))
+    .await;
+    h.wait_until("RouteNotFound", || async {
+        let pc = h.get("web").await?;
+        (condition(&pc, FORWARD_AUTH_READY).reason == "RouteNotFound").then_some(())
+    })
+    .await;
+    let unchanged = routes(&h).get("web").await.expect("route");
+    assert_eq!(unchanged.resource_version(), route.resource_version());
+}
+
 #[tokio::test]
 async fn an_outpost_address_that_is_no_service_cannot_back_an_http_route_filter() {
     // The harness's outpost is the double on a loopback address.
