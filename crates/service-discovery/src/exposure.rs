@@ -117,17 +117,35 @@ pub struct RouteWatches {
 /// is full.
 type Watched<K> = (Store<K>, BoxStream<'static, K>, CacheSynced);
 
-/// Starts a cached watch of `K`.
-fn start<K>(client: &kube::Client, namespace: Option<&str>, readiness: &Readiness) -> Watched<K>
-where
+/// A namespaced kind this module watches into a cache.
+trait Watchable:
+    kube::Resource<DynamicType = (), Scope = NamespaceResourceScope>
+    + Clone
+    + serde::de::DeserializeOwned
+    + std::fmt::Debug
+    + Send
+    + Sync
+    + 'static
+{
+}
+
+impl<K> Watchable for K where
     K: kube::Resource<DynamicType = (), Scope = NamespaceResourceScope>
         + Clone
         + serde::de::DeserializeOwned
         + std::fmt::Debug
         + Send
         + Sync
-        + 'static,
+        + 'static
 {
+}
+
+/// Starts a cached watch of `K`.
+fn start<K: Watchable>(
+    client: &kube::Client,
+    namespace: Option<&str>,
+    readiness: &Readiness,
+) -> Watched<K> {
     let watch = cached_watch::<K>(
         scoped(client, namespace),
         paged(),
@@ -245,21 +263,12 @@ impl KindWatches<'_> {
     /// served: the stream first waits for the CRD, then watches; its cache is published once
     /// full, and then every ProxyConfig one of its objects affects is reconciled once (their
     /// `Protected` was computed without the kind).
-    async fn kind<K>(
+    async fn kind<K: Watchable>(
         &mut self,
         served: &Served,
         cache: &Later<K>,
         affected: impl Fn(K) -> Vec<ObjectRef<ProxyConfig>> + Clone + Send + Sync + 'static,
-    ) -> BoxStream<'static, ObjectRef<ProxyConfig>>
-    where
-        K: kube::Resource<DynamicType = (), Scope = NamespaceResourceScope>
-            + Clone
-            + serde::de::DeserializeOwned
-            + std::fmt::Debug
-            + Send
-            + Sync
-            + 'static,
-    {
+    ) -> BoxStream<'static, ObjectRef<ProxyConfig>> {
         if served_at_start::<K>(served, self.client).await {
             let (store, events, synced) = start::<K>(self.client, self.namespace, self.readiness);
             self.synced.push(synced);

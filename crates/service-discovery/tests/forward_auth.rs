@@ -175,10 +175,8 @@ async fn removing_forward_auth_removes_the_middleware_and_its_condition() {
     assert_eq!(pc.status.and_then(|s| s.phase), Some(Phase::Ready));
 }
 
-#[tokio::test]
-async fn a_middleware_the_product_did_not_create_is_never_overwritten_or_deleted() {
-    let mut h = harness("fa-foreign").await;
-    h.create_service("web", 80).await;
+/// A Middleware `web-authentik` created by hand, forwarding elsewhere.
+async fn create_foreign_middleware(h: &Harness) -> Middleware {
     let foreign: Middleware = serde_json::from_value(json!({
         "apiVersion": "traefik.io/v1alpha1",
         "kind": "Middleware",
@@ -186,10 +184,17 @@ async fn a_middleware_the_product_did_not_create_is_never_overwritten_or_deleted
         "spec": {"forwardAuth": {"address": "http://someone-elses-auth/check"}},
     }))
     .expect("Middleware");
-    let foreign = middlewares(&h)
+    middlewares(h)
         .create(&PostParams::default(), &foreign)
         .await
-        .expect("created by hand");
+        .expect("created by hand")
+}
+
+#[tokio::test]
+async fn a_middleware_the_product_did_not_create_is_never_overwritten_or_deleted() {
+    let mut h = harness("fa-foreign").await;
+    h.create_service("web", 80).await;
+    let foreign = create_foreign_middleware(&h).await;
     h.start_single();
     h.apply(with_forward_auth(&h, "web", json!({"traefik": {}})))
         .await;
@@ -465,17 +470,7 @@ async fn extension_ref_problems_are_reported_and_the_route_is_left_alone() {
     let mut h = harness("fa-extref-bad").await;
     h.create_service("web", 80).await;
     let route = create_route(&h, "web", json!([])).await;
-    let foreign: Middleware = serde_json::from_value(json!({
-        "apiVersion": "traefik.io/v1alpha1",
-        "kind": "Middleware",
-        "metadata": {"name": "web-authentik"},
-        "spec": {"forwardAuth": {"address": "http://someone-elses-auth/check"}},
-    }))
-    .expect("Middleware");
-    middlewares(&h)
-        .create(&PostParams::default(), &foreign)
-        .await
-        .expect("created by hand");
+    create_foreign_middleware(&h).await;
     h.start_single();
     h.apply(with_forward_auth(
         &h,
