@@ -149,6 +149,16 @@ pub enum RouteFilterKind {
     ExtensionRef,
 }
 
+impl RouteFilterKind {
+    /// The value the manifests use (and Gateway API's filter `type`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RouteFilterKind::ExternalAuth => "ExternalAuth",
+            RouteFilterKind::ExtensionRef => "ExtensionRef",
+        }
+    }
+}
+
 /// The Traefik `Middleware` the controller keeps.
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
 #[serde(rename_all = "camelCase")]

@@ -1,11 +1,13 @@
 //! After step 5, only for ProxyConfigs with `spec.forwardAuth`: the reverse proxy's half, a
-//! Traefik `Middleware` and/or a Gateway API `ExternalAuth` filter sending each request to the
-//! outpost first. What they should look like is decided in `gitops_plan::forward_auth`; this
-//! module reads and writes the API server.
+//! Traefik `Middleware` and/or a Gateway API HTTPRoute filter (`ExternalAuth`, or an
+//! `ExtensionRef` to that Middleware) sending each request to the outpost first. What they
+//! should look like is decided in `gitops_plan::forward_auth`; this module reads and writes the
+//! API server.
 //!
 //! Traffic: one GET per wired object per reconcile of such a ProxyConfig, a write only when it
 //! differs; what was wired before is listed by label (to unwire renamed objects) only when the
-//! spec changed. ProxyConfigs that never had `forwardAuth` cost nothing.
+//! spec changed or the wiring is released. ProxyConfigs that never had `forwardAuth` cost
+//! nothing.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -181,6 +183,12 @@ pub async fn release(pc: &ProxyConfig, ctx: &Context, report: &mut Report) -> Re
     if !had_wiring(pc) && pc.spec.forward_auth.is_none() {
         return Ok(());
     }
+    let routes_served = Kind::HttpRoute.served(ctx).await?;
+    let deleting = pc.metadata.deletion_timestamp.is_some();
+    if deleting && !routes_served {
+        // Garbage collection removes the Middlewares; there is no route to unwire.
+        return Ok(());
+    }
     let kept = kept_middlewares(pc, ctx).await?;
     let middleware = pc
         .spec
@@ -189,7 +197,7 @@ pub async fn release(pc: &ProxyConfig, ctx: &Context, report: &mut Report) -> Re
         .and_then(|f| f.traefik.as_ref())
         .map(|traefik| middleware_name(&pc.name_any(), traefik));
     let own_middlewares = own_middleware_names(&kept, middleware.as_deref());
-    if Kind::HttpRoute.served(ctx).await? {
+    if routes_served {
         unwire_routes(
             pc,
             ctx,
@@ -199,7 +207,7 @@ pub async fn release(pc: &ProxyConfig, ctx: &Context, report: &mut Report) -> Re
         )
         .await?;
     }
-    if pc.metadata.deletion_timestamp.is_none() {
+    if !deleting {
         remove_stale_middlewares(pc, ctx, &kept, None, report).await?;
     }
     Ok(())
@@ -354,7 +362,10 @@ async fn wire_route(
             .map_err(api_failure)?;
         report.event(
             "RouteWired",
-            format!("added the {kind:?} filter to every rule of HTTPRoute {namespace}/{name}"),
+            format!(
+                "added the {} filter to every rule of HTTPRoute {namespace}/{name}",
+                kind.as_str()
+            ),
         );
     }
     if spec_changed(pc) {
