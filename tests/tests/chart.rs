@@ -366,6 +366,12 @@ const SERVICE_DISCOVERY_NEEDS: &[(&str, &str, &[&str])] = &[
         "httproutes",
         &["get", "list", "watch", "update"],
     ),
+    // Their CRDs, watched by name until served (routes of a kind installed later).
+    (
+        "apiextensions.k8s.io",
+        "customresourcedefinitions",
+        &["list", "watch"],
+    ),
     ("events.k8s.io", "events", &["create", "patch"]),
 ];
 

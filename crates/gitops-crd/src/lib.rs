@@ -13,5 +13,6 @@ pub mod validate;
 
 pub use proxyconfig::{
     AuthentikConfig, DEFAULT_SKIP_PATH_REGEX, ForwardAuth, HttpRouteForwardAuth, Phase, Protocol,
-    ProxyConfig, ProxyConfigSpec, ProxyConfigStatus, ProxyMode, TraefikForwardAuth,
+    ProxyConfig, ProxyConfigSpec, ProxyConfigStatus, ProxyMode, RouteFilterKind,
+    TraefikForwardAuth,
 };

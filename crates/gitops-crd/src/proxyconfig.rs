@@ -99,19 +99,21 @@ pub struct ProxyConfigSpec {
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase")]
 #[x_kube(validation = Rule::new("has(self.traefik) || has(self.httpRoute)").message("forwardAuth must name the proxy to wire: set forwardAuth.traefik (traefik: {} for the defaults) and/or forwardAuth.httpRoute"))]
+#[x_kube(validation = Rule::new("!has(self.httpRoute) || !has(self.httpRoute.filter) || self.httpRoute.filter != 'ExtensionRef' || has(self.traefik)").message("forwardAuth.httpRoute.filter ExtensionRef names the Traefik Middleware this ProxyConfig keeps: set forwardAuth.traefik too (traefik: {} for the defaults)"))]
 pub struct ForwardAuth {
     /// A Traefik `Middleware` (traefik.io/v1alpha1) with `forwardAuth` to the outpost, in the
     /// ProxyConfig's namespace, owned by the ProxyConfig. Routes name it in their `middlewares`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub traefik: Option<TraefikForwardAuth>,
 
-    /// A Gateway API `HTTPRoute` (experimental channel) in the ProxyConfig's namespace whose
-    /// every rule gets an `ExternalAuth` filter (GEP-1494) to the outpost.
+    /// A Gateway API `HTTPRoute` in the ProxyConfig's namespace whose every rule gets a filter
+    /// sending requests to the outpost first: an `ExternalAuth` filter (GEP-1494, experimental
+    /// channel) by default, or an `ExtensionRef` to the Traefik Middleware of `traefik`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub http_route: Option<HttpRouteForwardAuth>,
 }
 
-/// The HTTPRoute the controller adds the `ExternalAuth` filter to.
+/// The HTTPRoute the controller adds its filter to.
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct HttpRouteForwardAuth {
@@ -119,6 +121,42 @@ pub struct HttpRouteForwardAuth {
     #[x_kube(validation = Rule::new("self.matches('^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$')").message("forwardAuth.httpRoute.name must be an object name: lowercase letters, digits, '-' and '.'"))]
     #[schemars(length(min = 1, max = 253))]
     pub name: String,
+
+    /// The filter added to every rule (see [`RouteFilterKind`]); `ExternalAuth` when unset.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub filter: Option<RouteFilterKind>,
+}
+
+impl HttpRouteForwardAuth {
+    /// The filter kind asked for, `ExternalAuth` when none is given.
+    pub fn filter_kind(&self) -> RouteFilterKind {
+        self.filter.unwrap_or_default()
+    }
+}
+
+/// The filter added to every rule of the HTTPRoute: `ExternalAuth` (the default; Gateway API's
+/// GEP-1494 filter, for Envoy Gateway, Cilium, NGINX Gateway Fabric and others that implement
+/// it) or `ExtensionRef` (a reference to the Traefik Middleware of `forwardAuth.traefik`, for
+/// Traefik's Gateway API provider, which has no ExternalAuth filter).
+#[derive(
+    Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, schemars::JsonSchema,
+)]
+pub enum RouteFilterKind {
+    /// Gateway API's `ExternalAuth` filter (GEP-1494) to the outpost's Service.
+    #[default]
+    ExternalAuth,
+    /// An `ExtensionRef` filter naming the Traefik Middleware this ProxyConfig keeps.
+    ExtensionRef,
+}
+
+impl RouteFilterKind {
+    /// The value the manifests use (and Gateway API's filter `type`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RouteFilterKind::ExternalAuth => "ExternalAuth",
+            RouteFilterKind::ExtensionRef => "ExtensionRef",
+        }
+    }
 }
 
 /// The Traefik `Middleware` the controller keeps.

@@ -7,13 +7,16 @@ use std::fmt;
 
 use gitops_crd::conditions::{ConditionStatus, ConditionUpdate};
 use gitops_crd::names::condition_types;
-use gitops_proxy_crds::gateway_httproute::{HttpRoute, HttpRouteRulesFiltersType};
+use gitops_proxy_crds::gateway_httproute::HttpRoute;
 use gitops_proxy_crds::traefik_ingressroute::IngressRoute;
 use gitops_proxy_crds::traefik_middleware::Middleware;
 use k8s_openapi::api::networking::v1::Ingress;
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::ResourceExt;
 
-use crate::forward_auth::{OutpostService, TRAEFIK_AUTH_PATH};
+use crate::forward_auth::{
+    OutpostService, TRAEFIK_AUTH_PATH, extension_ref_middleware, external_auth_to,
+};
 
 /// Ingress annotation naming Traefik middlewares (`<namespace>-<name>@kubernetescrd`, comma
 /// separated).
@@ -202,10 +205,12 @@ pub fn ingress_route_serving(
 }
 
 /// A Gateway API HTTPRoute naming `host`: protected when every rule has an ExternalAuth filter
-/// to the outpost's Service.
+/// to the outpost's Service, or an ExtensionRef to a forward-auth Traefik Middleware (in the
+/// route's namespace: an ExtensionRef is a local reference).
 pub fn http_route_serving(
     route: &HttpRoute,
     host: &str,
+    middlewares: &BTreeSet<(String, String)>,
     outpost: &Outpost,
 ) -> Option<ServingRoute> {
     let serves = route
@@ -219,16 +224,14 @@ pub fn http_route_serving(
     }
     let namespace = route.namespace().unwrap_or_default();
     let to_outpost = |rule: &gitops_proxy_crds::gateway_httproute::HttpRouteRules| {
-        let Some(service) = &outpost.service else {
-            return false;
-        };
         rule.filters.iter().flatten().any(|f| {
-            f.r#type == HttpRouteRulesFiltersType::ExternalAuth
-                && f.external_auth.as_ref().is_some_and(|auth| {
-                    let backend = &auth.backend_ref;
-                    backend.name == service.name
-                        && backend.namespace.as_deref().unwrap_or(&namespace) == service.namespace
-                })
+            let via_external_auth = outpost
+                .service
+                .as_ref()
+                .is_some_and(|service| external_auth_to(f, service, &namespace));
+            let via_middleware = extension_ref_middleware(f)
+                .is_some_and(|name| middlewares.contains(&(namespace.clone(), name.to_owned())));
+            via_external_auth || via_middleware
         })
     };
     let rules = route.spec.rules.as_deref().unwrap_or_default();
@@ -241,6 +244,24 @@ pub fn http_route_serving(
         },
         protected,
     })
+}
+
+/// Whether a CustomResourceDefinition is Established and serves `version`: its kind can be
+/// watched then.
+pub fn crd_serves(crd: &CustomResourceDefinition, version: &str) -> bool {
+    let established = crd
+        .status
+        .as_ref()
+        .and_then(|status| status.conditions.as_ref())
+        .into_iter()
+        .flatten()
+        .any(|c| c.type_ == "Established" && c.status == "True");
+    established
+        && crd
+            .spec
+            .versions
+            .iter()
+            .any(|v| v.name == version && v.served)
 }
 
 /// The `Protected` condition for the routes serving a host.
@@ -419,35 +440,89 @@ mod tests {
         assert_eq!(partly.route.to_string(), "IngressRoute apps/web");
     }
 
+    fn http_route(host: &str, rules: serde_json::Value) -> HttpRoute {
+        serde_json::from_value(json!({
+            "apiVersion": "gateway.networking.k8s.io/v1", "kind": "HTTPRoute",
+            "metadata": {"name": "web", "namespace": "apps"},
+            "spec": {"hostnames": [host], "rules": rules},
+        }))
+        .expect("HTTPRoute")
+    }
+
     #[test]
     fn http_routes_need_the_external_auth_filter_on_every_rule() {
         let host = "web.example.com";
         let filter =
             crate::forward_auth::external_auth_filter(outpost().service.as_ref().expect("Service"));
-        let route = |rules: serde_json::Value| -> HttpRoute {
-            serde_json::from_value(json!({
-                "apiVersion": "gateway.networking.k8s.io/v1", "kind": "HTTPRoute",
-                "metadata": {"name": "web", "namespace": "apps"},
-                "spec": {"hostnames": [host], "rules": rules},
-            }))
-            .expect("HTTPRoute")
-        };
+        let route = |rules| http_route(host, rules);
         let guarded = json!({"filters": [filter]});
         assert!(
             http_route_serving(
                 &route(json!([guarded.clone(), guarded.clone()])),
                 host,
+                &guards(),
                 &outpost()
             )
             .expect("serves")
             .protected
         );
-        let partly =
-            http_route_serving(&route(json!([guarded, {}])), host, &outpost()).expect("serves");
+        let partly = http_route_serving(&route(json!([guarded, {}])), host, &guards(), &outpost())
+            .expect("serves");
         assert!(!partly.protected);
         assert_eq!(
-            http_route_serving(&route(json!([{}])), "other.example.com", &outpost()),
+            http_route_serving(
+                &route(json!([{}])),
+                "other.example.com",
+                &guards(),
+                &outpost()
+            ),
             None
+        );
+    }
+
+    #[test]
+    fn http_routes_with_an_extension_ref_to_a_forward_auth_middleware_are_protected() {
+        let host = "web.example.com";
+        let reference =
+            |name: &str| json!({"filters": [crate::forward_auth::extension_ref_filter(name)]});
+        let serving =
+            |rules| http_route_serving(&http_route(host, rules), host, &guards(), &outpost());
+        assert!(
+            serving(json!([reference("auth"), reference("auth")]))
+                .expect("serves")
+                .protected
+        );
+        // A Middleware that does not send requests to the outpost protects nothing.
+        assert!(
+            !serving(json!([reference("elsewhere")]))
+                .expect("serves")
+                .protected
+        );
+        assert!(
+            !serving(json!([reference("auth"), {}]))
+                .expect("serves")
+                .protected
+        );
+        // Another kind of extension with the Middleware's name is not the Middleware.
+        let other_group = json!({"filters": [{"type": "ExtensionRef", "extensionRef": {"group": "example.io", "kind": "Middleware", "name": "auth"}}]});
+        assert!(!serving(json!([other_group])).expect("serves").protected);
+        // The reference is local: a Middleware of the same name in another namespace does not
+        // count.
+        let elsewhere = [middleware(
+            "other",
+            "auth",
+            &format!("{OUTPOST}{TRAEFIK_AUTH_PATH}"),
+        )];
+        let guards_elsewhere = forward_auth_middlewares(&elsewhere, &outpost());
+        assert!(
+            !http_route_serving(
+                &http_route(host, json!([reference("auth")])),
+                host,
+                &guards_elsewhere,
+                &outpost()
+            )
+            .expect("serves")
+            .protected
         );
     }
 
@@ -481,5 +556,28 @@ mod tests {
         );
         let protected = protected_condition("web.example.com", &[route("HTTPRoute", true)]);
         assert_eq!(protected.status, ConditionStatus::True);
+    }
+
+    #[test]
+    fn a_crd_serves_a_version_once_established_and_served() {
+        let crd = |established: &str, versions: serde_json::Value| -> CustomResourceDefinition {
+            serde_json::from_value(json!({
+                "metadata": {"name": "httproutes.gateway.networking.k8s.io"},
+                "spec": {
+                    "group": "gateway.networking.k8s.io",
+                    "names": {"kind": "HTTPRoute", "plural": "httproutes"},
+                    "scope": "Namespaced",
+                    "versions": versions,
+                },
+                "status": {"conditions": [{"type": "Established", "status": established}]},
+            }))
+            .expect("CRD")
+        };
+        let v1 = json!([{"name": "v1", "served": true, "storage": true}]);
+        assert!(crd_serves(&crd("True", v1.clone()), "v1"));
+        assert!(!crd_serves(&crd("False", v1.clone()), "v1"));
+        assert!(!crd_serves(&crd("True", v1), "v1beta1"));
+        let not_served = json!([{"name": "v1", "served": false, "storage": true}]);
+        assert!(!crd_serves(&crd("True", not_served), "v1"));
     }
 }

@@ -5,11 +5,14 @@
 use std::collections::BTreeMap;
 
 use gitops_crd::names::{PROXYCONFIG_LABEL, SERVICE_DISCOVERY_MANAGER, labels};
-use gitops_crd::{ProxyConfig, ProxyMode, TraefikForwardAuth};
+use gitops_crd::{
+    HttpRouteForwardAuth, ProxyConfig, ProxyMode, RouteFilterKind, TraefikForwardAuth,
+};
 use gitops_proxy_crds::gateway_httproute::{
-    HttpRoute, HttpRouteRulesFilters, HttpRouteRulesFiltersExternalAuth,
-    HttpRouteRulesFiltersExternalAuthBackendRef, HttpRouteRulesFiltersExternalAuthHttp,
-    HttpRouteRulesFiltersExternalAuthProtocol, HttpRouteRulesFiltersType,
+    HttpRoute, HttpRouteRulesFilters, HttpRouteRulesFiltersExtensionRef,
+    HttpRouteRulesFiltersExternalAuth, HttpRouteRulesFiltersExternalAuthBackendRef,
+    HttpRouteRulesFiltersExternalAuthHttp, HttpRouteRulesFiltersExternalAuthProtocol,
+    HttpRouteRulesFiltersType,
 };
 use gitops_proxy_crds::traefik_middleware::{Middleware, MiddlewareForwardAuth, MiddlewareSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
@@ -65,6 +68,10 @@ pub enum WiringProblem {
         "HTTPRoute {namespace}/{name} already has an ExternalAuth filter this product did not add; it is left alone: remove that filter or name another route"
     )]
     RouteHasOtherExternalAuth { namespace: String, name: String },
+    #[error(
+        "forwardAuth.httpRoute.filter is ExtensionRef, a reference to the Traefik Middleware this ProxyConfig keeps, but forwardAuth.traefik is not set: set forwardAuth.traefik (traefik: {{}} for the defaults) or use the ExternalAuth filter"
+    )]
+    ExtensionRefWithoutMiddleware,
 }
 
 impl WiringProblem {
@@ -76,6 +83,7 @@ impl WiringProblem {
             WiringProblem::NameTooLong { .. } => "InvalidMiddlewareName",
             WiringProblem::OutpostNotAService { .. } => "OutpostNotAService",
             WiringProblem::RouteHasOtherExternalAuth { .. } => "RouteHasOtherExternalAuth",
+            WiringProblem::ExtensionRefWithoutMiddleware => "ExtensionRefWithoutMiddleware",
         }
     }
 }
@@ -297,8 +305,104 @@ pub fn external_auth_filter(outpost: &OutpostService) -> HttpRouteRulesFilters {
     }
 }
 
+/// The filter `forwardAuth.httpRoute` asks for on every rule of its route: the ExternalAuth
+/// filter to the Service `outpost_url` names, or an ExtensionRef to the Middleware the
+/// ProxyConfig keeps under `forwardAuth.traefik`.
+pub fn route_filter(
+    pc: &ProxyConfig,
+    outpost_url: &str,
+) -> Result<HttpRouteRulesFilters, WiringProblem> {
+    let forward_auth = pc.spec.forward_auth.as_ref();
+    let kind = forward_auth
+        .and_then(|f| f.http_route.as_ref())
+        .map(HttpRouteForwardAuth::filter_kind)
+        .unwrap_or_default();
+    match kind {
+        RouteFilterKind::ExternalAuth => Ok(external_auth_filter(&outpost_service(outpost_url)?)),
+        RouteFilterKind::ExtensionRef => {
+            let traefik = forward_auth
+                .and_then(|f| f.traefik.as_ref())
+                .ok_or(WiringProblem::ExtensionRefWithoutMiddleware)?;
+            Ok(extension_ref_filter(&middleware_name(
+                &pc.name_any(),
+                traefik,
+            )))
+        }
+    }
+}
+
+/// The group and kind of a Traefik Middleware, as an `ExtensionRef` filter names it.
+pub const TRAEFIK_MIDDLEWARE_GROUP: &str = "traefik.io";
+pub const TRAEFIK_MIDDLEWARE_KIND: &str = "Middleware";
+
+/// An `ExtensionRef` filter naming the Traefik Middleware `middleware` (in the route's own
+/// namespace: an ExtensionRef is a local reference), which Traefik's Gateway API provider runs
+/// like a route's `middlewares`.
+pub fn extension_ref_filter(middleware: &str) -> HttpRouteRulesFilters {
+    HttpRouteRulesFilters {
+        r#type: HttpRouteRulesFiltersType::ExtensionRef,
+        extension_ref: Some(HttpRouteRulesFiltersExtensionRef {
+            group: TRAEFIK_MIDDLEWARE_GROUP.to_owned(),
+            kind: TRAEFIK_MIDDLEWARE_KIND.to_owned(),
+            name: middleware.to_owned(),
+        }),
+        cors: None,
+        external_auth: None,
+        request_header_modifier: None,
+        request_mirror: None,
+        request_redirect: None,
+        response_header_modifier: None,
+        url_rewrite: None,
+    }
+}
+
+/// The Traefik Middleware an `ExtensionRef` filter names, if it names one.
+pub fn extension_ref_middleware(filter: &HttpRouteRulesFilters) -> Option<&str> {
+    if filter.r#type != HttpRouteRulesFiltersType::ExtensionRef {
+        return None;
+    }
+    let reference = filter.extension_ref.as_ref()?;
+    (reference.group == TRAEFIK_MIDDLEWARE_GROUP && reference.kind == TRAEFIK_MIDDLEWARE_KIND)
+        .then_some(reference.name.as_str())
+}
+
+/// Whether an `ExternalAuth` filter sends requests to `outpost` (a backendRef without a
+/// namespace is in the route's `route_namespace`).
+pub fn external_auth_to(
+    filter: &HttpRouteRulesFilters,
+    outpost: &OutpostService,
+    route_namespace: &str,
+) -> bool {
+    is_external_auth(filter)
+        && filter.external_auth.as_ref().is_some_and(|auth| {
+            let backend = &auth.backend_ref;
+            backend.name == outpost.name
+                && backend.namespace.as_deref().unwrap_or(route_namespace) == outpost.namespace
+        })
+}
+
 fn is_external_auth(filter: &HttpRouteRulesFilters) -> bool {
     filter.r#type == HttpRouteRulesFiltersType::ExternalAuth
+}
+
+/// The filters a ProxyConfig adds to routes, and so the only ones it takes out again.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct OwnFilters<'a> {
+    /// The outpost's Service: `ExternalAuth` filters to it.
+    pub outpost: Option<&'a OutpostService>,
+    /// The Traefik Middlewares the ProxyConfig keeps or kept: `ExtensionRef` filters to them.
+    pub middlewares: &'a [String],
+}
+
+impl OwnFilters<'_> {
+    fn contain(&self, filter: &HttpRouteRulesFilters, route_namespace: &str) -> bool {
+        let to_outpost = self
+            .outpost
+            .is_some_and(|outpost| external_auth_to(filter, outpost, route_namespace));
+        let to_middleware = extension_ref_middleware(filter)
+            .is_some_and(|name| self.middlewares.iter().any(|own| own == name));
+        to_outpost || to_middleware
+    }
 }
 
 /// Whether the route carries the label saying ProxyConfig `proxyconfig` wired it.
@@ -306,28 +410,39 @@ fn wired_by(route: &HttpRoute, proxyconfig: &str) -> bool {
     route.labels().get(PROXYCONFIG_LABEL).map(String::as_str) == Some(proxyconfig)
 }
 
-/// The route with `filter` as the only ExternalAuth filter of every rule, labelled as wired by
-/// `proxyconfig`; `None` when it already is. An ExternalAuth filter of someone else (on a route
-/// this ProxyConfig has not wired) is never replaced.
-pub fn route_with_external_auth(
+/// The route with `filter` in every rule, labelled as wired by `proxyconfig`; `None` when it
+/// already is. On a route this ProxyConfig wired, the filters of `own` other than `filter` (what
+/// it added before the spec changed) are taken out; nothing else is. An `ExternalAuth` filter is
+/// the only one of its kind in a rule: an edited one of ours is replaced, someone else's (on a
+/// route this ProxyConfig has not wired) is never replaced.
+pub fn route_with_filter(
     route: &HttpRoute,
     proxyconfig: &str,
     filter: &HttpRouteRulesFilters,
+    own: &OwnFilters<'_>,
 ) -> Result<Option<HttpRoute>, WiringProblem> {
     let ours = wired_by(route, proxyconfig);
+    let namespace = route.namespace().unwrap_or_default();
     let mut updated = route.clone();
     for rule in updated.spec.rules.iter_mut().flatten() {
         let filters = rule.filters.get_or_insert_default();
-        let foreign = filters.iter().any(|f| is_external_auth(f) && f != filter);
-        if foreign && !ours {
-            return Err(WiringProblem::RouteHasOtherExternalAuth {
-                namespace: route.namespace().unwrap_or_default(),
-                name: route.name_any(),
-            });
+        if ours {
+            filters.retain(|f| f == filter || !own.contain(f, &namespace));
         }
-        filters.retain(|f| !is_external_auth(f));
-        // First, so that authentication runs before any other filter.
-        filters.insert(0, filter.clone());
+        if is_external_auth(filter) {
+            let foreign = filters.iter().any(|f| is_external_auth(f) && f != filter);
+            if foreign && !ours {
+                return Err(WiringProblem::RouteHasOtherExternalAuth {
+                    namespace: route.namespace().unwrap_or_default(),
+                    name: route.name_any(),
+                });
+            }
+            filters.retain(|f| !is_external_auth(f));
+        }
+        if !filters.contains(filter) {
+            // First, so that authentication runs before any other filter.
+            filters.insert(0, filter.clone());
+        }
     }
     updated
         .labels_mut()
@@ -335,26 +450,21 @@ pub fn route_with_external_auth(
     Ok((updated != *route).then_some(updated))
 }
 
-/// The route without the ExternalAuth filters to `outpost` that ProxyConfig `proxyconfig`
-/// added, and without its label; `None` when it did not wire this route.
-pub fn route_without_external_auth(
+/// The route without the filters of `own` and without the label of ProxyConfig `proxyconfig`;
+/// `None` when it did not wire this route.
+pub fn route_without_filters(
     route: &HttpRoute,
     proxyconfig: &str,
-    outpost: &OutpostService,
+    own: &OwnFilters<'_>,
 ) -> Option<HttpRoute> {
     if !wired_by(route, proxyconfig) {
         return None;
     }
-    let to_outpost = |f: &HttpRouteRulesFilters| {
-        f.external_auth.as_ref().is_some_and(|auth| {
-            auth.backend_ref.name == outpost.name
-                && auth.backend_ref.namespace.as_deref() == Some(outpost.namespace.as_str())
-        })
-    };
+    let namespace = route.namespace().unwrap_or_default();
     let mut updated = route.clone();
     for rule in updated.spec.rules.iter_mut().flatten() {
         if let Some(filters) = rule.filters.as_mut() {
-            filters.retain(|f| !(is_external_auth(f) && to_outpost(f)));
+            filters.retain(|f| !own.contain(f, &namespace));
         }
     }
     updated.labels_mut().remove(PROXYCONFIG_LABEL);
@@ -524,6 +634,13 @@ mod tests {
             .expect("a Service")
     }
 
+    fn own<'a>(outpost: &'a OutpostService, middlewares: &'a [String]) -> OwnFilters<'a> {
+        OwnFilters {
+            outpost: Some(outpost),
+            middlewares,
+        }
+    }
+
     fn route(filters: serde_json::Value, label: Option<&str>) -> HttpRoute {
         let mut route: HttpRoute = serde_json::from_value(json!({
             "apiVersion": "gateway.networking.k8s.io/v1",
@@ -574,8 +691,9 @@ mod tests {
     fn every_rule_gets_the_filter_first_and_the_route_is_labelled() {
         let header = json!([{"type": "RequestHeaderModifier", "requestHeaderModifier": {"set": [{"name": "x", "value": "1"}]}}]);
         let original = route(header, None);
-        let filter = external_auth_filter(&outpost());
-        let wired = route_with_external_auth(&original, "web", &filter)
+        let outpost = outpost();
+        let filter = external_auth_filter(&outpost);
+        let wired = route_with_filter(&original, "web", &filter, &own(&outpost, &[]))
             .expect("allowed")
             .expect("a change");
         let rules = wired.spec.rules.as_ref().expect("rules");
@@ -593,19 +711,23 @@ mod tests {
             json!({"group": "", "kind": "Service", "name": "authentik-server", "namespace": "authentik", "port": 9000})
         );
         // Wired already: nothing to write.
-        assert_eq!(route_with_external_auth(&wired, "web", &filter), Ok(None));
+        assert_eq!(
+            route_with_filter(&wired, "web", &filter, &own(&outpost, &[])),
+            Ok(None)
+        );
     }
 
     #[test]
     fn an_edited_filter_is_reverted_but_someone_elses_is_never_replaced() {
-        let filter = external_auth_filter(&outpost());
+        let outpost = outpost();
+        let filter = external_auth_filter(&outpost);
         let mut edited = filter.clone();
         if let Some(http) = edited.external_auth.as_mut().and_then(|a| a.http.as_mut()) {
             http.path = Some("/elsewhere".into());
         }
         let edited = serde_json::to_value(vec![edited]).expect("serializes");
         let ours = route(edited.clone(), Some("web"));
-        let reverted = route_with_external_auth(&ours, "web", &filter)
+        let reverted = route_with_filter(&ours, "web", &filter, &own(&outpost, &[]))
             .expect("ours")
             .expect("a change");
         assert_eq!(
@@ -614,7 +736,8 @@ mod tests {
         );
         for label in [None, Some("other-proxyconfig")] {
             let foreign = route(edited.clone(), label);
-            let problem = route_with_external_auth(&foreign, "web", &filter).expect_err("refused");
+            let problem = route_with_filter(&foreign, "web", &filter, &own(&outpost, &[]))
+                .expect_err("refused");
             assert_eq!(problem.reason(), "RouteHasOtherExternalAuth");
             assert!(problem.to_string().contains("apps/web"), "{problem}");
         }
@@ -622,14 +745,18 @@ mod tests {
 
     #[test]
     fn unwiring_removes_only_our_filters_from_routes_we_wired() {
-        let filter = external_auth_filter(&outpost());
+        let outpost = outpost();
+        let filter = external_auth_filter(&outpost);
         let other = json!([{"type": "ExtensionRef", "extensionRef": {"group": "x.io", "kind": "Thing", "name": "t"}}]);
         let plain = route(other, None);
-        assert_eq!(route_without_external_auth(&plain, "web", &outpost()), None);
-        let wired = route_with_external_auth(&plain, "web", &filter)
+        assert_eq!(
+            route_without_filters(&plain, "web", &own(&outpost, &[])),
+            None
+        );
+        let wired = route_with_filter(&plain, "web", &filter, &own(&outpost, &[]))
             .expect("allowed")
             .expect("a change");
-        let unwired = route_without_external_auth(&wired, "web", &outpost()).expect("ours");
+        let unwired = route_without_filters(&wired, "web", &own(&outpost, &[])).expect("ours");
         assert!(!unwired.labels().contains_key(PROXYCONFIG_LABEL));
         let rules = unwired.spec.rules.expect("rules");
         assert_eq!(
@@ -637,5 +764,171 @@ mod tests {
             plain.spec.rules.as_ref().expect("rules")[0].filters
         );
         assert_eq!(rules[1].filters, Some(vec![]));
+    }
+
+    fn rule_filters(route: &HttpRoute) -> Vec<Vec<HttpRouteRulesFilters>> {
+        route
+            .spec
+            .rules
+            .iter()
+            .flatten()
+            .map(|rule| rule.filters.clone().unwrap_or_default())
+            .collect()
+    }
+
+    #[test]
+    fn an_extension_ref_names_the_traefik_middleware_first_in_every_rule() {
+        let header = json!([{"type": "RequestHeaderModifier", "requestHeaderModifier": {"set": [{"name": "x", "value": "1"}]}}]);
+        let original = route(header.clone(), None);
+        let outpost = outpost();
+        let kept = ["web-authentik".to_owned()];
+        let filter = extension_ref_filter("web-authentik");
+        assert_eq!(
+            serde_json::to_value(&filter).expect("serializes"),
+            json!({"type": "ExtensionRef", "extensionRef": {"group": "traefik.io", "kind": "Middleware", "name": "web-authentik"}})
+        );
+        assert_eq!(extension_ref_middleware(&filter), Some("web-authentik"));
+        let wired = route_with_filter(&original, "web", &filter, &own(&outpost, &kept))
+            .expect("allowed")
+            .expect("a change");
+        let rules = rule_filters(&wired);
+        assert_eq!(rules[0][0], filter);
+        assert_eq!(rules[0].len(), 2, "the route's own filter stays");
+        assert_eq!(rules[1], vec![filter.clone()]);
+        assert_eq!(wired.labels()[PROXYCONFIG_LABEL], "web");
+        assert_eq!(
+            route_with_filter(&wired, "web", &filter, &own(&outpost, &kept)),
+            Ok(None)
+        );
+
+        // Unwired: only the reference to our Middleware goes.
+        let unwired = route_without_filters(&wired, "web", &own(&outpost, &kept)).expect("ours");
+        assert_eq!(rule_filters(&unwired), rule_filters(&original));
+    }
+
+    #[test]
+    fn extension_refs_of_others_are_kept() {
+        let outpost = outpost();
+        let kept = ["web-authentik".to_owned()];
+        let others = json!([
+            {"type": "ExtensionRef", "extensionRef": {"group": "traefik.io", "kind": "Middleware", "name": "rate-limit"}},
+            {"type": "ExtensionRef", "extensionRef": {"group": "x.io", "kind": "Middleware", "name": "web-authentik"}},
+        ]);
+        let original = route(others, None);
+        let filter = extension_ref_filter("web-authentik");
+        let wired = route_with_filter(&original, "web", &filter, &own(&outpost, &kept))
+            .expect("allowed")
+            .expect("a change");
+        assert_eq!(rule_filters(&wired)[0].len(), 3);
+        assert_eq!(
+            extension_ref_middleware(&rule_filters(&wired)[0][1]),
+            Some("rate-limit")
+        );
+        assert_eq!(
+            extension_ref_middleware(&rule_filters(&wired)[0][2]),
+            None,
+            "another group"
+        );
+        let unwired = route_without_filters(&wired, "web", &own(&outpost, &kept)).expect("ours");
+        assert_eq!(rule_filters(&unwired), rule_filters(&original));
+    }
+
+    #[test]
+    fn switching_the_filter_kind_takes_out_only_what_this_proxyconfig_added() {
+        let outpost = outpost();
+        let kept = ["web-authentik".to_owned(), "web-old".to_owned()];
+        let external = external_auth_filter(&outpost);
+        let reference = extension_ref_filter("web-authentik");
+        let neighbour = json!([{"type": "ExtensionRef", "extensionRef": {"group": "traefik.io", "kind": "Middleware", "name": "rate-limit"}}]);
+        let original = route(neighbour, None);
+
+        let with_external = route_with_filter(&original, "web", &external, &own(&outpost, &kept))
+            .expect("allowed")
+            .expect("a change");
+        let switched = route_with_filter(&with_external, "web", &reference, &own(&outpost, &kept))
+            .expect("ours")
+            .expect("a change");
+        let rules = rule_filters(&switched);
+        assert_eq!(
+            rules[0],
+            vec![reference.clone(), rule_filters(&original)[0][0].clone()]
+        );
+        assert_eq!(rules[1], vec![reference.clone()]);
+
+        // A renamed Middleware: the reference to the old name goes, the new one comes.
+        let renamed = extension_ref_filter("web-old");
+        let old = route_with_filter(&original, "web", &renamed, &own(&outpost, &kept))
+            .expect("allowed")
+            .expect("a change");
+        let new = route_with_filter(&old, "web", &reference, &own(&outpost, &kept))
+            .expect("ours")
+            .expect("a change");
+        assert_eq!(rule_filters(&new), rules);
+
+        // And back: the ExtensionRef goes, the ExternalAuth comes.
+        let back = route_with_filter(&switched, "web", &external, &own(&outpost, &kept))
+            .expect("ours")
+            .expect("a change");
+        assert_eq!(rule_filters(&back), rule_filters(&with_external));
+
+        // On a route this ProxyConfig did not wire, a reference to its Middleware someone wrote
+        // by hand is not taken out.
+        let by_hand = route(
+            serde_json::to_value(vec![reference.clone()]).expect("JSON"),
+            None,
+        );
+        let wired = route_with_filter(&by_hand, "web", &external, &own(&outpost, &kept))
+            .expect("allowed")
+            .expect("a change");
+        assert_eq!(rule_filters(&wired)[0], vec![external, reference]);
+    }
+
+    #[test]
+    fn the_route_filter_follows_the_spec_and_external_auth_is_the_default() {
+        let url = "http://authentik-server.authentik.svc:9000";
+        let default = proxyconfig("forward_single", json!({"httpRoute": {"name": "web"}}));
+        assert_eq!(
+            route_filter(&default, url),
+            Ok(external_auth_filter(
+                &outpost_service(url).expect("a Service")
+            ))
+        );
+        let explicit = proxyconfig(
+            "forward_single",
+            json!({"httpRoute": {"name": "web", "filter": "ExternalAuth"}}),
+        );
+        assert_eq!(route_filter(&explicit, url), route_filter(&default, url));
+        assert_eq!(
+            route_filter(&default, "http://127.0.0.1:9000").map_err(|p| p.reason()),
+            Err("OutpostNotAService")
+        );
+
+        let reference = proxyconfig(
+            "forward_single",
+            json!({"traefik": {"middlewareName": "sso"}, "httpRoute": {"name": "web", "filter": "ExtensionRef"}}),
+        );
+        // The Middleware is Traefik's: any outpost address will do.
+        assert_eq!(
+            route_filter(&reference, "http://127.0.0.1:9000"),
+            Ok(extension_ref_filter("sso"))
+        );
+        let defaults = proxyconfig(
+            "forward_single",
+            json!({"traefik": {}, "httpRoute": {"name": "web", "filter": "ExtensionRef"}}),
+        );
+        assert_eq!(
+            route_filter(&defaults, url),
+            Ok(extension_ref_filter("grafana-authentik"))
+        );
+        let without = proxyconfig(
+            "forward_single",
+            json!({"httpRoute": {"name": "web", "filter": "ExtensionRef"}}),
+        );
+        let problem = route_filter(&without, url).expect_err("refused");
+        assert_eq!(problem.reason(), "ExtensionRefWithoutMiddleware");
+        assert!(
+            problem.to_string().contains("forwardAuth.traefik"),
+            "{problem}"
+        );
     }
 }

@@ -47,7 +47,8 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
 /// start or re-list over many objects; at 10,000 objects that is 100 requests instead of 20.
 const LIST_PAGE_SIZE: u32 = 100;
 
-fn paged() -> watcher::Config {
+/// A watch configuration listing [`LIST_PAGE_SIZE`] objects per page.
+pub(crate) fn paged() -> watcher::Config {
     watcher::Config::default().page_size(LIST_PAGE_SIZE)
 }
 

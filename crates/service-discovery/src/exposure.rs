@@ -1,18 +1,23 @@
 //! The routes that serve ProxyConfigs' hosts (Ingress; Traefik IngressRoute and Gateway API
-//! HTTPRoute when their CRDs are served at start-up) and the Middlewares they use, watched into
-//! caches, never polled: a route event reconciles the ProxyConfigs whose host it serves, and the
-//! `Protected` condition is computed from the caches without an API call. `gitops_plan::exposure`
-//! decides.
+//! HTTPRoute when their CRDs are served) and the Middlewares they use, watched into caches, never
+//! polled: a route event reconciles the ProxyConfigs whose host it serves, and the `Protected`
+//! condition is computed from the caches without an API call. `gitops_plan::exposure` decides.
+//!
+//! A kind whose CRD is not served at start-up is watched from the moment it is: until then the
+//! controller watches that one CustomResourceDefinition by name (a watch that ends once the CRD
+//! serves the version we read), so installing Traefik or Gateway API later needs no restart and a
+//! cluster that has the CRDs at start-up makes no extra request.
 
 use std::collections::BTreeSet;
+use std::sync::{Arc, OnceLock};
 
 use futures::stream::{self, BoxStream, StreamExt};
 use gitops_crd::ProxyConfig;
 use gitops_crd::conditions::{ConditionStatus, ConditionUpdate, find_condition};
 use gitops_crd::names::{PROXYCONFIG_LABEL, condition_types};
 use gitops_plan::exposure::{
-    Outpost, ServingRoute, external_hostname, forward_auth_middlewares, http_route_serving,
-    ingress_route_serving, ingress_serving, protected_condition,
+    Outpost, ServingRoute, crd_serves, external_hostname, forward_auth_middlewares,
+    http_route_serving, ingress_route_serving, ingress_serving, protected_condition,
 };
 use gitops_plan::forward_auth::outpost_service;
 use gitops_proxy_crds::gateway_httproute::HttpRoute;
@@ -24,19 +29,24 @@ use gitops_runtime::watches::{
 };
 use k8s_openapi::NamespaceResourceScope;
 use k8s_openapi::api::networking::v1::Ingress;
-use kube::ResourceExt;
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::runtime::reflector::{ObjectRef, Store};
-use kube::runtime::watcher;
+use kube::runtime::{WatchStreamExt, watcher};
+use kube::{Api, ResourceExt};
 
+use crate::controller::paged;
 use crate::forward_auth::{Served, ServedKinds};
+
+/// The cache of a kind watched once its CRD is served; empty until that cache holds a full list.
+type Later<K> = Arc<OnceLock<Store<K>>>;
 
 /// The cached routes and Middlewares, and where forward auth must go.
 #[derive(Clone)]
 pub struct Routes {
     ingresses: Store<Ingress>,
-    ingress_routes: Option<Store<IngressRoute>>,
-    http_routes: Option<Store<HttpRoute>>,
-    middlewares: Option<Store<Middleware>>,
+    ingress_routes: Later<IngressRoute>,
+    http_routes: Later<HttpRoute>,
+    middlewares: Later<Middleware>,
     outpost: Outpost,
 }
 
@@ -46,7 +56,7 @@ impl Routes {
         let host = external_hostname(&pc.spec.external_host);
         let guards: BTreeSet<(String, String)> = self
             .middlewares
-            .as_ref()
+            .get()
             .map(|store| {
                 forward_auth_middlewares(store.state().iter().map(|m| &**m), &self.outpost)
             })
@@ -57,7 +67,7 @@ impl Routes {
             .iter()
             .filter_map(|i| ingress_serving(i, &host, &guards, &self.outpost))
             .collect();
-        if let Some(store) = &self.ingress_routes {
+        if let Some(store) = self.ingress_routes.get() {
             routes.extend(
                 store
                     .state()
@@ -65,12 +75,12 @@ impl Routes {
                     .filter_map(|r| ingress_route_serving(r, &host, &guards)),
             );
         }
-        if let Some(store) = &self.http_routes {
+        if let Some(store) = self.http_routes.get() {
             routes.extend(
                 store
                     .state()
                     .iter()
-                    .filter_map(|r| http_route_serving(r, &host, &self.outpost)),
+                    .filter_map(|r| http_route_serving(r, &host, &guards, &self.outpost)),
             );
         }
         routes.sort_by(|a, b| a.route.cmp(&b.route));
@@ -103,39 +113,52 @@ pub struct RouteWatches {
     pub triggers: BoxStream<'static, ObjectRef<ProxyConfig>>,
 }
 
-/// One kind's watch: its cache, filled by the returned stream of changed objects.
-type Watched<K> = (Store<K>, BoxStream<'static, K>);
+/// One kind's watch: its cache, filled by the returned stream of changed objects, and when it
+/// is full.
+type Watched<K> = (Store<K>, BoxStream<'static, K>, CacheSynced);
 
-/// Starts a cached watch of `K` and registers when its cache is full.
-fn start<K>(
-    client: &kube::Client,
-    namespace: Option<&str>,
-    readiness: &Readiness,
-    synced: &mut Vec<CacheSynced>,
-) -> Watched<K>
-where
+/// A namespaced kind this module watches into a cache.
+trait Watchable:
+    kube::Resource<DynamicType = (), Scope = NamespaceResourceScope>
+    + Clone
+    + serde::de::DeserializeOwned
+    + std::fmt::Debug
+    + Send
+    + Sync
+    + 'static
+{
+}
+
+impl<K> Watchable for K where
     K: kube::Resource<DynamicType = (), Scope = NamespaceResourceScope>
         + Clone
         + serde::de::DeserializeOwned
         + std::fmt::Debug
         + Send
         + Sync
-        + 'static,
+        + 'static
 {
+}
+
+/// Starts a cached watch of `K`.
+fn start<K: Watchable>(
+    client: &kube::Client,
+    namespace: Option<&str>,
+    readiness: &Readiness,
+) -> Watched<K> {
     let watch = cached_watch::<K>(
         scoped(client, namespace),
-        watcher::Config::default(),
+        paged(),
         clear_managed_fields,
         |_| {},
         readiness.resource(resource_name::<K>()),
     );
-    synced.push(watch.synced);
     let changed = watch.stream.filter_map(|e| async move { e.ok() }).boxed();
-    (watch.store, changed)
+    (watch.store, changed, watch.synced)
 }
 
-/// Starts the watches of the route kinds the API server serves now (a CRD installed later is
-/// watched after a restart; until then its routes are not seen).
+/// Starts the watches of the route kinds: at once for those the API server serves now (their
+/// caches count for readiness), the others once their CRD is served.
 pub async fn watch(
     client: &kube::Client,
     namespace: Option<&str>,
@@ -144,22 +167,14 @@ pub async fn watch(
     proxyconfigs: Store<ProxyConfig>,
     outpost_url: &str,
 ) -> RouteWatches {
-    let mut synced = Vec::new();
-    let (ingresses, ingress_events) = start::<Ingress>(client, namespace, readiness, &mut synced);
-    let ingress_routes = served_at_start::<IngressRoute>(&served.ingress_route, client)
-        .await
-        .then(|| start::<IngressRoute>(client, namespace, readiness, &mut synced));
-    let http_routes = served_at_start::<HttpRoute>(&served.http_route, client)
-        .await
-        .then(|| start::<HttpRoute>(client, namespace, readiness, &mut synced));
-    let middlewares = served_at_start::<Middleware>(&served.middleware, client)
-        .await
-        .then(|| start::<Middleware>(client, namespace, readiness, &mut synced));
+    let (ingresses, ingress_events, ingresses_synced) =
+        start::<Ingress>(client, namespace, readiness);
+    let mut synced = vec![ingresses_synced];
     let routes = Routes {
         ingresses,
-        ingress_routes: ingress_routes.as_ref().map(|(store, _)| store.clone()),
-        http_routes: http_routes.as_ref().map(|(store, _)| store.clone()),
-        middlewares: middlewares.as_ref().map(|(store, _)| store.clone()),
+        ingress_routes: Later::default(),
+        http_routes: Later::default(),
+        middlewares: Later::default(),
         outpost: Outpost {
             url: outpost_url.to_owned(),
             service: outpost_service(outpost_url).ok(),
@@ -171,8 +186,8 @@ pub async fn watch(
     let affected = {
         let outpost = routes.outpost.clone();
         let proxyconfigs = proxyconfigs.clone();
-        move |route: ServedBy| {
-            let refs: Vec<ObjectRef<ProxyConfig>> = proxyconfigs
+        move |route: ServedBy| -> Vec<ObjectRef<ProxyConfig>> {
+            proxyconfigs
                 .state()
                 .iter()
                 .filter(|pc| {
@@ -180,60 +195,140 @@ pub async fn watch(
                     route.serves(&host, &outpost) || names_route(pc, &route.name())
                 })
                 .map(|pc| ObjectRef::from_obj(&**pc))
-                .collect();
-            stream::iter(refs)
+                .collect()
         }
     };
-    let mut triggers = vec![
-        ingress_events
-            .flat_map({
-                let affected = affected.clone();
-                move |i| affected(ServedBy::Ingress(i))
-            })
-            .boxed(),
-    ];
-    if let Some((_, events)) = ingress_routes {
-        let affected = affected.clone();
-        triggers.push(
-            events
-                .flat_map(move |r| affected(ServedBy::IngressRoute(r)))
-                .boxed(),
-        );
-    }
-    if let Some((_, events)) = http_routes {
-        triggers.push(
-            events
-                .flat_map(move |r| affected(ServedBy::HttpRoute(r)))
-                .boxed(),
-        );
-    }
     // A Middleware decides whether the routes naming it are protected: reconcile the
     // ProxyConfig it was made for and those reported exposed (the few that can change).
-    if let Some((_, events)) = middlewares {
-        triggers.push(
-            events
-                .flat_map(move |m: Middleware| {
-                    let owner = m.labels().get(PROXYCONFIG_LABEL).cloned();
-                    let namespace = m.namespace();
-                    let refs: Vec<ObjectRef<ProxyConfig>> = proxyconfigs
-                        .state()
-                        .iter()
-                        .filter(|pc| {
-                            (owner.as_deref() == Some(pc.name_any().as_str())
-                                && pc.namespace() == namespace)
-                                || exposed(pc)
-                        })
-                        .map(|pc| ObjectRef::from_obj(&**pc))
-                        .collect();
-                    stream::iter(refs)
-                })
-                .boxed(),
-        );
-    }
+    let guarded = move |m: Middleware| -> Vec<ObjectRef<ProxyConfig>> {
+        let owner = m.labels().get(PROXYCONFIG_LABEL).cloned();
+        let namespace = m.namespace();
+        proxyconfigs
+            .state()
+            .iter()
+            .filter(|pc| {
+                (owner.as_deref() == Some(pc.name_any().as_str()) && pc.namespace() == namespace)
+                    || exposed(pc)
+            })
+            .map(|pc| ObjectRef::from_obj(&**pc))
+            .collect()
+    };
+    let mut watches = KindWatches {
+        client,
+        namespace,
+        readiness,
+        synced: &mut synced,
+    };
+    let ingress_route_events = watches
+        .kind::<IngressRoute>(&served.ingress_route, &routes.ingress_routes, {
+            let affected = affected.clone();
+            move |r| affected(ServedBy::IngressRoute(r))
+        })
+        .await;
+    let http_route_events = watches
+        .kind::<HttpRoute>(&served.http_route, &routes.http_routes, {
+            let affected = affected.clone();
+            move |r| affected(ServedBy::HttpRoute(r))
+        })
+        .await;
+    let middleware_events = watches
+        .kind::<Middleware>(&served.middleware, &routes.middlewares, guarded)
+        .await;
+    let triggers = vec![
+        ingress_events
+            .flat_map(move |i| stream::iter(affected(ServedBy::Ingress(i))))
+            .boxed(),
+        ingress_route_events,
+        http_route_events,
+        middleware_events,
+    ];
     RouteWatches {
         routes,
         synced,
         triggers: stream::select_all(triggers).boxed(),
+    }
+}
+
+/// Starts the watches of optional kinds, now or once their CRD is served.
+struct KindWatches<'a> {
+    client: &'a kube::Client,
+    namespace: Option<&'a str>,
+    readiness: &'a Readiness,
+    synced: &'a mut Vec<CacheSynced>,
+}
+
+impl KindWatches<'_> {
+    /// The ProxyConfigs to reconcile on `K`'s events (`affected` maps one object to them),
+    /// filling `cache`. Served now: watched at once, its cache counts for readiness. Not
+    /// served: the stream first waits for the CRD, then watches; its cache is published once
+    /// full, and then every ProxyConfig one of its objects affects is reconciled once (their
+    /// `Protected` was computed without the kind).
+    async fn kind<K: Watchable>(
+        &mut self,
+        served: &Served,
+        cache: &Later<K>,
+        affected: impl Fn(K) -> Vec<ObjectRef<ProxyConfig>> + Clone + Send + Sync + 'static,
+    ) -> BoxStream<'static, ObjectRef<ProxyConfig>> {
+        if served_at_start::<K>(served, self.client).await {
+            let (store, events, synced) = start::<K>(self.client, self.namespace, self.readiness);
+            self.synced.push(synced);
+            let _ = cache.set(store);
+            return events.flat_map(move |k| stream::iter(affected(k))).boxed();
+        }
+        let (client, namespace, readiness, cache) = (
+            self.client.clone(),
+            self.namespace.map(str::to_owned),
+            self.readiness.clone(),
+            cache.clone(),
+        );
+        stream::once(async move {
+            until_crd_serves::<K>(&client).await;
+            tracing::info!(kind = %resource_name::<K>(), "its CRD is served now; watching it");
+            let (store, events, mut synced) = start::<K>(&client, namespace.as_deref(), &readiness);
+            let full = {
+                let (store, cache, affected) = (store.clone(), cache.clone(), affected.clone());
+                async move {
+                    if synced.wait_for(|synced| *synced).await.is_err() {
+                        return Vec::new();
+                    }
+                    let _ = cache.set(store.clone());
+                    store
+                        .state()
+                        .iter()
+                        .flat_map(|k| affected((**k).clone()))
+                        .collect()
+                }
+            };
+            // Before the cache is published, reconciles would not see the kind: its events
+            // count from then on (and the one pass above covers what came before).
+            let changes = events
+                .filter(move |_| std::future::ready(cache.get().is_some()))
+                .flat_map(move |k| stream::iter(affected(k)));
+            stream::select(stream::once(full).flat_map(stream::iter), changes)
+        })
+        .flatten()
+        .boxed()
+    }
+}
+
+/// Resolves once the API server serves `K` (its CRD is Established and serves `K`'s version),
+/// watching only that CustomResourceDefinition. Failures are retried with backoff and logged.
+async fn until_crd_serves<K: kube::Resource<DynamicType = ()>>(client: &kube::Client) {
+    let name = format!("{}.{}", K::plural(&()), K::group(&()));
+    let version = K::version(&());
+    let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
+    let config = paged().fields(&format!("metadata.name={name}"));
+    let mut events = std::pin::pin!(watcher(crds, config).default_backoff().applied_objects());
+    while let Some(event) = events.next().await {
+        match event {
+            Ok(crd) if crd_serves(&crd, &version) => return,
+            Ok(_) => {}
+            Err(error) => tracing::warn!(
+                %error,
+                crd = %name,
+                "cannot watch the CustomResourceDefinition; its routes are not watched until it can be (the controller needs list and watch on customresourcedefinitions)"
+            ),
+        }
     }
 }
 
@@ -261,7 +356,7 @@ impl ServedBy {
         match self {
             ServedBy::Ingress(i) => ingress_serving(i, host, &none, outpost).is_some(),
             ServedBy::IngressRoute(r) => ingress_route_serving(r, host, &none).is_some(),
-            ServedBy::HttpRoute(r) => http_route_serving(r, host, outpost).is_some(),
+            ServedBy::HttpRoute(r) => http_route_serving(r, host, &none, outpost).is_some(),
         }
     }
 

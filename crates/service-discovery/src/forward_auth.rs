@@ -1,21 +1,23 @@
 //! After step 5, only for ProxyConfigs with `spec.forwardAuth`: the reverse proxy's half, a
-//! Traefik `Middleware` and/or a Gateway API `ExternalAuth` filter sending each request to the
-//! outpost first. What they should look like is decided in `gitops_plan::forward_auth`; this
-//! module reads and writes the API server.
+//! Traefik `Middleware` and/or a Gateway API HTTPRoute filter (`ExternalAuth`, or an
+//! `ExtensionRef` to that Middleware) sending each request to the outpost first. What they
+//! should look like is decided in `gitops_plan::forward_auth`; this module reads and writes the
+//! API server.
 //!
 //! Traffic: one GET per wired object per reconcile of such a ProxyConfig, a write only when it
 //! differs; what was wired before is listed by label (to unwire renamed objects) only when the
-//! spec changed. ProxyConfigs that never had `forwardAuth` cost nothing.
+//! spec changed or the wiring is released. ProxyConfigs that never had `forwardAuth` cost
+//! nothing.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use gitops_crd::conditions::{ConditionUpdate, find_condition};
 use gitops_crd::names::{PROXYCONFIG_LABEL, SERVICE_DISCOVERY_MANAGER, condition_types};
-use gitops_crd::{HttpRouteForwardAuth, ProxyConfig, TraefikForwardAuth};
+use gitops_crd::{HttpRouteForwardAuth, ProxyConfig, RouteFilterKind, TraefikForwardAuth};
 use gitops_plan::forward_auth::{
-    MiddlewareAction, WiringProblem, check_mode, desired_middleware, external_auth_filter,
-    middleware_action, outpost_service, route_with_external_auth, route_without_external_auth,
-    stale_middlewares,
+    MiddlewareAction, OutpostService, OwnFilters, WiringProblem, check_mode, desired_middleware,
+    extension_ref_middleware, middleware_action, middleware_name, outpost_service, owned_by,
+    route_filter, route_with_filter, route_without_filters, stale_middlewares,
 };
 use gitops_proxy_crds::gateway_httproute::HttpRoute;
 use gitops_proxy_crds::traefik_middleware::Middleware;
@@ -140,19 +142,31 @@ pub async fn converge(pc: &ProxyConfig, ctx: &Context, report: &mut Report) -> R
         return Ok(());
     };
     check_mode(pc.spec.authentik_config.mode).map_err(refused)?;
+    // What was kept before the spec changed: its Middlewares go once no route of ours names
+    // them any more.
+    let kept = if spec_changed(pc) && (had_wiring(pc) || wanted.traefik.is_some()) {
+        kept_middlewares(pc, ctx).await?
+    } else {
+        Vec::new()
+    };
+    let middleware = wanted
+        .traefik
+        .as_ref()
+        .map(|traefik| middleware_name(&pc.name_any(), traefik));
+    let own_middlewares = own_middleware_names(&kept, middleware.as_deref());
+    let own = own_filters(ctx, &own_middlewares);
     let mut wired = Vec::new();
-    match &wanted.traefik {
-        Some(traefik) => wired.push(wire_middleware(pc, traefik, ctx, report).await?),
+    if let Some(traefik) = &wanted.traefik {
+        wired.push(wire_middleware(pc, traefik, ctx, report).await?);
+    }
+    match &wanted.http_route {
+        Some(route) => wired.push(wire_route(pc, route, ctx, &own.filters(), report).await?),
         None if had_wiring(pc) && spec_changed(pc) => {
-            remove_stale_middlewares(pc, ctx, None, report).await?
+            unwire_routes(pc, ctx, None, &own.filters(), report).await?
         }
         None => {}
     }
-    match &wanted.http_route {
-        Some(route) => wired.push(wire_route(pc, route, ctx, report).await?),
-        None if had_wiring(pc) && spec_changed(pc) => unwire_routes(pc, ctx, None, report).await?,
-        None => {}
-    }
+    remove_stale_middlewares(pc, ctx, &kept, middleware.as_deref(), report).await?;
     report.step(ConditionUpdate::new(
         STEP,
         true,
@@ -169,11 +183,32 @@ pub async fn release(pc: &ProxyConfig, ctx: &Context, report: &mut Report) -> Re
     if !had_wiring(pc) && pc.spec.forward_auth.is_none() {
         return Ok(());
     }
-    if pc.metadata.deletion_timestamp.is_none() && Kind::Middleware.served(ctx).await? {
-        remove_stale_middlewares(pc, ctx, None, report).await?;
+    let routes_served = Kind::HttpRoute.served(ctx).await?;
+    let deleting = pc.metadata.deletion_timestamp.is_some();
+    if deleting && !routes_served {
+        // Garbage collection removes the Middlewares; there is no route to unwire.
+        return Ok(());
     }
-    if Kind::HttpRoute.served(ctx).await? {
-        unwire_routes(pc, ctx, None, report).await?;
+    let kept = kept_middlewares(pc, ctx).await?;
+    let middleware = pc
+        .spec
+        .forward_auth
+        .as_ref()
+        .and_then(|f| f.traefik.as_ref())
+        .map(|traefik| middleware_name(&pc.name_any(), traefik));
+    let own_middlewares = own_middleware_names(&kept, middleware.as_deref());
+    if routes_served {
+        unwire_routes(
+            pc,
+            ctx,
+            None,
+            &own_filters(ctx, &own_middlewares).filters(),
+            report,
+        )
+        .await?;
+    }
+    if !deleting {
+        remove_stale_middlewares(pc, ctx, &kept, None, report).await?;
     }
     Ok(())
 }
@@ -220,31 +255,74 @@ async fn wire_middleware(
             );
         }
     }
-    if spec_changed(pc) {
-        remove_stale_middlewares(pc, ctx, Some(&name), report).await?;
-    }
     let address = desired
         .spec
         .forward_auth
         .and_then(|f| f.address)
         .unwrap_or_default();
     Ok(format!(
-        "Traefik Middleware {namespace}/{name} sends requests to {address}; routes name it as {name} (IngressRoute) or {namespace}-{name}@kubernetescrd (Ingress annotation)"
+        "Traefik Middleware {namespace}/{name} sends requests to {address}; routes name it as {name} (IngressRoute, HTTPRoute ExtensionRef) or {namespace}-{name}@kubernetescrd (Ingress annotation)"
     ))
 }
 
-/// Deletes the Middlewares created for `pc` other than `keep`.
+/// The Middlewares created for `pc` (listed by label; none when Traefik's CRDs are not served).
+async fn kept_middlewares(pc: &ProxyConfig, ctx: &Context) -> Result<Vec<Middleware>, Failure> {
+    if !Kind::Middleware.served(ctx).await? {
+        return Ok(Vec::new());
+    }
+    let api: Api<Middleware> =
+        Api::namespaced(ctx.client.clone(), &pc.namespace().unwrap_or_default());
+    let listed = api.list(&wired_for(pc)).await.map_err(api_failure)?;
+    let uid = pc.uid().unwrap_or_default();
+    Ok(listed
+        .items
+        .into_iter()
+        .filter(|m| owned_by(m, &uid))
+        .collect())
+}
+
+/// The names of the Middlewares `pc` keeps or kept: route filters naming them are its own.
+fn own_middleware_names(kept: &[Middleware], wanted: Option<&str>) -> Vec<String> {
+    let mut names: Vec<String> = kept.iter().map(ResourceExt::name_any).collect();
+    names.extend(wanted.map(str::to_owned));
+    names
+}
+
+/// What the route filters of a ProxyConfig point at.
+struct OwnTargets<'a> {
+    outpost: Option<OutpostService>,
+    middlewares: &'a [String],
+}
+
+impl OwnTargets<'_> {
+    fn filters(&self) -> OwnFilters<'_> {
+        OwnFilters {
+            outpost: self.outpost.as_ref(),
+            middlewares: self.middlewares,
+        }
+    }
+}
+
+fn own_filters<'a>(ctx: &Context, middlewares: &'a [String]) -> OwnTargets<'a> {
+    OwnTargets {
+        // Without a Service address no ExternalAuth filter was ever added.
+        outpost: outpost_service(&ctx.settings.forward_auth_outpost_url).ok(),
+        middlewares,
+    }
+}
+
+/// Deletes the Middlewares in `kept` other than `keep`.
 async fn remove_stale_middlewares(
     pc: &ProxyConfig,
     ctx: &Context,
+    kept: &[Middleware],
     keep: Option<&str>,
     report: &mut Report,
 ) -> Result<(), Failure> {
     let namespace = pc.namespace().unwrap_or_default();
     let api: Api<Middleware> = Api::namespaced(ctx.client.clone(), &namespace);
-    let listed = api.list(&wired_for(pc)).await.map_err(api_failure)?;
     let uid = pc.uid().unwrap_or_default();
-    for name in stale_middlewares(&listed.items, &uid, keep) {
+    for name in stale_middlewares(kept, &uid, keep) {
         match api.delete(&name, &DeleteParams::default()).await {
             Ok(_) => report.event(
                 "MiddlewareDeleted",
@@ -261,9 +339,10 @@ async fn wire_route(
     pc: &ProxyConfig,
     wanted: &HttpRouteForwardAuth,
     ctx: &Context,
+    own: &OwnFilters<'_>,
     report: &mut Report,
 ) -> Result<String, Failure> {
-    let outpost = outpost_service(&ctx.settings.forward_auth_outpost_url).map_err(refused)?;
+    let filter = route_filter(pc, &ctx.settings.forward_auth_outpost_url).map_err(refused)?;
     Kind::HttpRoute.require(ctx).await?;
     let namespace = pc.namespace().unwrap_or_default();
     let name = &wanted.name;
@@ -273,9 +352,9 @@ async fn wire_route(
         .await
         .map_err(api_failure)?
         .ok_or_else(|| Failure::route_not_found(&namespace, name))?;
-    let filter = external_auth_filter(&outpost);
+    let kind = wanted.filter_kind();
     if let Some(updated) =
-        route_with_external_auth(&route, &pc.name_any(), &filter).map_err(refused)?
+        route_with_filter(&route, &pc.name_any(), &filter, own).map_err(refused)?
     {
         // Guarded by the stored resourceVersion, like every write to an object of someone else.
         api.replace(name, &post_params(), &updated)
@@ -283,29 +362,40 @@ async fn wire_route(
             .map_err(api_failure)?;
         report.event(
             "RouteWired",
-            format!("added the ExternalAuth filter to every rule of HTTPRoute {namespace}/{name}"),
+            format!(
+                "added the {} filter to every rule of HTTPRoute {namespace}/{name}",
+                kind.as_str()
+            ),
         );
     }
     if spec_changed(pc) {
-        unwire_routes(pc, ctx, Some(name), report).await?;
+        unwire_routes(pc, ctx, Some(name), own, report).await?;
     }
-    Ok(format!(
-        "every rule of HTTPRoute {namespace}/{name} asks Service {}/{} port {} first (ExternalAuth); a cross-namespace backendRef needs a ReferenceGrant in {}",
-        outpost.namespace, outpost.name, outpost.port, outpost.namespace
-    ))
+    Ok(match (kind, own.outpost) {
+        (RouteFilterKind::ExtensionRef, _) => format!(
+            "every rule of HTTPRoute {namespace}/{name} runs Traefik Middleware {namespace}/{} first (ExtensionRef)",
+            extension_ref_middleware(&filter).unwrap_or_default()
+        ),
+        (RouteFilterKind::ExternalAuth, Some(outpost)) => format!(
+            "every rule of HTTPRoute {namespace}/{name} asks Service {}/{} port {} first (ExternalAuth); a cross-namespace backendRef needs a ReferenceGrant in {}",
+            outpost.namespace, outpost.name, outpost.port, outpost.namespace
+        ),
+        (RouteFilterKind::ExternalAuth, None) => {
+            format!(
+                "every rule of HTTPRoute {namespace}/{name} asks the outpost first (ExternalAuth)"
+            )
+        }
+    })
 }
 
-/// Takes the ExternalAuth filters `pc` added out of the routes it wired other than `keep`.
+/// Takes the filters `pc` added out of the routes it wired other than `keep`.
 async fn unwire_routes(
     pc: &ProxyConfig,
     ctx: &Context,
     keep: Option<&str>,
+    own: &OwnFilters<'_>,
     report: &mut Report,
 ) -> Result<(), Failure> {
-    // Without a Service address nothing was ever wired.
-    let Ok(outpost) = outpost_service(&ctx.settings.forward_auth_outpost_url) else {
-        return Ok(());
-    };
     let namespace = pc.namespace().unwrap_or_default();
     let api: Api<HttpRoute> = Api::namespaced(ctx.client.clone(), &namespace);
     let listed = api.list(&wired_for(pc)).await.map_err(api_failure)?;
@@ -314,12 +404,12 @@ async fn unwire_routes(
         .iter()
         .filter(|r| Some(r.name_any().as_str()) != keep)
     {
-        if let Some(updated) = route_without_external_auth(route, &pc.name_any(), &outpost) {
+        if let Some(updated) = route_without_filters(route, &pc.name_any(), own) {
             let name = route.name_any();
             match api.replace(&name, &post_params(), &updated).await {
                 Ok(_) => report.event(
                     "RouteUnwired",
-                    format!("removed the ExternalAuth filter from HTTPRoute {namespace}/{name}"),
+                    format!("removed the forward-auth filters from HTTPRoute {namespace}/{name}"),
                 ),
                 Err(kube::Error::Api(status)) if status.code == 404 => {}
                 Err(error) => return Err(api_failure(error)),

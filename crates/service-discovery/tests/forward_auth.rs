@@ -5,19 +5,19 @@
 mod common;
 
 use common::forward_auth::{
-    ProtectedRoute, RecordingBackend, create_group, create_guarded_route,
-    only_signed_in_members_reach_the_backend,
+    ProtectedRoute, RecordingBackend, create_group, only_signed_in_members_reach_the_backend,
 };
 use common::{Harness, RESYNCS, condition, skip_in_contract_mode};
 use gitops_crd::Phase;
 use gitops_crd::names::PROXYCONFIG_LABEL;
 use gitops_crd::names::condition_types::FORWARD_AUTH_READY;
 use gitops_plan::forward_auth::{
-    AUTH_RESPONSE_HEADERS, ENVOY_AUTH_PATH, TRAEFIK_AUTH_PATH, external_auth_filter,
-    outpost_service,
+    AUTH_RESPONSE_HEADERS, ENVOY_AUTH_PATH, TRAEFIK_AUTH_PATH, extension_ref_filter,
+    external_auth_filter, outpost_service,
 };
 use gitops_proxy_crds::gateway_httproute::HttpRoute;
 use gitops_proxy_crds::traefik_middleware::Middleware;
+use gitops_testenv::{Traefik, TraefikWeb};
 use kube::ResourceExt;
 use kube::api::{Api, Patch, PatchParams, PostParams};
 use serde_json::{Value, json};
@@ -176,10 +176,8 @@ async fn removing_forward_auth_removes_the_middleware_and_its_condition() {
     assert_eq!(pc.status.and_then(|s| s.phase), Some(Phase::Ready));
 }
 
-#[tokio::test]
-async fn a_middleware_the_product_did_not_create_is_never_overwritten_or_deleted() {
-    let mut h = harness("fa-foreign").await;
-    h.create_service("web", 80).await;
+/// A Middleware `web-authentik` created by hand, forwarding elsewhere.
+async fn create_foreign_middleware(h: &Harness) -> Middleware {
     let foreign: Middleware = serde_json::from_value(json!({
         "apiVersion": "traefik.io/v1alpha1",
         "kind": "Middleware",
@@ -187,10 +185,17 @@ async fn a_middleware_the_product_did_not_create_is_never_overwritten_or_deleted
         "spec": {"forwardAuth": {"address": "http://someone-elses-auth/check"}},
     }))
     .expect("Middleware");
-    let foreign = middlewares(&h)
+    middlewares(h)
         .create(&PostParams::default(), &foreign)
         .await
-        .expect("created by hand");
+        .expect("created by hand")
+}
+
+#[tokio::test]
+async fn a_middleware_the_product_did_not_create_is_never_overwritten_or_deleted() {
+    let mut h = harness("fa-foreign").await;
+    h.create_service("web", 80).await;
+    let foreign = create_foreign_middleware(&h).await;
     h.start_single();
     h.apply(with_forward_auth(&h, "web", json!({"traefik": {}})))
         .await;
@@ -290,8 +295,8 @@ fn routes(h: &Harness) -> Api<HttpRoute> {
     Api::namespaced(h.client.clone(), h.namespace())
 }
 
-/// An HTTPRoute `name` with two rules to Service `web`, the first with a header filter.
-async fn create_route(h: &Harness, name: &str, first_rule_filters: Value) -> HttpRoute {
+/// Creates HTTPRoute `name` on the test's Gateway (`gateway`) for the test's host.
+async fn create_http_route(h: &Harness, name: &str, rules: Value) -> HttpRoute {
     let route: HttpRoute = serde_json::from_value(json!({
         "apiVersion": "gateway.networking.k8s.io/v1",
         "kind": "HTTPRoute",
@@ -299,14 +304,7 @@ async fn create_route(h: &Harness, name: &str, first_rule_filters: Value) -> Htt
         "spec": {
             "parentRefs": [{"name": "gateway"}],
             "hostnames": [format!("web.{}.example.com", h.namespace())],
-            "rules": [
-                {
-                    "matches": [{"path": {"type": "PathPrefix", "value": "/app"}}],
-                    "filters": first_rule_filters,
-                    "backendRefs": [{"name": "web", "port": 80}],
-                },
-                {"backendRefs": [{"name": "web", "port": 80}]},
-            ],
+            "rules": rules,
         },
     }))
     .expect("HTTPRoute");
@@ -314,6 +312,23 @@ async fn create_route(h: &Harness, name: &str, first_rule_filters: Value) -> Htt
         .create(&PostParams::default(), &route)
         .await
         .expect("HTTPRoute created")
+}
+
+/// An HTTPRoute `name` with two rules to Service `web`, the first with `first_rule_filters`.
+async fn create_route(h: &Harness, name: &str, first_rule_filters: Value) -> HttpRoute {
+    create_http_route(
+        h,
+        name,
+        json!([
+            {
+                "matches": [{"path": {"type": "PathPrefix", "value": "/app"}}],
+                "filters": first_rule_filters,
+                "backendRefs": [{"name": "web", "port": 80}],
+            },
+            {"backendRefs": [{"name": "web", "port": 80}]},
+        ]),
+    )
+    .await
 }
 
 fn external_auth_count(route: &HttpRoute) -> Vec<usize> {
@@ -449,6 +464,44 @@ async fn http_route_problems_are_reported_and_nothing_is_written() {
     assert_eq!(kept.resource_version(), taken.resource_version());
 }
 
+/// ExtensionRef wiring whose Middleware cannot be kept (one of that name was not made by the
+/// product) writes nothing to the route; a missing route is reported.
+#[tokio::test]
+async fn extension_ref_problems_are_reported_and_the_route_is_left_alone() {
+    let mut h = harness("fa-extref-bad").await;
+    h.create_service("web", 80).await;
+    let route = create_route(&h, "web", json!([])).await;
+    create_foreign_middleware(&h).await;
+    h.start_single();
+    h.apply(with_forward_auth(
+        &h,
+        "web",
+        json!({"traefik": {}, "httpRoute": {"name": "web", "filter": "ExtensionRef"}}),
+    ))
+    .await;
+    let pc = h.wait_phase("web", Phase::Failed).await;
+    assert_eq!(
+        condition(&pc, FORWARD_AUTH_READY).reason,
+        "MiddlewareNotOurs"
+    );
+    let unchanged = routes(&h).get("web").await.expect("route");
+    assert_eq!(unchanged.resource_version(), route.resource_version());
+
+    h.apply(with_forward_auth(
+        &h,
+        "web",
+        json!({"traefik": {"middlewareName": "web-sso"}, "httpRoute": {"name": "missing", "filter": "ExtensionRef"}}),
+    ))
+    .await;
+    h.wait_until("RouteNotFound", || async {
+        let pc = h.get("web").await?;
+        (condition(&pc, FORWARD_AUTH_READY).reason == "RouteNotFound").then_some(())
+    })
+    .await;
+    let unchanged = routes(&h).get("web").await.expect("route");
+    assert_eq!(unchanged.resource_version(), route.resource_version());
+}
+
 #[tokio::test]
 async fn an_outpost_address_that_is_no_service_cannot_back_an_http_route_filter() {
     // The harness's outpost is the double on a loopback address.
@@ -473,6 +526,31 @@ async fn an_outpost_address_that_is_no_service_cannot_back_an_http_route_filter(
     assert_eq!(unchanged.resource_version(), route.resource_version());
 }
 
+/// Creates Traefik IngressRoute `name` on the `web` entry point whose one route matches the
+/// test's host and goes to `service` (name, port) through `middlewares`.
+async fn create_ingress_route(h: &Harness, name: &str, middlewares: &[&str], service: (&str, u16)) {
+    use kube::api::{ApiResource, DynamicObject, GroupVersionKind};
+
+    let ingress_routes = ApiResource::from_gvk_with_plural(
+        &GroupVersionKind::gvk("traefik.io", "v1alpha1", "IngressRoute"),
+        "ingressroutes",
+    );
+    let middlewares: Vec<Value> = middlewares.iter().map(|m| json!({"name": m})).collect();
+    let route = DynamicObject::new(name, &ingress_routes).data(json!({"spec": {
+        "entryPoints": ["web"],
+        "routes": [{
+            "match": format!("Host(`web.{}.example.com`)", h.namespace()),
+            "kind": "Rule",
+            "middlewares": middlewares,
+            "services": [{"name": service.0, "port": service.1}],
+        }],
+    }}));
+    Api::<DynamicObject>::namespaced_with(h.client.clone(), h.namespace(), &ingress_routes)
+        .create(&PostParams::default(), &route)
+        .await
+        .expect("IngressRoute");
+}
+
 /// Waits until `name`'s Protected condition has `status`; returns its message.
 async fn wait_protected(h: &Harness, name: &str, status: &str) -> String {
     h.wait_until(&format!("{name} Protected={status}"), || async {
@@ -491,7 +569,7 @@ async fn wait_protected(h: &Harness, name: &str, status: &str) -> String {
 #[tokio::test]
 async fn protected_follows_the_routes_serving_the_host_as_they_come_and_go() {
     use k8s_openapi::api::networking::v1::Ingress;
-    use kube::api::{ApiResource, DeleteParams, DynamicObject, GroupVersionKind};
+    use kube::api::DeleteParams;
 
     let mut h = harness("fa-protected").await;
     h.create_service("web", 80).await;
@@ -507,19 +585,7 @@ async fn protected_follows_the_routes_serving_the_host_as_they_come_and_go() {
             .starts_with("NoRouteFound")
     );
 
-    let ingress_routes = ApiResource::from_gvk_with_plural(
-        &GroupVersionKind::gvk("traefik.io", "v1alpha1", "IngressRoute"),
-        "ingressroutes",
-    );
-    let guarded = DynamicObject::new("web", &ingress_routes).data(json!({"spec": {"routes": [{
-        "match": format!("Host(`{host}`)"),
-        "middlewares": [{"name": "web-authentik"}],
-        "services": [{"name": "web", "port": 80}],
-    }]}}));
-    Api::<DynamicObject>::namespaced_with(h.client.clone(), h.namespace(), &ingress_routes)
-        .create(&PostParams::default(), &guarded)
-        .await
-        .expect("IngressRoute");
+    create_ingress_route(&h, "web", &["web-authentik"], ("web", 80)).await;
     let protected = wait_protected(&h, "web", "True").await;
     assert!(protected.contains("IngressRoute"), "{protected}");
 
@@ -569,14 +635,54 @@ async fn protected_follows_the_routes_serving_the_host_as_they_come_and_go() {
         .expect("deleted");
 }
 
+/// A group in authentik and a ProxyConfig `web` with `forward_auth`, allowing only that group
+/// and skipping authentication under `/api/`; returns the group's name once it is Ready.
+async fn guarded_proxyconfig(h: &Harness, forward_auth: Value) -> String {
+    let group = format!("team-{}", h.namespace());
+    create_group(&h.double().api_url(), h.double().token(), &group).await;
+    let mut manifest = with_forward_auth(h, "web", forward_auth);
+    manifest["spec"]["authentikConfig"]["skipPathRegex"] = json!("^/api/");
+    manifest["spec"]["authentikConfig"]["allowedGroups"] = json!([group]);
+    h.apply(manifest).await;
+    h.wait_phase("web", Phase::Ready).await;
+    group
+}
+
+/// Starts Traefik on the test's namespace.
+async fn start_traefik(h: &Harness) -> Traefik {
+    let (env, ns) = (h.env, h.namespace().to_owned());
+    tokio::task::spawn_blocking(move || Traefik::start(env, &ns))
+        .await
+        .expect("start task")
+        .expect("traefik starts")
+}
+
+/// [`only_signed_in_members_reach_the_backend`] for the test's host, whose route sends requests
+/// to `backend` through the ProxyConfig of [`guarded_proxyconfig`] (the node test checks the
+/// same through a Traefik Pod).
+async fn only_signed_in_requests_reach_the_backend(
+    h: &Harness,
+    traefik: &Traefik,
+    backend: &RecordingBackend,
+    group: &str,
+) {
+    let host = format!("web.{}.example.com", h.namespace());
+    only_signed_in_members_reach_the_backend(ProtectedRoute {
+        traefik,
+        host: &host,
+        backend,
+        authentik: &h.double().base_url(),
+        group,
+        skipped_path: "/api/version",
+    })
+    .await;
+}
+
 /// The whole request path with a real proxy: Traefik (the pinned build, reading the test API
-/// server, as a process) in front of an IngressRoute that names the Middleware the controller
-/// made for a ProxyConfig, and a backend in this process that counts what reaches it; what must
-/// happen is [`only_signed_in_members_reach_the_backend`] (the node test checks the same
-/// through a Traefik Pod).
+/// server) in front of an IngressRoute that names the Middleware the controller made for a
+/// ProxyConfig, and a backend in this process that counts what reaches it.
 #[tokio::test]
 async fn traefik_with_the_controllers_middleware_lets_only_signed_in_requests_through() {
-    use gitops_testenv::Traefik;
     use k8s_openapi::api::core::v1::Service;
 
     if skip_in_contract_mode("its sign-in shortcut issues the outpost sessions") {
@@ -585,13 +691,7 @@ async fn traefik_with_the_controllers_middleware_lets_only_signed_in_requests_th
     let mut h = harness("fa-traefik").await;
     h.create_service("web", 80).await;
     h.start_single();
-    let group = format!("team-{}", h.namespace());
-    create_group(&h.double().api_url(), h.double().token(), &group).await;
-    let mut manifest = with_forward_auth(&h, "web", json!({"traefik": {}}));
-    manifest["spec"]["authentikConfig"]["skipPathRegex"] = json!("^/api/");
-    manifest["spec"]["authentikConfig"]["allowedGroups"] = json!([group]);
-    h.apply(manifest).await;
-    h.wait_phase("web", Phase::Ready).await;
+    let group = guarded_proxyconfig(&h, json!({"traefik": {}})).await;
 
     // Without a node there are no Pods: Traefik reaches the backend through an ExternalName
     // Service naming the loopback address.
@@ -610,36 +710,92 @@ async fn traefik_with_the_controllers_middleware_lets_only_signed_in_requests_th
         .create(&PostParams::default(), &backend_service)
         .await
         .expect("backend Service");
-    let host = format!("web.{}.example.com", h.namespace());
-    create_guarded_route(
-        &h.client,
-        h.namespace(),
-        &host,
-        "web-authentik",
-        "backend",
-        backend_port,
-    )
-    .await;
+    create_ingress_route(&h, "web", &["web-authentik"], ("backend", backend_port)).await;
     assert!(
         wait_protected(&h, "web", "True")
             .await
             .contains("IngressRoute")
     );
 
-    let (env, ns) = (h.env, h.namespace().to_owned());
-    let traefik = tokio::task::spawn_blocking(move || Traefik::start(env, &ns))
+    let traefik = start_traefik(&h).await;
+    only_signed_in_requests_reach_the_backend(&h, &traefik, &backend, &group).await;
+}
+
+/// The same request path through Traefik's Gateway API provider, which has no ExternalAuth
+/// filter: the controller adds an ExtensionRef to its Middleware to every rule of the HTTPRoute
+/// the ProxyConfig names. An HTTPRoute for the same host without it is reported (and really is
+/// open).
+#[tokio::test]
+async fn traefiks_gateway_api_provider_with_the_extension_ref_lets_only_signed_in_requests_through()
+{
+    if skip_in_contract_mode("its sign-in shortcut issues the outpost sessions") {
+        return;
+    }
+    let mut h = harness("fa-gateway").await;
+    h.create_service("web", 80).await;
+    // Traefik's Gateway API provider refuses ExternalName Services.
+    let backend = RecordingBackend::default();
+    let backend_port = backend.start(Ipv4Addr::LOCALHOST.into()).await.port();
+    gitops_testenv::loopback_service(&h.client, h.namespace(), "backend", backend_port)
         .await
-        .expect("start task")
-        .expect("traefik starts");
-    only_signed_in_members_reach_the_backend(ProtectedRoute {
-        traefik: &traefik,
-        host: &host,
-        backend: &backend,
-        authentik: &h.double().base_url(),
-        group: &group,
-        skipped_path: "/api/version",
+        .expect("backend Service");
+    let to_backend = json!({"name": "backend", "port": backend_port});
+    create_http_route(&h, "web", json!([{"backendRefs": [to_backend]}])).await;
+    h.start_single();
+    let group = guarded_proxyconfig(
+        &h,
+        json!({"traefik": {}, "httpRoute": {"name": "web", "filter": "ExtensionRef"}}),
+    )
+    .await;
+    let reference = extension_ref_filter("web-authentik");
+    let wired = wait_route(&h, "web", |r| {
+        r.spec
+            .rules
+            .iter()
+            .flatten()
+            .all(|rule| rule.filters.as_deref() == Some(std::slice::from_ref(&reference)))
     })
     .await;
+    assert_eq!(wired.labels()[PROXYCONFIG_LABEL], "web");
+    let protected = wait_protected(&h, "web", "True").await;
+    assert!(
+        protected.contains(&format!("HTTPRoute {}/web", h.namespace())),
+        "{protected}"
+    );
+
+    let traefik = start_traefik(&h).await;
+    traefik
+        .create_gateway(&h.client, "gateway")
+        .await
+        .expect("Gateway");
+    only_signed_in_requests_reach_the_backend(&h, &traefik, &backend, &group).await;
+
+    // A route added later for the same host without the filter: Protected turns False naming
+    // it, the status lists it (what `kubectl gitops verify` reports), and it is really open.
+    create_http_route(
+        &h,
+        "web-direct",
+        json!([{
+            "matches": [{"path": {"type": "PathPrefix", "value": "/direct"}}],
+            "backendRefs": [to_backend],
+        }]),
+    )
+    .await;
+    let exposed = format!("HTTPRoute {}/web-direct", h.namespace());
+    let message = wait_protected(&h, "web", "False").await;
+    assert!(message.contains(&exposed), "{message}");
+    let pc = h.get("web").await.expect("ProxyConfig");
+    assert_eq!(
+        pc.status.expect("status").exposed_routes,
+        vec![exposed.clone()]
+    );
+    let before = backend.count();
+    let host = format!("web.{}.example.com", h.namespace());
+    traefik
+        .get_until("/direct", &[("Host", host.as_str())], 200)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(backend.count(), before + 1, "{exposed} reaches the backend");
 }
 
 #[tokio::test]
@@ -673,4 +829,54 @@ async fn an_outpost_that_does_not_answer_gets_no_middleware_pointing_at_it() {
         .await
         .expect("list");
     assert!(listed.items.is_empty(), "{:?}", listed.items);
+}
+
+/// Route CRDs installed while the controller runs are watched without a restart: routes
+/// created afterwards count for Protected. On an API server of its own, since the shared one
+/// has these CRDs already.
+#[tokio::test]
+async fn route_kinds_installed_after_the_start_are_watched_without_a_restart() {
+    let mut h = Harness::with_private_environment(
+        "fa-late-crds",
+        env!("CARGO_BIN_EXE_gitops-service-discovery"),
+    )
+    .await;
+    h.create_service("web", 80).await;
+    // Resyncs an hour apart: only the watches can notice the routes.
+    h.start_controller(&["--leader-election", "false", "--resync-interval", "1h"]);
+    h.apply(h.proxyconfig("web")).await;
+    h.wait_phase("web", Phase::Ready).await;
+    assert!(
+        wait_protected(&h, "web", "Unknown")
+            .await
+            .starts_with("NoRouteFound")
+    );
+
+    gitops_testenv::install_third_party_crds(&h.client)
+        .await
+        .expect("Traefik's and Gateway API's CRDs install");
+    create_route(&h, "web", json!([])).await;
+    let message = wait_protected(&h, "web", "False").await;
+    assert!(
+        message.contains(&format!("HTTPRoute {}/web", h.namespace())),
+        "{message}"
+    );
+    create_ingress_route(&h, "web", &[], ("web", 80)).await;
+    let both = format!(
+        "HTTPRoute {ns}/web, IngressRoute {ns}/web serve",
+        ns = h.namespace()
+    );
+    h.wait_until("the IngressRoute to be reported too", || async {
+        let pc = h.get("web").await?;
+        let status = pc.status?;
+        status
+            .conditions
+            .iter()
+            .any(|c| {
+                c.type_ == gitops_crd::names::condition_types::PROTECTED
+                    && c.message.contains(&both)
+            })
+            .then_some(())
+    })
+    .await;
 }

@@ -1,9 +1,10 @@
-//! The pinned Traefik with its Kubernetes CRD provider reading one namespace of the test
-//! environment's API server, serving plain HTTP on its `web` entry point, two ways:
+//! The pinned Traefik with its Kubernetes CRD and Gateway API providers reading one namespace of
+//! the test environment's API server, serving plain HTTP on its `web` entry point, two ways:
 //!
-//! - [`Traefik`]: a process of the test (as the admin token) on a free loopback port.
-//!   ExternalName Services are allowed, so a test can put a backend it runs on loopback behind
-//!   a route (without a node there are no Pods to send traffic to).
+//! - [`Traefik`]: a process of the test (as the admin token) on a free loopback port. There are
+//!   no Pods to send traffic to without a node, so a test puts a backend it runs on loopback
+//!   behind a route with [`loopback_service`] (or an ExternalName Service, which the CRD provider
+//!   is allowed to follow and the Gateway API provider refuses).
 //! - [`TraefikPod`]: a Deployment on the environment's node, from the image of the same binary
 //!   ([`crate::traefik_image`]), reaching the API server as users run it: in-cluster config
 //!   (the `kubernetes` Service, the mounted ServiceAccount token) and the ClusterRole upstream
@@ -15,12 +16,17 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::core::v1::{Pod, ServiceAccount};
+use k8s_openapi::api::core::v1::{Pod, Service, ServiceAccount};
+use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding};
-use kube::api::{Api, DeleteParams, ListParams, LogParams};
+use kube::api::{
+    Api, ApiResource, DeleteParams, DynamicObject, GroupVersionKind, ListParams, LogParams, Patch,
+    PatchParams,
+};
 use serde_json::{Value, json};
 
 use crate::control_plane::client_for;
+use crate::crds::FIELD_MANAGER;
 use crate::error::{Error, IoContext, Result};
 use crate::harness::{TestEnv, apply};
 use crate::pins;
@@ -74,11 +80,19 @@ pub trait TraefikWeb: Sync {
     }
 }
 
+/// The GatewayClass every test's Traefik serves. Cluster-scoped and so shared: each Traefik reads
+/// the Gateways of its own namespace only.
+pub const GATEWAY_CLASS: &str = "gitops-testenv-traefik";
+
+/// Traefik's `controllerName` for Gateway API.
+const GATEWAY_CONTROLLER: &str = "traefik.io/gateway-controller";
+
 /// A running Traefik; stopped when dropped (also on panic).
 #[derive(Debug)]
 pub struct Traefik {
     child: Child,
     web_port: u16,
+    namespace: String,
     log: PathBuf,
 }
 
@@ -109,6 +123,14 @@ impl Traefik {
                 format!("--providers.kubernetescrd.certAuthFilePath={ca}"),
                 format!("--providers.kubernetescrd.namespaces={namespace}"),
                 "--providers.kubernetescrd.allowExternalNameServices=true".to_owned(),
+                "--providers.kubernetesgateway=true".to_owned(),
+                format!(
+                    "--providers.kubernetesgateway.endpoint={}",
+                    env.control_plane().info().server
+                ),
+                format!("--providers.kubernetesgateway.token={token}"),
+                format!("--providers.kubernetesgateway.certAuthFilePath={ca}"),
+                format!("--providers.kubernetesgateway.namespaces={namespace}"),
                 "--log.level=INFO".to_owned(),
             ])
             .stdout(Stdio::null())
@@ -118,8 +140,39 @@ impl Traefik {
         Ok(Self {
             child,
             web_port,
+            namespace: namespace.to_owned(),
             log,
         })
+    }
+
+    /// Creates (or keeps) [`GATEWAY_CLASS`] and a Gateway `name` in Traefik's namespace whose one
+    /// listener is the `web` entry point (Traefik matches listeners to entry points by port), for
+    /// the HTTPRoutes of that namespace. Needs Gateway API's CRDs
+    /// ([`install_third_party_crds`](crate::install_third_party_crds)).
+    pub async fn create_gateway(&self, client: &kube::Client, name: &str) -> Result<()> {
+        let apply = PatchParams::apply(FIELD_MANAGER).force();
+        let classes = gateway_api(client, None, "GatewayClass", "gatewayclasses");
+        let class = json!({
+            "apiVersion": "gateway.networking.k8s.io/v1",
+            "kind": "GatewayClass",
+            "metadata": {"name": GATEWAY_CLASS},
+            "spec": {"controllerName": GATEWAY_CONTROLLER},
+        });
+        classes
+            .patch(GATEWAY_CLASS, &apply, &Patch::Apply(class))
+            .await?;
+        let gateways = gateway_api(client, Some(&self.namespace), "Gateway", "gateways");
+        let gateway = json!({
+            "apiVersion": "gateway.networking.k8s.io/v1",
+            "kind": "Gateway",
+            "metadata": {"name": name, "namespace": self.namespace},
+            "spec": {
+                "gatewayClassName": GATEWAY_CLASS,
+                "listeners": [{"name": "web", "port": self.web_port, "protocol": "HTTP"}],
+            },
+        });
+        gateways.patch(name, &apply, &Patch::Apply(gateway)).await?;
+        Ok(())
     }
 }
 
@@ -418,4 +471,62 @@ fn upstream_cluster_role_rules() -> Result<Value> {
             path,
             message: "no ClusterRole".into(),
         })
+}
+
+fn gateway_api(
+    client: &kube::Client,
+    namespace: Option<&str>,
+    kind: &str,
+    plural: &str,
+) -> Api<DynamicObject> {
+    let resource = ApiResource::from_gvk_with_plural(
+        &GroupVersionKind::gvk("gateway.networking.k8s.io", "v1", kind),
+        plural,
+    );
+    match namespace {
+        Some(namespace) => Api::namespaced_with(client.clone(), namespace, &resource),
+        None => Api::all_with(client.clone(), &resource),
+    }
+}
+
+/// A Service `name` in `namespace` (port `port`, named `http`) without a selector, whose one
+/// EndpointSlice points at `127.0.0.1:port`: a backend the test runs on loopback, reachable
+/// through both of Traefik's providers. The API server refuses loopback addresses in IPv4
+/// EndpointSlices; as an FQDN slice's address (four DNS labels) it is accepted, and Traefik
+/// dials it as the IP it is.
+pub async fn loopback_service(
+    client: &kube::Client,
+    namespace: &str,
+    name: &str,
+    port: u16,
+) -> Result<()> {
+    let apply = PatchParams::apply(FIELD_MANAGER).force();
+    let service = json!({
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {"name": name, "namespace": namespace},
+        "spec": {"ports": [{"name": "http", "port": port, "protocol": "TCP"}]},
+    });
+    Api::<Service>::namespaced(client.clone(), namespace)
+        .patch(name, &apply, &Patch::Apply(service))
+        .await?;
+    let slice = json!({
+        "apiVersion": "discovery.k8s.io/v1",
+        "kind": "EndpointSlice",
+        "metadata": {
+            "name": name,
+            "namespace": namespace,
+            "labels": {
+                "kubernetes.io/service-name": name,
+                "endpointslice.kubernetes.io/managed-by": FIELD_MANAGER,
+            },
+        },
+        "addressType": "FQDN",
+        "endpoints": [{"addresses": ["127.0.0.1"], "conditions": {"ready": true}}],
+        "ports": [{"name": "http", "port": port, "protocol": "TCP"}],
+    });
+    Api::<EndpointSlice>::namespaced(client.clone(), namespace)
+        .patch(name, &apply, &Patch::Apply(slice))
+        .await?;
+    Ok(())
 }

@@ -181,6 +181,8 @@ fn bad_cases() -> Vec<BadCase> {
         bad("allowedGroups as a string", "/spec/authentikConfig/allowedGroups", Some(json!("admins")), "spec.authentikConfig.allowedGroups"),
         bad("allowedGroups with an empty name", "/spec/authentikConfig/allowedGroups", Some(json!(["admins", ""])), "spec.authentikConfig.allowedGroups[1]"),
         bad("label value not a string", "/spec/labels", Some(json!({"team": 7})), "spec.labels.team"),
+        bad("forwardAuth.httpRoute with an ExtensionRef and no Traefik Middleware", "/spec/forwardAuth", Some(json!({"httpRoute": {"name": "web", "filter": "ExtensionRef"}})), "spec.forwardAuth"),
+        bad("forwardAuth.httpRoute.filter not an enum value", "/spec/forwardAuth", Some(json!({"traefik": {}, "httpRoute": {"name": "web", "filter": "Middleware"}})), "spec.forwardAuth.httpRoute.filter"),
     ]
 }
 
