@@ -2,8 +2,8 @@
 //! (`cargo xtask image`) on the test environment's node, as users run it.
 //!
 //! One test function: one node runs per machine, and each step builds on the previous one
-//! (install → ProxyConfig Ready → forward auth through a Traefik Pod → a real Job cleaned up →
-//! leader handover → logs).
+//! (install → ProxyConfig Ready → forward auth through a Traefik Pod's CRD and Gateway API
+//! providers → a real Job cleaned up → leader handover → logs).
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -271,7 +271,8 @@ async fn wait_ready(client: &Client, namespace: &str, name: &str) {
 /// ProxyConfig with `forwardAuth.traefik`, in front of a backend in this process on the node's
 /// address (a Service without selector and its EndpointSlice). Signed out → sign-in redirect and
 /// the backend never sees it; skipped path → backend without identity; an outsider never gets
-/// through; a member gets through with the outpost's identity headers.
+/// through; a member gets through with the outpost's identity headers. Then the same through
+/// the Pod's Gateway API provider.
 async fn forward_auth_through_a_traefik_pod(env: &TestEnv, client: &Client, double: &DoubleHandle) {
     let started = Instant::now();
     create_namespace(client, WEB).await;
