@@ -545,6 +545,21 @@ async fn leader_hands_over_within_the_lease_duration(
         1,
         "one provider after the handover: {providers:?}"
     );
+    // The Deployment replaces the deleted Pod; the last step reads every release Pod's log.
+    poll_until(
+        "the deleted Pod replaced and every release Pod Ready",
+        WAIT,
+        || async {
+            let pods = release_pods(client).await;
+            let ready = pods.iter().all(|pod| {
+                let value = serde_json::to_value(pod).expect("JSON");
+                condition_true(value["status"]["conditions"].as_array(), "Ready")
+            });
+            Ok((pods.len() == 3 && ready).then_some(()))
+        },
+    )
+    .await
+    .expect("the release's Pods back");
 }
 
 /// `helm test`: the chart's test Pod (the service-discovery image's `check-authentik`) reaches
