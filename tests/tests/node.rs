@@ -2,8 +2,8 @@
 //! (`cargo xtask image`) on the test environment's node, as users run it.
 //!
 //! One test function: one node runs per machine, and each step builds on the previous one
-//! (install → ProxyConfig Ready → forward auth through a Traefik Pod → a real Job cleaned up →
-//! leader handover → logs).
+//! (install → ProxyConfig Ready → forward auth through a Traefik Pod's CRD and Gateway API
+//! providers → a real Job cleaned up → leader handover → logs).
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -17,15 +17,17 @@ use gitops_harness::forward_auth::{
     ProtectedRoute, RecordingBackend, create_group, create_guarded_route,
     only_signed_in_members_reach_the_backend,
 };
+use gitops_proxy_crds::gateway_httproute::{HttpRoute, HttpRouteRulesFiltersType};
 use gitops_testenv::images::{archive_path, read_archive};
-use gitops_testenv::{NODE_IP, TestEnv, TraefikPod, apply, poll_until};
+use gitops_testenv::{
+    NODE_IP, TestEnv, TraefikPod, TraefikWeb, apply, backend_service, poll_until,
+};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::coordination::v1::Lease;
-use k8s_openapi::api::core::v1::{Namespace, Pod, Secret, Service};
-use k8s_openapi::api::discovery::v1::EndpointSlice;
+use k8s_openapi::api::core::v1::{Namespace, Pod, Secret};
 use kube::Client;
-use kube::api::{Api, DeleteParams, ListParams, PostParams};
+use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use serde_json::{Value, json};
 
 const NAMESPACE: &str = "flux-system";
@@ -269,7 +271,8 @@ async fn wait_ready(client: &Client, namespace: &str, name: &str) {
 /// ProxyConfig with `forwardAuth.traefik`, in front of a backend in this process on the node's
 /// address (a Service without selector and its EndpointSlice). Signed out → sign-in redirect and
 /// the backend never sees it; skipped path → backend without identity; an outsider never gets
-/// through; a member gets through with the outpost's identity headers.
+/// through; a member gets through with the outpost's identity headers. Then the same through
+/// the Pod's Gateway API provider.
 async fn forward_auth_through_a_traefik_pod(env: &TestEnv, client: &Client, double: &DoubleHandle) {
     let started = Instant::now();
     create_namespace(client, WEB).await;
@@ -277,28 +280,9 @@ async fn forward_auth_through_a_traefik_pod(env: &TestEnv, client: &Client, doub
     create_group(&double.api_url(), double.token(), group).await;
     let backend = RecordingBackend::default();
     let port = backend.start(NODE_IP.into()).await.port();
-    apply(
-        Api::<Service>::namespaced(client.clone(), WEB),
-        json!({
-            "apiVersion": "v1", "kind": "Service",
-            "metadata": {"name": "backend"},
-            "spec": {"ports": [{"name": "http", "port": port}]},
-        }),
-    )
-    .await
-    .expect("backend Service");
-    apply(
-        Api::<EndpointSlice>::namespaced(client.clone(), WEB),
-        json!({
-            "apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
-            "metadata": {"name": "backend", "labels": {"kubernetes.io/service-name": "backend"}},
-            "addressType": "IPv4",
-            "endpoints": [{"addresses": [NODE_IP.to_string()], "conditions": {"ready": true}}],
-            "ports": [{"name": "http", "port": port, "protocol": "TCP"}],
-        }),
-    )
-    .await
-    .expect("backend EndpointSlice");
+    backend_service(client, WEB, "backend", NODE_IP.into(), port)
+        .await
+        .expect("backend Service");
     let host = "web.k8s.example.com";
     apply(
         Api::<ProxyConfig>::namespaced(client.clone(), WEB),
@@ -328,18 +312,122 @@ async fn forward_auth_through_a_traefik_pod(env: &TestEnv, client: &Client, doub
     let traefik = TraefikPod::deploy(env, WEB)
         .await
         .unwrap_or_else(|error| panic!("Traefik as a Pod: {error}"));
-    only_signed_in_members_reach_the_backend(ProtectedRoute {
+    let authentik = double.base_url();
+    let route = || ProtectedRoute {
         traefik: &traefik,
         host,
         backend: &backend,
-        authentik: &double.base_url(),
+        authentik: &authentik,
         group,
         skipped_path: "/api/version",
-    })
-    .await;
+    };
+    only_signed_in_members_reach_the_backend(route()).await;
     eprintln!(
         "forward auth through the Traefik Pod: {}s",
         started.elapsed().as_secs()
+    );
+    let started = Instant::now();
+    forward_auth_through_the_pods_gateway_api_provider(client, route(), port).await;
+    eprintln!(
+        "forward auth through the Traefik Pod's Gateway API provider: {}s",
+        started.elapsed().as_secs()
+    );
+}
+
+/// What the HTTPRoute's own filter sets on the requests it forwards, so that the backend tells
+/// the Gateway API provider's route from the IngressRoute serving the same host.
+const SERVED_BY: (&str, &str) = ("x-served-by", "gateway-api");
+
+/// The same host through the same Traefik Pod's Gateway API provider, which has no ExternalAuth
+/// filter: an HTTPRoute for `/app` and `/api/` on a Gateway on the Pod's `web` entry point,
+/// named by the ProxyConfig's `forwardAuth.httpRoute` with the ExtensionRef filter, so the
+/// service-discovery Pod adds an ExtensionRef to the same Middleware to its rule. Its path
+/// matches outrank the IngressRoute's host-only rule (Traefik ranks Gateway API path matches
+/// above 10,000, an IngressRoute by its rule's length), and its RequestHeaderModifier marks what
+/// it forwards ([`SERVED_BY`]): once a request shows it serving, the whole request path is
+/// checked again and the member's request must carry the mark.
+async fn forward_auth_through_the_pods_gateway_api_provider(
+    client: &Client,
+    route: ProtectedRoute<'_, TraefikPod>,
+    port: u16,
+) {
+    let (traefik, host, backend) = (route.traefik, route.host, route.backend);
+    let routes: Api<HttpRoute> = Api::namespaced(client.clone(), WEB);
+    let prefix = |value: &str| json!({"path": {"type": "PathPrefix", "value": value}});
+    apply(
+        routes.clone(),
+        json!({
+            "apiVersion": "gateway.networking.k8s.io/v1", "kind": "HTTPRoute",
+            "metadata": {"name": "web-gateway"},
+            "spec": {
+                "parentRefs": [{"name": "gateway"}],
+                "hostnames": [host],
+                "rules": [{
+                    "matches": [prefix("/app"), prefix("/api")],
+                    "filters": [{
+                        "type": "RequestHeaderModifier",
+                        "requestHeaderModifier": {"set": [{"name": SERVED_BY.0, "value": SERVED_BY.1}]},
+                    }],
+                    "backendRefs": [{"name": "backend", "port": port}],
+                }],
+            },
+        }),
+    )
+    .await
+    .expect("HTTPRoute");
+    let http_route = json!({"name": "web-gateway", "filter": "ExtensionRef"});
+    Api::<ProxyConfig>::namespaced(client.clone(), WEB)
+        .patch(
+            "web",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"forwardAuth": {"httpRoute": http_route}}})),
+        )
+        .await
+        .expect("ProxyConfig names the HTTPRoute");
+    // No Gateway before the rule is guarded: an open route would let requests through.
+    poll_until(
+        "HTTPRoute web-gateway to run the Middleware first",
+        WAIT,
+        || {
+            let routes = routes.clone();
+            async move {
+                let route = routes.get("web-gateway").await?;
+                let first_filter = route.spec.rules.iter().flatten().next().and_then(|rule| {
+                    rule.filters
+                        .as_ref()?
+                        .first()
+                        .map(|filter| filter.r#type.clone())
+                });
+                Ok((first_filter == Some(HttpRouteRulesFiltersType::ExtensionRef)).then_some(()))
+            }
+        },
+    )
+    .await
+    .unwrap_or_else(|error| panic!("{error}"));
+    traefik
+        .create_gateway(client, "gateway")
+        .await
+        .expect("Gateway on the Pod's web entry point");
+    let served_by_the_http_route = || {
+        let (_, headers) = backend.last();
+        headers
+            .get(SERVED_BY.0)
+            .is_some_and(|value| value == SERVED_BY.1)
+    };
+    poll_until("the HTTPRoute to serve the skipped path", WAIT, || async {
+        traefik
+            .get_until(route.skipped_path, &[("Host", host)], 200)
+            .await
+            .unwrap_or_else(|error| panic!("{error}"));
+        Ok(served_by_the_http_route().then_some(()))
+    })
+    .await
+    .unwrap_or_else(|error| panic!("{error}; traefik log:\n{}", traefik.log()));
+
+    only_signed_in_members_reach_the_backend(route).await;
+    assert!(
+        served_by_the_http_route(),
+        "the member's request came through the IngressRoute"
     );
 }
 
@@ -457,6 +545,21 @@ async fn leader_hands_over_within_the_lease_duration(
         1,
         "one provider after the handover: {providers:?}"
     );
+    // The Deployment replaces the deleted Pod; the last step reads every release Pod's log.
+    poll_until(
+        "the deleted Pod replaced and every release Pod Ready",
+        WAIT,
+        || async {
+            let pods = release_pods(client).await;
+            let ready = pods.iter().all(|pod| {
+                let value = serde_json::to_value(pod).expect("JSON");
+                condition_true(value["status"]["conditions"].as_array(), "Ready")
+            });
+            Ok((pods.len() == 3 && ready).then_some(()))
+        },
+    )
+    .await
+    .expect("the release's Pods back");
 }
 
 /// `helm test`: the chart's test Pod (the service-discovery image's `check-authentik`) reaches

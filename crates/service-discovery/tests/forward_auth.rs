@@ -735,8 +735,9 @@ async fn traefiks_gateway_api_provider_with_the_extension_ref_lets_only_signed_i
     h.create_service("web", 80).await;
     // Traefik's Gateway API provider refuses ExternalName Services.
     let backend = RecordingBackend::default();
-    let backend_port = backend.start(Ipv4Addr::LOCALHOST.into()).await.port();
-    gitops_testenv::loopback_service(&h.client, h.namespace(), "backend", backend_port)
+    let loopback = Ipv4Addr::LOCALHOST.into();
+    let backend_port = backend.start(loopback).await.port();
+    gitops_testenv::backend_service(&h.client, h.namespace(), "backend", loopback, backend_port)
         .await
         .expect("backend Service");
     let to_backend = json!({"name": "backend", "port": backend_port});

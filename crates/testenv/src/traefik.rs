@@ -3,14 +3,19 @@
 //!
 //! - [`Traefik`]: a process of the test (as the admin token) on a free loopback port. There are
 //!   no Pods to send traffic to without a node, so a test puts a backend it runs on loopback
-//!   behind a route with [`loopback_service`] (or an ExternalName Service, which the CRD provider
+//!   behind a route with [`backend_service`] (or an ExternalName Service, which the CRD provider
 //!   is allowed to follow and the Gateway API provider refuses).
 //! - [`TraefikPod`]: a Deployment on the environment's node, from the image of the same binary
 //!   ([`crate::traefik_image`]), reaching the API server as users run it: in-cluster config
-//!   (the `kubernetes` Service, the mounted ServiceAccount token) and the ClusterRole upstream
-//!   publishes for the provider, read from the pinned module.
+//!   (the `kubernetes` Service, the mounted ServiceAccount token) and the ClusterRoles upstream
+//!   publishes for the two providers, read from the pinned module. A test's backend on the
+//!   node's address goes behind a route with [`backend_service`] too.
+//!
+//! Either serves HTTPRoutes once [`TraefikWeb::create_gateway`] made a Gateway on its `web`
+//! entry point.
 
 use std::future::Future;
+use std::net::IpAddr;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
@@ -41,6 +46,49 @@ pub trait TraefikWeb: Sync {
 
     /// What Traefik logged so far (for failure messages).
     fn log(&self) -> String;
+
+    /// The namespace Traefik reads routes from.
+    fn namespace(&self) -> &str;
+
+    /// The port the `web` entry point listens on where Traefik runs (Traefik matches a Gateway's
+    /// listeners to entry points by port).
+    fn web_port(&self) -> u16;
+
+    /// Creates (or keeps) [`GATEWAY_CLASS`] and a Gateway `name` in Traefik's namespace whose one
+    /// listener is the `web` entry point, for the HTTPRoutes of that namespace. Needs Gateway
+    /// API's CRDs ([`install_third_party_crds`](crate::install_third_party_crds)).
+    fn create_gateway(
+        &self,
+        client: &kube::Client,
+        name: &str,
+    ) -> impl Future<Output = Result<()>> + Send {
+        async move {
+            let apply = PatchParams::apply(FIELD_MANAGER).force();
+            let classes = gateway_api(client, None, "GatewayClass", "gatewayclasses");
+            let class = json!({
+                "apiVersion": "gateway.networking.k8s.io/v1",
+                "kind": "GatewayClass",
+                "metadata": {"name": GATEWAY_CLASS},
+                "spec": {"controllerName": GATEWAY_CONTROLLER},
+            });
+            classes
+                .patch(GATEWAY_CLASS, &apply, &Patch::Apply(class))
+                .await?;
+            let namespace = self.namespace();
+            let gateways = gateway_api(client, Some(namespace), "Gateway", "gateways");
+            let gateway = json!({
+                "apiVersion": "gateway.networking.k8s.io/v1",
+                "kind": "Gateway",
+                "metadata": {"name": name, "namespace": namespace},
+                "spec": {
+                    "gatewayClassName": GATEWAY_CLASS,
+                    "listeners": [{"name": "web", "port": self.web_port(), "protocol": "HTTP"}],
+                },
+            });
+            gateways.patch(name, &apply, &Patch::Apply(gateway)).await?;
+            Ok(())
+        }
+    }
 
     /// Sends `GET <path>` with `headers` until Traefik answers `status` (a route takes a moment
     /// to be read from the API server) and returns that response; redirects are not followed.
@@ -144,36 +192,6 @@ impl Traefik {
             log,
         })
     }
-
-    /// Creates (or keeps) [`GATEWAY_CLASS`] and a Gateway `name` in Traefik's namespace whose one
-    /// listener is the `web` entry point (Traefik matches listeners to entry points by port), for
-    /// the HTTPRoutes of that namespace. Needs Gateway API's CRDs
-    /// ([`install_third_party_crds`](crate::install_third_party_crds)).
-    pub async fn create_gateway(&self, client: &kube::Client, name: &str) -> Result<()> {
-        let apply = PatchParams::apply(FIELD_MANAGER).force();
-        let classes = gateway_api(client, None, "GatewayClass", "gatewayclasses");
-        let class = json!({
-            "apiVersion": "gateway.networking.k8s.io/v1",
-            "kind": "GatewayClass",
-            "metadata": {"name": GATEWAY_CLASS},
-            "spec": {"controllerName": GATEWAY_CONTROLLER},
-        });
-        classes
-            .patch(GATEWAY_CLASS, &apply, &Patch::Apply(class))
-            .await?;
-        let gateways = gateway_api(client, Some(&self.namespace), "Gateway", "gateways");
-        let gateway = json!({
-            "apiVersion": "gateway.networking.k8s.io/v1",
-            "kind": "Gateway",
-            "metadata": {"name": name, "namespace": self.namespace},
-            "spec": {
-                "gatewayClassName": GATEWAY_CLASS,
-                "listeners": [{"name": "web", "port": self.web_port, "protocol": "HTTP"}],
-            },
-        });
-        gateways.patch(name, &apply, &Patch::Apply(gateway)).await?;
-        Ok(())
-    }
 }
 
 /// The `name=value` of a response's Set-Cookie header (what a browser sends back).
@@ -189,6 +207,14 @@ impl TraefikWeb for Traefik {
 
     fn log(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    fn namespace(&self) -> &str {
+        &self.namespace
+    }
+
+    fn web_port(&self) -> u16 {
+        self.web_port
     }
 }
 
@@ -224,9 +250,12 @@ fn token_and_ca(env: &TestEnv) -> Result<(String, String)> {
 
 /// Name of the Deployment and ServiceAccount in the watched namespace.
 const POD_NAME: &str = "traefik";
-/// Upstream's ClusterRole (and binding) for the Kubernetes CRD provider, in the pinned module.
-const CRD_PROVIDER_RBAC: &str =
-    "docs/content/reference/dynamic-configuration/kubernetes-crd-rbac.yml";
+/// Upstream's ClusterRoles (and bindings) for the Kubernetes CRD and Gateway API providers, in
+/// the pinned module.
+const PROVIDER_RBAC: [&str; 2] = [
+    "docs/content/reference/dynamic-configuration/kubernetes-crd-rbac.yml",
+    "docs/content/reference/dynamic-configuration/kubernetes-gateway-rbac.yml",
+];
 /// Where the `web` entry point listens in the Pod.
 const WEB_PORT: u16 = 8000;
 /// The `traefik` entry point: `/ping` for the readiness probe.
@@ -324,6 +353,14 @@ impl TraefikWeb for TraefikPod {
     /// The Pod's own address: the node's pod network is routed on this machine.
     fn url(&self, path: &str) -> String {
         format!("http://{}:{WEB_PORT}{path}", self.pod_ip)
+    }
+
+    fn namespace(&self) -> &str {
+        &self.namespace
+    }
+
+    fn web_port(&self) -> u16 {
+        WEB_PORT
     }
 
     fn log(&self) -> String {
@@ -429,6 +466,8 @@ fn deployment(image: &str, namespace: &str) -> Value {
                             "--global.checkNewVersion=false",
                             "--providers.kubernetescrd=true",
                             format!("--providers.kubernetescrd.namespaces={namespace}"),
+                            "--providers.kubernetesgateway=true",
+                            format!("--providers.kubernetesgateway.namespaces={namespace}"),
                             "--log.level=INFO",
                         ],
                         "ports": [
@@ -451,26 +490,39 @@ fn deployment(image: &str, namespace: &str) -> Value {
     })
 }
 
-/// The rules of upstream's ClusterRole for the Kubernetes CRD provider (blocking: may
-/// download the pinned module).
+/// The rules of upstream's ClusterRoles for the providers the Pod runs ([`PROVIDER_RBAC`]), one
+/// list (blocking: may download the pinned module).
 fn upstream_cluster_role_rules() -> Result<Value> {
     let traefik = pins::tool("traefik")?;
     let module = crate::tools::go_mod_download(&traefik.module, &traefik.version)?;
-    let path = module.dir.join(CRD_PROVIDER_RBAC);
-    let text = std::fs::read_to_string(&path).context(|| format!("reading {}", path.display()))?;
-    let documents: Vec<Value> =
-        serde_saphyr::from_multiple(&text).map_err(|error| Error::Yaml {
-            path: path.clone(),
-            message: error.to_string(),
-        })?;
-    documents
-        .into_iter()
-        .find(|document| document["kind"] == "ClusterRole")
-        .map(|role| role["rules"].clone())
-        .ok_or_else(|| Error::Yaml {
-            path,
-            message: "no ClusterRole".into(),
-        })
+    let mut rules = Vec::new();
+    for file in PROVIDER_RBAC {
+        let path = module.dir.join(file);
+        let text =
+            std::fs::read_to_string(&path).context(|| format!("reading {}", path.display()))?;
+        let documents: Vec<Value> =
+            serde_saphyr::from_multiple(&text).map_err(|error| Error::Yaml {
+                path: path.clone(),
+                message: error.to_string(),
+            })?;
+        let role = documents
+            .into_iter()
+            .find(|document| document["kind"] == "ClusterRole")
+            .ok_or_else(|| Error::Yaml {
+                path: path.clone(),
+                message: "no ClusterRole".into(),
+            })?;
+        match role["rules"].as_array() {
+            Some(role_rules) => rules.extend(role_rules.iter().cloned()),
+            None => {
+                return Err(Error::Yaml {
+                    path,
+                    message: "a ClusterRole without rules".into(),
+                });
+            }
+        }
+    }
+    Ok(Value::Array(rules))
 }
 
 fn gateway_api(
@@ -490,14 +542,14 @@ fn gateway_api(
 }
 
 /// A Service `name` in `namespace` (port `port`, named `http`) without a selector, whose one
-/// EndpointSlice points at `127.0.0.1:port`: a backend the test runs on loopback, reachable
-/// through both of Traefik's providers. The API server refuses loopback addresses in IPv4
-/// EndpointSlices; as an FQDN slice's address (four DNS labels) it is accepted, and Traefik
-/// dials it as the IP it is.
-pub async fn loopback_service(
+/// EndpointSlice points at `ip:port`: a backend the test runs itself (on loopback for a Traefik
+/// process, on the node's address for a Traefik Pod), reachable through both of Traefik's
+/// providers.
+pub async fn backend_service(
     client: &kube::Client,
     namespace: &str,
     name: &str,
+    ip: IpAddr,
     port: u16,
 ) -> Result<()> {
     let apply = PatchParams::apply(FIELD_MANAGER).force();
@@ -521,12 +573,41 @@ pub async fn loopback_service(
                 "endpointslice.kubernetes.io/managed-by": FIELD_MANAGER,
             },
         },
-        "addressType": "FQDN",
-        "endpoints": [{"addresses": ["127.0.0.1"], "conditions": {"ready": true}}],
+        "addressType": endpoint_address_type(ip),
+        "endpoints": [{"addresses": [ip.to_string()], "conditions": {"ready": true}}],
         "ports": [{"name": "http", "port": port, "protocol": "TCP"}],
     });
     Api::<EndpointSlice>::namespaced(client.clone(), namespace)
         .patch(name, &apply, &Patch::Apply(slice))
         .await?;
     Ok(())
+}
+
+/// The EndpointSlice `addressType` for `ip`. The API server refuses loopback addresses in IP
+/// slices; as an FQDN slice's address (four DNS labels) 127.0.0.1 is accepted, and Traefik dials
+/// it as the IP it is.
+fn endpoint_address_type(ip: IpAddr) -> &'static str {
+    match ip {
+        IpAddr::V4(v4) if v4.is_loopback() => "FQDN",
+        IpAddr::V4(_) => "IPv4",
+        // An IPv6 address is no DNS name, so loopback ::1 has no way in.
+        IpAddr::V6(_) => "IPv6",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::{Ipv4Addr, Ipv6Addr};
+
+    use super::*;
+
+    #[test]
+    fn loopback_backends_get_an_fqdn_slice_and_others_an_ip_slice() {
+        assert_eq!(endpoint_address_type(Ipv4Addr::LOCALHOST.into()), "FQDN");
+        assert_eq!(
+            endpoint_address_type(Ipv4Addr::new(10, 88, 0, 1).into()),
+            "IPv4"
+        );
+        assert_eq!(endpoint_address_type(Ipv6Addr::LOCALHOST.into()), "IPv6");
+    }
 }
