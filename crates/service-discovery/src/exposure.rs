@@ -129,16 +129,10 @@ trait Watchable:
 {
 }
 
-impl<K> Watchable for K where
-    K: kube::Resource<DynamicType = (), Scope = NamespaceResourceScope>
-        + Clone
-        + serde::de::DeserializeOwned
-        + std::fmt::Debug
-        + Send
-        + Sync
-        + 'static
-{
-}
+impl Watchable for Ingress {}
+impl Watchable for IngressRoute {}
+impl Watchable for HttpRoute {}
+impl Watchable for Middleware {}
 
 /// Starts a cached watch of `K`.
 fn start<K: Watchable>(
