@@ -288,3 +288,48 @@ async fn a_legacy_application_record_is_folded_into_the_provider_record() {
     let pc = h.wait_phase("legacy", Phase::Ready).await;
     assert_eq!(condition(&pc, "ApplicationSynced").status, "True");
 }
+
+/// The process stopped after both creates and before the record named them, and the
+/// ProxyConfig was deleted meanwhile: the finalizer still finds the provider through the
+/// record's intent (by name) and the application through its binding, and removes both.
+#[tokio::test]
+async fn deletion_removes_creates_the_record_never_confirmed() {
+    if skip_in_contract_mode("edits ownership records behind the controller's back") {
+        return;
+    }
+    let mut h = common::harness("unconfirmed-delete").await;
+    let first = h.start_single();
+    h.apply(h.proxyconfig("unconfirmed")).await;
+    let pc = h.wait_phase("unconfirmed", Phase::Ready).await;
+    let pk = pc
+        .status
+        .as_ref()
+        .and_then(|s| s.authentik_provider_id)
+        .expect("pk");
+    let slug = format!("{}-unconfirmed", h.namespace());
+    h.kill_controller(first).await;
+
+    // The record as it was between the creates and its confirmation: intent only.
+    let records: Api<AuthentikObject> = Api::all(h.client.clone());
+    let name = record_name(AuthentikKind::Provider, &h.provider_name("unconfirmed"));
+    let mut record = records.get(&name).await.expect("record");
+    record.spec.authentik_id = None;
+    record.spec.application = None;
+    records
+        .replace(&name, &PostParams::default(), &record)
+        .await
+        .expect("record back to its intent");
+    h.delete("unconfirmed").await;
+
+    h.start_single();
+    h.wait_gone("unconfirmed").await;
+    assert!(
+        h.authentik.provider(pk).await.is_none(),
+        "provider left behind"
+    );
+    assert!(
+        h.authentik.application(&slug).await.is_none(),
+        "application left behind"
+    );
+    assert!(records.get_opt(&name).await.expect("read").is_none());
+}
