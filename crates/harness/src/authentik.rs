@@ -81,9 +81,16 @@ pub fn skip_in_contract_mode(needs: &str) -> bool {
     true
 }
 
+/// In contract mode the tests of one binary take turns: they share the server's embedded
+/// outpost, and authentik's API changes its provider list only by read-modify-write (no
+/// preconditions), so two tests' controllers writing it at once would lose each other's
+/// entries. Against the double every test has a server of its own and none waits.
+static CONTRACT_TURN: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 enum Backend {
     Double(DoubleHandle),
-    External(External),
+    /// Holds the turn until the test's objects are removed (fields drop after `Drop::drop`).
+    External(External, tokio::sync::MutexGuard<'static, ()>),
 }
 
 /// The authentik of one test, and what it has made there.
@@ -110,7 +117,10 @@ impl TestAuthentik {
     /// `mark`: what every name this test makes in authentik contains.
     pub async fn start(mark: &str, double: DoubleConfig) -> Self {
         match external() {
-            Some(external) => Self::with_backend(mark, Backend::External(external)),
+            Some(external) => {
+                let turn = CONTRACT_TURN.lock().await;
+                Self::with_backend(mark, Backend::External(external, turn))
+            }
             None => Self::double(mark, double).await,
         }
     }
@@ -124,7 +134,7 @@ impl TestAuthentik {
     fn with_backend(mark: &str, backend: Backend) -> Self {
         let (base_url, token) = match &backend {
             Backend::Double(double) => (double.base_url(), double.token().to_owned()),
-            Backend::External(external) => (external.base_url.clone(), external.token.clone()),
+            Backend::External(external, _) => (external.base_url.clone(), external.token.clone()),
         };
         let client = AuthentikClient::new(ClientConfig::new(base_url, ApiToken::new(token)))
             .expect("authentik client");
@@ -140,7 +150,7 @@ impl TestAuthentik {
     pub fn as_double(&self) -> Option<&DoubleHandle> {
         match &self.backend {
             Backend::Double(double) => Some(double),
-            Backend::External(_) => None,
+            Backend::External(..) => None,
         }
     }
 
@@ -155,7 +165,7 @@ impl TestAuthentik {
     pub fn base_url(&self) -> String {
         match &self.backend {
             Backend::Double(double) => double.base_url(),
-            Backend::External(external) => external.base_url.clone(),
+            Backend::External(external, _) => external.base_url.clone(),
         }
     }
 
@@ -163,7 +173,7 @@ impl TestAuthentik {
     pub fn token(&self) -> &str {
         match &self.backend {
             Backend::Double(double) => double.token(),
-            Backend::External(external) => &external.token,
+            Backend::External(external, _) => &external.token,
         }
     }
 
@@ -304,7 +314,7 @@ impl TestAuthentik {
 
 impl Drop for TestAuthentik {
     fn drop(&mut self) {
-        let Backend::External(external) = &self.backend else {
+        let Backend::External(external, _) = &self.backend else {
             return;
         };
         let (external, mark) = (external.clone(), self.mark.clone());
