@@ -89,8 +89,7 @@ static CONTRACT_TURN: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(())
 
 enum Backend {
     Double(DoubleHandle),
-    /// Holds the turn until the test's objects are removed (fields drop after `Drop::drop`).
-    External(External, tokio::sync::MutexGuard<'static, ()>),
+    External(External),
 }
 
 /// The authentik of one test, and what it has made there.
@@ -101,6 +100,9 @@ pub struct TestAuthentik {
     client: AuthentikClient,
     /// Providers of other types the test made by hand, deleted at its end in contract mode.
     other_providers: Mutex<Vec<i64>>,
+    /// Contract mode's turn, held until the test's objects are removed (fields drop after
+    /// `Drop::drop`).
+    _turn: Option<tokio::sync::MutexGuard<'static, ()>>,
 }
 
 impl std::fmt::Debug for TestAuthentik {
@@ -118,8 +120,9 @@ impl TestAuthentik {
     pub async fn start(mark: &str, double: DoubleConfig) -> Self {
         match external() {
             Some(external) => {
-                let turn = CONTRACT_TURN.lock().await;
-                Self::with_backend(mark, Backend::External(external, turn))
+                let mut authentik = Self::with_backend(mark, Backend::External(external));
+                authentik._turn = Some(CONTRACT_TURN.lock().await);
+                authentik
             }
             None => Self::double(mark, double).await,
         }
@@ -134,7 +137,7 @@ impl TestAuthentik {
     fn with_backend(mark: &str, backend: Backend) -> Self {
         let (base_url, token) = match &backend {
             Backend::Double(double) => (double.base_url(), double.token().to_owned()),
-            Backend::External(external, _) => (external.base_url.clone(), external.token.clone()),
+            Backend::External(external) => (external.base_url.clone(), external.token.clone()),
         };
         let client = AuthentikClient::new(ClientConfig::new(base_url, ApiToken::new(token)))
             .expect("authentik client");
@@ -143,6 +146,7 @@ impl TestAuthentik {
             mark: mark.to_owned(),
             client,
             other_providers: Mutex::new(Vec::new()),
+            _turn: None,
         }
     }
 
@@ -150,7 +154,7 @@ impl TestAuthentik {
     pub fn as_double(&self) -> Option<&DoubleHandle> {
         match &self.backend {
             Backend::Double(double) => Some(double),
-            Backend::External(..) => None,
+            Backend::External(_) => None,
         }
     }
 
@@ -165,7 +169,7 @@ impl TestAuthentik {
     pub fn base_url(&self) -> String {
         match &self.backend {
             Backend::Double(double) => double.base_url(),
-            Backend::External(external, _) => external.base_url.clone(),
+            Backend::External(external) => external.base_url.clone(),
         }
     }
 
@@ -173,7 +177,7 @@ impl TestAuthentik {
     pub fn token(&self) -> &str {
         match &self.backend {
             Backend::Double(double) => double.token(),
-            Backend::External(external, _) => &external.token,
+            Backend::External(external) => &external.token,
         }
     }
 
@@ -314,7 +318,7 @@ impl TestAuthentik {
 
 impl Drop for TestAuthentik {
     fn drop(&mut self) {
-        let Backend::External(external, _) = &self.backend else {
+        let Backend::External(external) = &self.backend else {
             return;
         };
         let (external, mark) = (external.clone(), self.mark.clone());

@@ -308,6 +308,11 @@ pub enum Error {
     },
     #[error("finalizer: {0}")]
     Finalizer(#[source] Box<kube::runtime::finalizer::Error<Error>>),
+    /// The finalizer patch's precondition on the finalizer list failed: the copy being
+    /// reconciled is older than the server's (a reconcile just before added the finalizer).
+    /// Not a failure: the watch is bringing the newer copy.
+    #[error("the ProxyConfig changed since this copy was read; reconciling the newer one")]
+    StaleCopy,
     /// Stopping before the caches were complete; the next leader reconciles it.
     #[error(transparent)]
     Stopping(#[from] gitops_runtime::watches::Stopping),
@@ -318,9 +323,24 @@ impl From<kube::runtime::finalizer::Error<Error>> for Error {
         use kube::runtime::finalizer::Error as F;
         match error {
             F::ApplyFailed(inner) | F::CleanupFailed(inner) => inner,
+            F::AddFinalizer(kube::Error::Api(status))
+            | F::RemoveFinalizer(kube::Error::Api(status))
+                if is_failed_patch_test(&status) =>
+            {
+                Error::StaleCopy
+            }
             other => Error::Finalizer(Box::new(other)),
         }
     }
+}
+
+/// A JSON patch whose `test` operation failed: the API server answers 422 without naming an
+/// object or field, unlike a validation error (which names the ProxyConfig and its causes).
+fn is_failed_patch_test(status: &kube::core::Status) -> bool {
+    status.code == 422
+        && status.details.as_ref().is_none_or(|details| {
+            details.name.is_empty() && details.kind.is_empty() && details.causes.is_empty()
+        })
 }
 
 impl Error {
@@ -330,6 +350,7 @@ impl Error {
             Error::Retry(failure) => failure.reason,
             Error::Status { .. } => "StatusWriteFailed",
             Error::Finalizer(_) => "FinalizerUpdateFailed",
+            Error::StaleCopy => "StaleCopy",
             Error::Stopping(_) => "Stopping",
         }
     }
@@ -338,6 +359,53 @@ impl Error {
         match self {
             Error::Retry(failure) => failure.retry_after,
             _ => None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use kube::runtime::finalizer::Error as FinalizerError;
+    use serde_json::{Value, json};
+
+    use super::Error;
+
+    /// An API server's answer as it arrives on the wire.
+    fn answer(status: Value) -> kube::Error {
+        kube::Error::Api(Box::new(serde_json::from_value(status).expect("a Status")))
+    }
+
+    /// What kube-apiserver answers when a JSON patch's `test` operation fails.
+    fn failed_patch_test() -> kube::Error {
+        answer(json!({
+            "status": "Failure", "code": 422, "reason": "Invalid", "details": {},
+            "message": "the server rejected our request due to an error in our request"
+        }))
+    }
+
+    #[test]
+    fn a_failed_finalizer_precondition_is_a_stale_copy() {
+        for failed in [
+            FinalizerError::AddFinalizer(failed_patch_test()),
+            FinalizerError::RemoveFinalizer(failed_patch_test()),
+        ] {
+            assert!(matches!(Error::from(failed), Error::StaleCopy));
+        }
+        assert_eq!(Error::StaleCopy.metric_label(), "StaleCopy");
+    }
+
+    #[test]
+    fn other_answers_to_the_finalizer_patch_stay_failures() {
+        let invalid = answer(json!({
+            "status": "Failure", "code": 422, "reason": "Invalid",
+            "message": "ProxyConfig.gitops.io \"web\" is invalid",
+            "details": {"name": "web", "group": "gitops.io", "kind": "ProxyConfig",
+                        "causes": [{"reason": "FieldValueInvalid", "field": "spec.host"}]}
+        }));
+        let conflict = answer(json!({"status": "Failure", "code": 409, "reason": "Conflict"}));
+        for failed in [invalid, conflict] {
+            let error = Error::from(FinalizerError::AddFinalizer(failed));
+            assert!(matches!(error, Error::Finalizer(_)), "{error:?}");
         }
     }
 }

@@ -50,11 +50,16 @@ pub async fn reconcile(pc: Arc<ProxyConfig>, ctx: Arc<Context>) -> Result<Action
 
 /// Requeue after an error: per-object exponential backoff with jitter.
 pub fn error_policy(pc: Arc<ProxyConfig>, error: &Error, ctx: Arc<Context>) -> Action {
-    metrics::reconcile_failed(error.metric_label());
-    let delay = ctx
-        .backoff
-        .next_delay(&ObjectRef::from_obj(&*pc), error.retry_after());
-    tracing::warn!(proxyconfig = %ObjectRef::from_obj(&*pc), %error, retry_in = ?delay, "reconcile error");
+    let object = ObjectRef::from_obj(&*pc);
+    let delay = ctx.backoff.next_delay(&object, error.retry_after());
+    if matches!(error, Error::StaleCopy) {
+        // Routine right after onboarding; the backoff still spaces out retries should the
+        // newer copy never arrive.
+        tracing::debug!(proxyconfig = %object, %error, retry_in = ?delay, "reconcile superseded");
+    } else {
+        metrics::reconcile_failed(error.metric_label());
+        tracing::warn!(proxyconfig = %object, %error, retry_in = ?delay, "reconcile error");
+    }
     Action::requeue(delay)
 }
 
