@@ -18,7 +18,7 @@ pub fn adopt_requested(proxyconfig: &ProxyConfig) -> bool {
         .is_some_and(|v| v == "true")
 }
 
-/// What to do with the authentik object of one kind and name.
+/// What to do with an authentik object of ours by name (a provider, or an application).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum ObjectAction {
     /// It does not exist: create it (after writing the record's intent).
@@ -37,10 +37,9 @@ pub struct Decision {
     pub record: Option<AuthentikObjectSpec>,
 }
 
-/// Everything the decision depends on.
+/// Everything the decision on the provider depends on.
 #[derive(Debug)]
-pub struct Facts<'a> {
-    pub kind: AuthentikKind,
+pub struct ProviderFacts<'a> {
     pub authentik_name: &'a str,
     /// The id of the authentik object of that name, if one exists.
     pub found: Option<String>,
@@ -53,17 +52,10 @@ pub struct Facts<'a> {
     pub adopt: bool,
 }
 
-fn noun(kind: AuthentikKind) -> &'static str {
-    match kind {
-        AuthentikKind::Provider => "provider",
-        AuthentikKind::Application => "application",
-    }
-}
-
-/// Decides whether the requester may use, must create, or must leave alone the object.
-pub fn decide(facts: Facts<'_>) -> Decision {
-    let Facts {
-        kind,
+/// Decides whether the requester may use, must create, or must leave alone the provider of its
+/// name. Its record is the one intent that must be stored before a create.
+pub fn decide_provider(facts: ProviderFacts<'_>) -> Decision {
+    let ProviderFacts {
         authentik_name,
         found,
         record,
@@ -71,21 +63,20 @@ pub fn decide(facts: Facts<'_>) -> Decision {
         claimant_alive,
         adopt,
     } = facts;
-    let noun = noun(kind);
     if let Some(record) = record
         && record.claimed_by.uid != requester.uid
         && claimant_alive
     {
         return Decision {
             action: ObjectAction::Conflict(format!(
-                "authentik {noun} {authentik_name:?} is managed for ProxyConfig {}/{}",
+                "authentik provider {authentik_name:?} is managed for ProxyConfig {}/{}",
                 record.claimed_by.namespace, record.claimed_by.name
             )),
             record: None,
         };
     }
     let wanted = |id: Option<String>, origin: Origin| AuthentikObjectSpec {
-        kind,
+        kind: AuthentikKind::Provider,
         authentik_name: authentik_name.to_owned(),
         authentik_id: id,
         claimed_by: requester.clone(),
@@ -115,14 +106,14 @@ pub fn decide(facts: Facts<'_>) -> Decision {
         },
         (Some(id), Some(stored)) => Decision {
             action: ObjectAction::Conflict(format!(
-                "authentik {noun} {authentik_name:?} (id {id}) is not the one this product created (id {}); it was replaced outside gitops-lifecycle-management. Delete it, or set gitops.io/adopt: \"true\" to take it over",
+                "authentik provider {authentik_name:?} (id {id}) is not the one this product created (id {}); it was replaced outside gitops-lifecycle-management. Delete it, or set gitops.io/adopt: \"true\" to take it over",
                 stored.authentik_id.as_deref().unwrap_or("?")
             )),
             record: None,
         },
         (Some(id), None) => Decision {
             action: ObjectAction::Conflict(format!(
-                "authentik {noun} {authentik_name:?} (id {id}) already exists and was not created by gitops-lifecycle-management; rename this one, or set gitops.io/adopt: \"true\" to take it over"
+                "authentik provider {authentik_name:?} (id {id}) already exists and was not created by gitops-lifecycle-management; rename this one, or set gitops.io/adopt: \"true\" to take it over"
             )),
             record: None,
         },
@@ -273,8 +264,7 @@ mod tests {
         adopt: bool,
     ) -> Decision {
         let requester = requester();
-        decide(Facts {
-            kind: AuthentikKind::Provider,
+        decide_provider(ProviderFacts {
             authentik_name: "web",
             found: found.map(str::to_owned),
             record: stored,

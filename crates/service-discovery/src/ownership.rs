@@ -8,7 +8,8 @@ use gitops_crd::ownership::{
     AuthentikKind, AuthentikObject, AuthentikObjectSpec, ProxyConfigRef, record_name,
 };
 use gitops_plan::ownership::{
-    ApplicationDecision, ApplicationFacts, Decision, Facts, decide, decide_application,
+    ApplicationDecision, ApplicationFacts, Decision, ProviderFacts, decide_application,
+    decide_provider,
 };
 pub use gitops_plan::ownership::{FoundApplication, ObjectAction};
 use kube::ResourceExt;
@@ -59,9 +60,8 @@ impl ClaimError {
     }
 }
 
-/// What a ProxyConfig wants to claim.
-pub struct Claim<'a> {
-    pub kind: AuthentikKind,
+/// The provider a ProxyConfig wants to claim.
+pub struct ProviderClaim<'a> {
     pub authentik_name: &'a str,
     /// The id of the authentik object of that name, if one exists.
     pub found: Option<String>,
@@ -126,16 +126,16 @@ impl Records {
     /// can miss a record this controller wrote a moment ago. A refusal or a write rejected as
     /// stale is therefore decided once more on the record read from the API server; only that
     /// answer is final.
-    pub async fn claim(
+    pub async fn claim_provider(
         &self,
-        claim: &Claim<'_>,
+        claim: &ProviderClaim<'_>,
         claimant_alive: impl Fn(&ProxyConfigRef) -> bool,
     ) -> Result<Claimed, ClaimError> {
-        let cached = self.cached(claim.kind, claim.authentik_name);
+        let cached = self.cached(AuthentikKind::Provider, claim.authentik_name);
         match self.settle(claim, cached, &claimant_alive).await {
             Err(error) if error.may_be_stale() => {
                 let fresh = self
-                    .fetch(&record_name(claim.kind, claim.authentik_name))
+                    .fetch(&record_name(AuthentikKind::Provider, claim.authentik_name))
                     .await?;
                 self.settle(claim, fresh, &claimant_alive).await
             }
@@ -145,15 +145,14 @@ impl Records {
 
     async fn settle(
         &self,
-        claim: &Claim<'_>,
+        claim: &ProviderClaim<'_>,
         record: Option<AuthentikObject>,
         claimant_alive: &impl Fn(&ProxyConfigRef) -> bool,
     ) -> Result<Claimed, ClaimError> {
         let Decision {
             action,
             record: wanted,
-        } = decide(Facts {
-            kind: claim.kind,
+        } = decide_provider(ProviderFacts {
             authentik_name: claim.authentik_name,
             found: claim.found.clone(),
             record: record.as_ref().map(|r| &r.spec),
@@ -375,9 +374,8 @@ mod tests {
                 let _ = self.api.delete(&name, &DeleteParams::default()).await;
             }
 
-            fn claim(&self, found: &str) -> Claim<'_> {
-                Claim {
-                    kind: AuthentikKind::Provider,
+            fn claim(&self, found: &str) -> ProviderClaim<'_> {
+                ProviderClaim {
                     authentik_name: &self.authentik_name,
                     found: Some(found.to_owned()),
                     requester: &self.requester,
@@ -392,7 +390,7 @@ mod tests {
             s.store(None).await;
             let claimed = s
                 .records
-                .claim(&s.claim("7"), |_| false)
+                .claim_provider(&s.claim("7"), |_| false)
                 .await
                 .expect("ours: the record says so");
             assert_eq!(claimed.action, ObjectAction::Use { id: "7".into() });
@@ -415,7 +413,7 @@ mod tests {
 
             let claimed = s
                 .records
-                .claim(&s.claim("7"), |_| false)
+                .claim_provider(&s.claim("7"), |_| false)
                 .await
                 .expect("ours: the current record says so");
             assert_eq!(claimed.action, ObjectAction::Use { id: "7".into() });
@@ -425,7 +423,7 @@ mod tests {
         #[tokio::test]
         async fn a_foreign_object_is_still_a_conflict_after_reading_afresh() {
             let s = setup("claim-foreign").await;
-            let refused = s.records.claim(&s.claim("7"), |_| false).await;
+            let refused = s.records.claim_provider(&s.claim("7"), |_| false).await;
             assert!(
                 matches!(&refused, Err(ClaimError::Conflict(m)) if m.contains("gitops.io/adopt")),
                 "{refused:?}"

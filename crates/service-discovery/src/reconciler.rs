@@ -9,7 +9,7 @@ use gitops_authentik::{
 use gitops_crd::ProxyConfig;
 use gitops_crd::conditions::ConditionUpdate;
 use gitops_crd::names::{FINALIZER, condition_types};
-use gitops_crd::ownership::{AuthentikKind, AuthentikObject, BoundApplication, ProxyConfigRef};
+use gitops_crd::ownership::{AuthentikObject, BoundApplication, ProxyConfigRef};
 use gitops_crd::validate::{CheckedSpec, check_spec};
 use gitops_plan::ownership::adopt_requested;
 use gitops_plan::{
@@ -28,8 +28,8 @@ use crate::deletion::{cleanup, remove_from_authentik};
 use crate::error::{Error, Failure};
 use crate::metrics::{self, ReconcileTimer};
 use crate::ownership::{
-    ApplicationClaim, ApplicationClaimed, Claim, ClaimError, Claimed, FoundApplication,
-    ObjectAction,
+    ApplicationClaim, ApplicationClaimed, ClaimError, Claimed, FoundApplication, ObjectAction,
+    ProviderClaim,
 };
 use crate::service_ports::ServicePorts;
 use crate::status::Report;
@@ -294,8 +294,7 @@ async fn converge_provider(
     let desired = desired_provider(&pc.spec, checked, flows, &ctx.defaults);
     let fail = |e| Failure::authentik(STEP, "syncing the proxy provider", e);
     let found = ctx.authentik.provider(&desired.name).await.map_err(fail)?;
-    let claim = Claim {
-        kind: AuthentikKind::Provider,
+    let claim = ProviderClaim {
         authentik_name: &desired.name,
         found: found.as_ref().map(|p| p.pk.to_string()),
         requester,
@@ -304,7 +303,7 @@ async fn converge_provider(
     // The record the decision needs is stored before anything is written to authentik.
     let Claimed { action, record } = ctx
         .records
-        .claim(&claim, claimant_alive(ctx))
+        .claim_provider(&claim, claimant_alive(ctx))
         .await
         .map_err(claim_failure(STEP))?;
     let provider = match (action, found) {

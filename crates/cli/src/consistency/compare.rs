@@ -8,8 +8,8 @@ use gitops_crd::ProxyConfig;
 use gitops_crd::ownership::{AuthentikKind, AuthentikObjectSpec, ProxyConfigRef, record_name};
 use gitops_crd::validate::check_spec;
 use gitops_plan::ownership::{
-    ApplicationFacts, Facts, FoundApplication, ObjectAction, adopt_requested, decide,
-    decide_application,
+    ApplicationFacts, FoundApplication, ObjectAction, ProviderFacts, adopt_requested,
+    decide_application, decide_provider,
 };
 use gitops_plan::{
     Defaults, Flows, application_changes, application_slug, desired_application, desired_provider,
@@ -128,8 +128,7 @@ fn provider_ownership(
 ) -> ObjectAction {
     let requester = ProxyConfigRef::of(proxyconfig);
     let record = record(observed, AuthentikKind::Provider, name);
-    decide(Facts {
-        kind: AuthentikKind::Provider,
+    decide_provider(ProviderFacts {
         authentik_name: name,
         found,
         record,
