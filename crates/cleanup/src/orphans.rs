@@ -56,13 +56,17 @@ pub struct OrphanSweeper {
 
 /// What became of the authentik object a record names.
 enum Fate {
-    /// Deleted, with the applications deleted alongside a provider.
-    Deleted {
-        applications: Vec<String>,
-    },
+    Deleted,
     AlreadyGone,
     /// The id now names something else: not provably ours any more, so it stays.
     NotOurs(String),
+}
+
+/// What deleting a record's object did: its fate, and the applications a provider record owned
+/// that were deleted before it (whatever became of the provider).
+struct Swept {
+    object: Fate,
+    applications: Vec<String>,
 }
 
 /// Whether the sweep goes on after one record.
@@ -216,8 +220,12 @@ impl OrphanSweeper {
             return Ok(Flow::Stop);
         }
         if *verdict == OrphanVerdict::DeleteObject {
-            match self.delete_if_ours(spec).await? {
-                Fate::Deleted { applications } => {
+            let Swept {
+                object,
+                applications,
+            } = self.delete_if_ours(spec).await?;
+            match object {
+                Fate::Deleted => {
                     metrics::authentik_object_deleted(noun);
                     tracing::info!(%target, kind = noun, authentik_name = %spec.authentik_name, id = spec.authentik_id.as_deref().unwrap_or_default(),
                         claimed_by = %claimant(spec), ?applications, "deleted orphaned authentik object");
@@ -237,10 +245,10 @@ impl OrphanSweeper {
                         .await;
                 }
                 Fate::AlreadyGone => {
-                    tracing::info!(%target, "authentik object already gone; removing its record")
+                    tracing::info!(%target, ?applications, "authentik object already gone; removing its record")
                 }
                 Fate::NotOurs(why) => {
-                    tracing::warn!(%target, %why, "authentik object no longer matches its record; left in place, record removed");
+                    tracing::warn!(%target, %why, ?applications, "authentik object no longer matches its record; left in place, record removed");
                     let note = format!(
                         "left authentik {noun} {:?} in place: {why}",
                         spec.authentik_name
@@ -273,7 +281,7 @@ impl OrphanSweeper {
         }
     }
 
-    async fn delete_if_ours(&self, spec: &AuthentikObjectSpec) -> Result<Fate, Error> {
+    async fn delete_if_ours(&self, spec: &AuthentikObjectSpec) -> Result<Swept, Error> {
         let id = spec.authentik_id.as_deref().unwrap_or_default();
         let target = format!(
             "authentik {} {:?} (id {id})",
@@ -283,6 +291,12 @@ impl OrphanSweeper {
         let read_error = |e| Error::authentik(Operation::ReadAuthentikObject, &target, e);
         let delete_error = |e| Error::authentik(Operation::DeleteAuthentikObject, &target, e);
         let mut applications = Vec::new();
+        let swept = |object, applications| {
+            Ok(Swept {
+                object,
+                applications,
+            })
+        };
         let deleted = match spec.kind {
             AuthentikKind::Provider => {
                 if let Some(recorded) = &spec.application {
@@ -290,7 +304,8 @@ impl OrphanSweeper {
                         .await?;
                 }
                 let Ok(pk) = id.parse::<i64>() else {
-                    return Ok(Fate::NotOurs(format!("{id:?} is not a provider pk")));
+                    let why = format!("{id:?} is not a provider pk");
+                    return swept(Fate::NotOurs(why), applications);
                 };
                 match self.authentik.get_proxy_provider(pk).await {
                     Ok(provider) if provider.name == spec.authentik_name => {
@@ -300,24 +315,25 @@ impl OrphanSweeper {
                         self.authentik.delete_proxy_provider(pk).await
                     }
                     Ok(provider) => {
-                        return Ok(Fate::NotOurs(format!(
-                            "provider {pk} is now named {:?}",
-                            provider.name
-                        )));
+                        let why = format!("provider {pk} is now named {:?}", provider.name);
+                        return swept(Fate::NotOurs(why), applications);
                     }
-                    Err(error) if error.is_not_found() => return Ok(Fate::AlreadyGone),
+                    Err(error) if error.is_not_found() => {
+                        return swept(Fate::AlreadyGone, applications);
+                    }
                     Err(error) => return Err(read_error(error)),
                 }
             }
             AuthentikKind::Application => {
-                return self
+                let object = self
                     .delete_application_if(&spec.authentik_name, Some(id))
-                    .await;
+                    .await?;
+                return swept(object, applications);
             }
         };
         match deleted {
-            Ok(()) => Ok(Fate::Deleted { applications }),
-            Err(error) if error.is_not_found() => Ok(Fate::AlreadyGone),
+            Ok(()) => swept(Fate::Deleted, applications),
+            Err(error) if error.is_not_found() => swept(Fate::AlreadyGone, applications),
             Err(error) => Err(delete_error(error)),
         }
     }
@@ -330,7 +346,7 @@ impl OrphanSweeper {
         deleted: &mut Vec<String>,
     ) -> Result<(), Error> {
         match self.delete_application_if(slug, id).await? {
-            Fate::Deleted { .. } => {
+            Fate::Deleted => {
                 metrics::authentik_object_deleted("application");
                 deleted.push(slug.to_owned());
             }
@@ -366,9 +382,7 @@ impl OrphanSweeper {
             )));
         }
         match self.authentik.delete_application(slug).await {
-            Ok(()) => Ok(Fate::Deleted {
-                applications: Vec::new(),
-            }),
+            Ok(()) => Ok(Fate::Deleted),
             Err(error) if error.is_not_found() => Ok(Fate::AlreadyGone),
             Err(error) => Err(Error::authentik(
                 Operation::DeleteAuthentikObject,

@@ -149,10 +149,7 @@ pub async fn converge(pc: &ProxyConfig, ctx: &Context, report: &mut Report) -> R
     } else {
         Vec::new()
     };
-    let middleware = wanted
-        .traefik
-        .as_ref()
-        .map(|traefik| middleware_name(&pc.name_any(), traefik));
+    let middleware = wanted_middleware(pc);
     let own_middlewares = own_middleware_names(&kept, middleware.as_deref());
     let own = own_filters(ctx, &own_middlewares);
     let mut wired = Vec::new();
@@ -190,13 +187,7 @@ pub async fn release(pc: &ProxyConfig, ctx: &Context, report: &mut Report) -> Re
         return Ok(());
     }
     let kept = kept_middlewares(pc, ctx).await?;
-    let middleware = pc
-        .spec
-        .forward_auth
-        .as_ref()
-        .and_then(|f| f.traefik.as_ref())
-        .map(|traefik| middleware_name(&pc.name_any(), traefik));
-    let own_middlewares = own_middleware_names(&kept, middleware.as_deref());
+    let own_middlewares = own_middleware_names(&kept, wanted_middleware(pc).as_deref());
     if routes_served {
         unwire_routes(
             pc,
@@ -279,6 +270,12 @@ async fn kept_middlewares(pc: &ProxyConfig, ctx: &Context) -> Result<Vec<Middlew
         .into_iter()
         .filter(|m| owned_by(m, &uid))
         .collect())
+}
+
+/// The name of the Middleware `pc`'s spec asks for, if any.
+fn wanted_middleware(pc: &ProxyConfig) -> Option<String> {
+    let traefik = pc.spec.forward_auth.as_ref()?.traefik.as_ref()?;
+    Some(middleware_name(&pc.name_any(), traefik))
 }
 
 /// The names of the Middlewares `pc` keeps or kept: route filters naming them are its own.
