@@ -9,7 +9,7 @@ use axum::http::{HeaderMap, Uri};
 use gitops_testenv::TraefikWeb;
 use kube::Client;
 use kube::api::{Api, ApiResource, DynamicObject, GroupVersionKind, PostParams};
-use serde_json::{Value, json};
+use serde_json::json;
 
 /// A backend that records every request Traefik forwards to it.
 #[derive(Debug, Clone, Default)]
@@ -181,26 +181,9 @@ pub async fn only_signed_in_members_reach_the_backend<T: TraefikWeb>(route: Prot
     assert_eq!(path, skipped_path);
     assert_eq!(identity_headers(&headers), Vec::new());
 
-    let sign_in = |username: &'static str, groups: Value| {
-        let http = http.clone();
-        let url = format!("{authentik}/_double/sign-in");
-        async move {
-            let session: Value = http
-                .post(url)
-                .json(&json!({"username": username, "groups": groups}))
-                .send()
-                .await
-                .expect("sign-in")
-                .json()
-                .await
-                .expect("sign-in JSON");
-            session["cookie"].as_str().expect("cookie").to_owned()
-        }
-    };
-
     // Someone outside the group is stopped at authentik's authorize page: no callback, so no
     // session, so Traefik keeps redirecting and the backend never sees them.
-    let outsider = sign_in("mallory", json!([])).await;
+    let outsider = gitops_testenv::sign_in(&http, authentik, "mallory", &[]).await;
     let denied = http
         .get(&location)
         .header("Cookie", &outsider)
@@ -226,7 +209,7 @@ pub async fn only_signed_in_members_reach_the_backend<T: TraefikWeb>(route: Prot
     );
 
     // A member signs in, core authorizes, the callback goes to the outpost through Traefik.
-    let member = sign_in("alice", json!([group])).await;
+    let member = gitops_testenv::sign_in(&http, authentik, "alice", &[group]).await;
     let authorized = http
         .get(&location)
         .header("Cookie", member)

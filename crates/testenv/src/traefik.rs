@@ -194,6 +194,32 @@ impl Traefik {
     }
 }
 
+/// Signs `username` in to the authentik double at `authentik` through its test shortcut
+/// (`POST /_double/sign-in`, which also makes the user a member of `groups`); returns the
+/// session cookie a browser would send to authentik. A test step: panics, saying which, when
+/// the double does not answer as documented.
+pub async fn sign_in(
+    http: &reqwest::Client,
+    authentik: &str,
+    username: &str,
+    groups: &[&str],
+) -> String {
+    let session: Value = http
+        .post(format!("{authentik}/_double/sign-in"))
+        .json(&json!({"username": username, "groups": groups}))
+        .send()
+        .await
+        .and_then(reqwest::Response::error_for_status)
+        .unwrap_or_else(|e| panic!("signing {username} in to the double: {e}"))
+        .json()
+        .await
+        .unwrap_or_else(|e| panic!("the double's sign-in answer: {e}"));
+    let cookie = session["cookie"].as_str();
+    cookie
+        .unwrap_or_else(|| panic!("no cookie in the double's sign-in answer: {session}"))
+        .to_owned()
+}
+
 /// The `name=value` of a response's Set-Cookie header (what a browser sends back).
 pub fn set_cookie(response: &reqwest::Response) -> Option<String> {
     let header = response.headers().get("set-cookie")?.to_str().ok()?;

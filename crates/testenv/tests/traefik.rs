@@ -187,18 +187,10 @@ async fn traefik_forward_auth_to_the_double_lets_only_signed_in_requests_through
     probe_until(&traefik, "/api/overview", None, 200).await;
 
     // Sign in, let core authorize, hand the callback to the outpost through Traefik.
-    let signed_in: Value = http
-        .post(format!("{}/_double/sign-in", double.base_url()))
-        .json(&json!({"username": "alice"}))
-        .send()
-        .await
-        .expect("sign-in")
-        .json()
-        .await
-        .expect("sign-in JSON");
+    let signed_in = gitops_testenv::sign_in(&http, &double.base_url(), "alice", &[]).await;
     let authorized = http
         .get(location)
-        .header("Cookie", signed_in["cookie"].as_str().expect("cookie"))
+        .header("Cookie", signed_in)
         .send()
         .await
         .expect("authorize");
