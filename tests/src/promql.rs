@@ -4,22 +4,19 @@
 
 use std::collections::BTreeSet;
 
-/// Words that are PromQL syntax, never metric names.
-const KEYWORDS: &[&str] = &[
+/// Keywords followed by a parenthesised label list.
+const LABEL_CLAUSES: [&str; 6] = [
     "by",
     "without",
     "on",
     "ignoring",
     "group_left",
     "group_right",
-    "bool",
-    "and",
-    "or",
-    "unless",
-    "offset",
-    "inf",
-    "nan",
-    "atan2",
+];
+
+/// Words that are PromQL syntax, never metric names (besides [`LABEL_CLAUSES`]).
+const KEYWORDS: &[&str] = &[
+    "bool", "and", "or", "unless", "offset", "inf", "nan", "atan2",
 ];
 
 /// The metric names `expr` selects.
@@ -51,7 +48,10 @@ pub fn metric_names(expr: &str) -> BTreeSet<String> {
             let word: String = chars[start..i].iter().collect();
             let next = chars[i..].iter().find(|c| !c.is_whitespace());
             let is_call = next == Some(&'(');
-            if !is_call && !KEYWORDS.contains(&word.to_ascii_lowercase().as_str()) {
+            let lower = word.to_ascii_lowercase();
+            let keyword =
+                KEYWORDS.contains(&lower.as_str()) || LABEL_CLAUSES.contains(&lower.as_str());
+            if !is_call && !keyword {
                 names.insert(word);
             }
         } else {
@@ -102,14 +102,7 @@ fn strip_delimited(expr: &str) -> String {
 /// `group_right (…)`: label lists, not metrics.
 fn strip_clauses(expr: &str) -> String {
     let mut out = expr.to_owned();
-    for keyword in [
-        "by",
-        "without",
-        "on",
-        "ignoring",
-        "group_left",
-        "group_right",
-    ] {
+    for keyword in LABEL_CLAUSES {
         while let Some(start) = find_clause(&out, keyword) {
             let open = start + out[start..].find('(').expect("clause has a parenthesis");
             let close = open + out[open..].find(')').unwrap_or(out.len() - open - 1);
