@@ -41,7 +41,7 @@ pub struct Decision {
 #[derive(Debug)]
 pub struct ProviderFacts<'a> {
     pub authentik_name: &'a str,
-    /// The id of the authentik object of that name, if one exists.
+    /// The pk of the proxy provider of that name, if one exists.
     pub found: Option<String>,
     pub record: Option<&'a AuthentikObjectSpec>,
     /// The ProxyConfig that wants to use the object.

@@ -63,7 +63,7 @@ impl ClaimError {
 /// The provider a ProxyConfig wants to claim.
 pub struct ProviderClaim<'a> {
     pub authentik_name: &'a str,
-    /// The id of the authentik object of that name, if one exists.
+    /// The pk of the proxy provider of that name, if one exists.
     pub found: Option<String>,
     /// The ProxyConfig that wants to use the object.
     pub requester: &'a ProxyConfigRef,
