@@ -166,6 +166,20 @@ fn condition_true(conditions: Option<&Vec<Value>>, kind: &str) -> bool {
         .any(|condition| condition["type"] == kind && condition["status"] == "True")
 }
 
+/// The release's Pods: two service-discovery replicas and one cleanup Pod.
+const RELEASE_PODS: usize = 3;
+
+/// Ready: every readiness probe passes.
+fn pod_ready(pod: &Pod) -> bool {
+    let status = pod.status.as_ref();
+    let conditions = status
+        .and_then(|s| s.conditions.as_deref())
+        .unwrap_or_default();
+    conditions
+        .iter()
+        .any(|c| c.type_ == "Ready" && c.status == "True")
+}
+
 async fn deployments_are_available_with_the_charts_security_context(
     client: &Client,
     sets: &[String],
@@ -201,18 +215,13 @@ async fn deployments_are_available_with_the_charts_security_context(
     let pods = release_pods(client).await;
     assert_eq!(
         pods.len(),
-        3,
+        RELEASE_PODS,
         "two service-discovery replicas and one cleanup Pod"
     );
     for pod in pods {
         let value = serde_json::to_value(&pod).expect("JSON");
         let name = pod.metadata.name.clone().unwrap_or_default();
-        // Ready means every readiness probe passes.
-        assert!(
-            condition_true(value["status"]["conditions"].as_array(), "Ready"),
-            "{name} Ready: {}",
-            value["status"]
-        );
+        assert!(pod_ready(&pod), "{name} Ready: {}", value["status"]);
         let owner = expected
             .iter()
             .find(|(deployment, _)| name.starts_with(deployment.as_str()))
@@ -551,11 +560,8 @@ async fn leader_hands_over_within_the_lease_duration(
         WAIT,
         || async {
             let pods = release_pods(client).await;
-            let ready = pods.iter().all(|pod| {
-                let value = serde_json::to_value(pod).expect("JSON");
-                condition_true(value["status"]["conditions"].as_array(), "Ready")
-            });
-            Ok((pods.len() == 3 && ready).then_some(()))
+            let ready = pods.len() == RELEASE_PODS && pods.iter().all(pod_ready);
+            Ok(ready.then_some(()))
         },
     )
     .await

@@ -79,17 +79,17 @@ fn run_cleanup(
     authentik: Option<AuthentikClient>,
     settings: Arc<Settings>,
 ) -> impl Future<Output = ()> + Send + use<> {
-    // Registered before the work starts, so that /readyz never answers 200 in between.
-    let caches_synced = work.readiness.gate("caches synced");
-    let authentik_reached = authentik
-        .is_some()
-        .then(|| work.readiness.gate("authentik reached"));
     let Work {
         client,
         readiness,
         identity,
         token,
     } = work;
+    // Registered before the work starts, so that /readyz never answers 200 in between.
+    let caches_synced = readiness.gate("caches synced");
+    let authentik_reached = authentik
+        .is_some()
+        .then(|| readiness.gate("authentik reached"));
     async move {
         let throttle = Arc::new(Throttle::new(
             settings.delete_rate,

@@ -211,9 +211,6 @@ async fn a_record_claimed_again_during_its_grace_period_is_kept() {
     );
 }
 
-/// The controller runs as a ServiceAccount that may do everything it needs except list
-/// ProxyConfigs (impersonation, so nothing else in the shared API server changes). Then the
-/// right is granted, proving the same fixture is deleted once the list works.
 /// An orphaned provider record with its provider and an application (bound to the provider
 /// when `bind`): the provider's pk, the application's slug and uuid, the record's name.
 async fn orphan(h: &mut Harness, base: &str, bind: bool) -> (i64, String, String, String) {
@@ -280,6 +277,9 @@ async fn a_provider_record_takes_its_application_along() {
     );
 }
 
+/// The controller runs as a ServiceAccount that may do everything it needs except list
+/// ProxyConfigs (impersonation, so nothing else in the shared API server changes). Then the
+/// right is granted, proving the same fixture is deleted once the list works.
 #[tokio::test]
 async fn nothing_is_deleted_while_proxyconfigs_cannot_be_listed() {
     let mut h = Harness::new("list-fails").await;

@@ -17,7 +17,8 @@ use kube::CustomResource;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-/// One authentik object this product is responsible for.
+/// One authentik proxy provider this product is responsible for, and the application bound to it
+/// (records of earlier builds may name an application alone).
 // Each printcolumn(...) repeats `type_ = "string"`, which clippy takes for a duplicate.
 #[allow(clippy::duplicated_attributes)]
 #[derive(CustomResource, Serialize, Deserialize, Clone, Debug, PartialEq, schemars::JsonSchema)]
@@ -31,7 +32,7 @@ use sha2::{Digest, Sha256};
     category = "gitops",
     status = "AuthentikObjectStatus",
     derive = "PartialEq",
-    doc = "Record that gitops-lifecycle-management created (or adopted) one authentik object. Managed by the controllers; deleting it hands the object back to people.",
+    doc = "Record that gitops-lifecycle-management created (or adopted) one authentik proxy provider and the application bound to it. Managed by the controllers; deleting it hands them back to people.",
     printcolumn(name = "Kind", type_ = "string", json_path = ".spec.kind"),
     printcolumn(
         name = "authentik Name",

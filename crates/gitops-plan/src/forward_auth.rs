@@ -320,20 +320,22 @@ pub fn route_filter(
     match kind {
         RouteFilterKind::ExternalAuth => Ok(external_auth_filter(&outpost_service(outpost_url)?)),
         RouteFilterKind::ExtensionRef => {
-            let traefik = forward_auth
-                .and_then(|f| f.traefik.as_ref())
-                .ok_or(WiringProblem::ExtensionRefWithoutMiddleware)?;
-            Ok(extension_ref_filter(&middleware_name(
-                &pc.name_any(),
-                traefik,
-            )))
+            let middleware =
+                wanted_middleware(pc).ok_or(WiringProblem::ExtensionRefWithoutMiddleware)?;
+            Ok(extension_ref_filter(&middleware))
         }
     }
 }
 
-/// The group and kind of a Traefik Middleware, as an `ExtensionRef` filter names it.
-pub const TRAEFIK_MIDDLEWARE_GROUP: &str = "traefik.io";
-pub const TRAEFIK_MIDDLEWARE_KIND: &str = "Middleware";
+/// The name of the Middleware `pc`'s spec asks for (`forwardAuth.traefik`), if any.
+pub fn wanted_middleware(pc: &ProxyConfig) -> Option<String> {
+    let traefik = pc.spec.forward_auth.as_ref()?.traefik.as_ref()?;
+    Some(middleware_name(&pc.name_any(), traefik))
+}
+
+// The group and kind of a Traefik Middleware, as an `ExtensionRef` filter names it.
+const TRAEFIK_MIDDLEWARE_GROUP: &str = "traefik.io";
+const TRAEFIK_MIDDLEWARE_KIND: &str = "Middleware";
 
 /// An `ExtensionRef` filter naming the Traefik Middleware `middleware` (in the route's own
 /// namespace: an ExtensionRef is a local reference), which Traefik's Gateway API provider runs
@@ -386,18 +388,19 @@ fn is_external_auth(filter: &HttpRouteRulesFilters) -> bool {
 }
 
 /// The filters a ProxyConfig adds to routes, and so the only ones it takes out again.
-#[derive(Clone, Copy, Debug, Default)]
-pub struct OwnFilters<'a> {
-    /// The outpost's Service: `ExternalAuth` filters to it.
-    pub outpost: Option<&'a OutpostService>,
+#[derive(Clone, Debug)]
+pub struct OwnFilters {
+    /// The outpost's Service: `ExternalAuth` filters to it (none without a Service address).
+    pub outpost: Option<OutpostService>,
     /// The Traefik Middlewares the ProxyConfig keeps or kept: `ExtensionRef` filters to them.
-    pub middlewares: &'a [String],
+    pub middlewares: Vec<String>,
 }
 
-impl OwnFilters<'_> {
+impl OwnFilters {
     fn contain(&self, filter: &HttpRouteRulesFilters, route_namespace: &str) -> bool {
         let to_outpost = self
             .outpost
+            .as_ref()
             .is_some_and(|outpost| external_auth_to(filter, outpost, route_namespace));
         let to_middleware = extension_ref_middleware(filter)
             .is_some_and(|name| self.middlewares.iter().any(|own| own == name));
@@ -419,7 +422,7 @@ pub fn route_with_filter(
     route: &HttpRoute,
     proxyconfig: &str,
     filter: &HttpRouteRulesFilters,
-    own: &OwnFilters<'_>,
+    own: &OwnFilters,
 ) -> Result<Option<HttpRoute>, WiringProblem> {
     let ours = wired_by(route, proxyconfig);
     let namespace = route.namespace().unwrap_or_default();
@@ -455,7 +458,7 @@ pub fn route_with_filter(
 pub fn route_without_filters(
     route: &HttpRoute,
     proxyconfig: &str,
-    own: &OwnFilters<'_>,
+    own: &OwnFilters,
 ) -> Option<HttpRoute> {
     if !wired_by(route, proxyconfig) {
         return None;
@@ -634,10 +637,10 @@ mod tests {
             .expect("a Service")
     }
 
-    fn own<'a>(outpost: &'a OutpostService, middlewares: &'a [String]) -> OwnFilters<'a> {
+    fn own(outpost: &OutpostService, middlewares: &[String]) -> OwnFilters {
         OwnFilters {
-            outpost: Some(outpost),
-            middlewares,
+            outpost: Some(outpost.clone()),
+            middlewares: middlewares.to_vec(),
         }
     }
 

@@ -75,8 +75,9 @@ pub struct Args {
     pub allow_cross_namespace: Vec<(String, String)>,
 
     /// Base URL of the outpost that reverse proxies send forward-auth requests to (the
-    /// Middlewares of ProxyConfigs with `forwardAuth`); default: AUTHENTIK_HOST, whose server
-    /// hosts the embedded outpost.
+    /// Middlewares of ProxyConfigs with `forwardAuth`, and the Service an HTTPRoute
+    /// `ExternalAuth` filter names, which needs an in-cluster `http://<service>.<namespace>.svc`
+    /// address); default: AUTHENTIK_HOST, whose server hosts the embedded outpost.
     #[arg(long, env = "FORWARD_AUTH_OUTPOST_URL")]
     pub forward_auth_outpost_url: Option<String>,
 

@@ -15,9 +15,9 @@ use gitops_crd::conditions::{ConditionUpdate, find_condition};
 use gitops_crd::names::{PROXYCONFIG_LABEL, SERVICE_DISCOVERY_MANAGER, condition_types};
 use gitops_crd::{HttpRouteForwardAuth, ProxyConfig, RouteFilterKind, TraefikForwardAuth};
 use gitops_plan::forward_auth::{
-    MiddlewareAction, OutpostService, OwnFilters, WiringProblem, check_mode, desired_middleware,
-    extension_ref_middleware, middleware_action, middleware_name, outpost_service, owned_by,
-    route_filter, route_with_filter, route_without_filters, stale_middlewares,
+    MiddlewareAction, OwnFilters, WiringProblem, check_mode, desired_middleware,
+    extension_ref_middleware, middleware_action, outpost_service, owned_by, route_filter,
+    route_with_filter, route_without_filters, stale_middlewares, wanted_middleware,
 };
 use gitops_proxy_crds::gateway_httproute::HttpRoute;
 use gitops_proxy_crds::traefik_middleware::Middleware;
@@ -126,7 +126,7 @@ impl Kind {
             ),
             Kind::HttpRoute => Failure::proxy_kind_not_installed(
                 "Gateway API HTTPRoute (gateway.networking.k8s.io/v1)",
-                "Gateway API's experimental-channel CRDs",
+                "Gateway API's CRDs (the experimental channel for the ExternalAuth filter)",
             ),
         })
     }
@@ -150,16 +150,15 @@ pub async fn converge(pc: &ProxyConfig, ctx: &Context, report: &mut Report) -> R
         Vec::new()
     };
     let middleware = wanted_middleware(pc);
-    let own_middlewares = own_middleware_names(&kept, middleware.as_deref());
-    let own = own_filters(ctx, &own_middlewares);
+    let own = own_filters(ctx, &kept, middleware.as_deref());
     let mut wired = Vec::new();
     if let Some(traefik) = &wanted.traefik {
         wired.push(wire_middleware(pc, traefik, ctx, report).await?);
     }
     match &wanted.http_route {
-        Some(route) => wired.push(wire_route(pc, route, ctx, &own.filters(), report).await?),
+        Some(route) => wired.push(wire_route(pc, route, ctx, &own, report).await?),
         None if had_wiring(pc) && spec_changed(pc) => {
-            unwire_routes(pc, ctx, None, &own.filters(), report).await?
+            unwire_routes(pc, ctx, None, &own, report).await?
         }
         None => {}
     }
@@ -187,16 +186,9 @@ pub async fn release(pc: &ProxyConfig, ctx: &Context, report: &mut Report) -> Re
         return Ok(());
     }
     let kept = kept_middlewares(pc, ctx).await?;
-    let own_middlewares = own_middleware_names(&kept, wanted_middleware(pc).as_deref());
     if routes_served {
-        unwire_routes(
-            pc,
-            ctx,
-            None,
-            &own_filters(ctx, &own_middlewares).filters(),
-            report,
-        )
-        .await?;
+        let own = own_filters(ctx, &kept, wanted_middleware(pc).as_deref());
+        unwire_routes(pc, ctx, None, &own, report).await?;
     }
     if !deleting {
         remove_stale_middlewares(pc, ctx, &kept, None, report).await?;
@@ -272,36 +264,12 @@ async fn kept_middlewares(pc: &ProxyConfig, ctx: &Context) -> Result<Vec<Middlew
         .collect())
 }
 
-/// The name of the Middleware `pc`'s spec asks for, if any.
-fn wanted_middleware(pc: &ProxyConfig) -> Option<String> {
-    let traefik = pc.spec.forward_auth.as_ref()?.traefik.as_ref()?;
-    Some(middleware_name(&pc.name_any(), traefik))
-}
-
-/// The names of the Middlewares `pc` keeps or kept: route filters naming them are its own.
-fn own_middleware_names(kept: &[Middleware], wanted: Option<&str>) -> Vec<String> {
-    let mut names: Vec<String> = kept.iter().map(ResourceExt::name_any).collect();
-    names.extend(wanted.map(str::to_owned));
-    names
-}
-
-/// What the route filters of a ProxyConfig point at.
-struct OwnTargets<'a> {
-    outpost: Option<OutpostService>,
-    middlewares: &'a [String],
-}
-
-impl OwnTargets<'_> {
-    fn filters(&self) -> OwnFilters<'_> {
-        OwnFilters {
-            outpost: self.outpost.as_ref(),
-            middlewares: self.middlewares,
-        }
-    }
-}
-
-fn own_filters<'a>(ctx: &Context, middlewares: &'a [String]) -> OwnTargets<'a> {
-    OwnTargets {
+/// The filters `pc` may have added to routes: ExternalAuth to the outpost's Service, and
+/// ExtensionRefs to the Middlewares it keeps (`kept`) or is about to (`wanted`).
+fn own_filters(ctx: &Context, kept: &[Middleware], wanted: Option<&str>) -> OwnFilters {
+    let mut middlewares: Vec<String> = kept.iter().map(ResourceExt::name_any).collect();
+    middlewares.extend(wanted.map(str::to_owned));
+    OwnFilters {
         // Without a Service address no ExternalAuth filter was ever added.
         outpost: outpost_service(&ctx.settings.forward_auth_outpost_url).ok(),
         middlewares,
@@ -336,7 +304,7 @@ async fn wire_route(
     pc: &ProxyConfig,
     wanted: &HttpRouteForwardAuth,
     ctx: &Context,
-    own: &OwnFilters<'_>,
+    own: &OwnFilters,
     report: &mut Report,
 ) -> Result<String, Failure> {
     let filter = route_filter(pc, &ctx.settings.forward_auth_outpost_url).map_err(refused)?;
@@ -368,7 +336,7 @@ async fn wire_route(
     if spec_changed(pc) {
         unwire_routes(pc, ctx, Some(name), own, report).await?;
     }
-    Ok(match (kind, own.outpost) {
+    Ok(match (kind, &own.outpost) {
         (RouteFilterKind::ExtensionRef, _) => format!(
             "every rule of HTTPRoute {namespace}/{name} runs Traefik Middleware {namespace}/{} first (ExtensionRef)",
             extension_ref_middleware(&filter).unwrap_or_default()
@@ -390,7 +358,7 @@ async fn unwire_routes(
     pc: &ProxyConfig,
     ctx: &Context,
     keep: Option<&str>,
-    own: &OwnFilters<'_>,
+    own: &OwnFilters,
     report: &mut Report,
 ) -> Result<(), Failure> {
     let namespace = pc.namespace().unwrap_or_default();

@@ -1,5 +1,5 @@
 //! Which authentik objects are ours: the `AuthentikObject` record reads and writes that the
-//! decision tables ([`gitops_plan::ownership::decide`] for the provider,
+//! decision tables ([`gitops_plan::ownership::decide_provider`] for the provider,
 //! [`decide_application`] for the application bound to it) need.
 
 use std::sync::Arc;
@@ -173,7 +173,7 @@ impl Records {
     }
 
     /// Decides ownership of the application of the requester's slug. Nothing is written: the
-    /// application needs no intent record (see [`decide_application`]). As with [`Self::claim`],
+    /// application needs no intent record (see [`decide_application`]). As with [`Self::claim_provider`],
     /// a refusal is decided once more on records read from the API server.
     pub async fn claim_application(
         &self,
@@ -203,9 +203,7 @@ impl Records {
         let legacy_name = record_name(AuthentikKind::Application, claim.slug);
         let cached = decide_on(
             claim.provider_record,
-            self.store
-                .get(&ObjectRef::new(&legacy_name))
-                .map(Arc::unwrap_or_clone),
+            self.cached(AuthentikKind::Application, claim.slug),
         );
         if !matches!(cached.decision.action, ObjectAction::Conflict(_)) {
             return Ok(cached);

@@ -683,8 +683,6 @@ async fn only_signed_in_requests_reach_the_backend(
 /// ProxyConfig, and a backend in this process that counts what reaches it.
 #[tokio::test]
 async fn traefik_with_the_controllers_middleware_lets_only_signed_in_requests_through() {
-    use k8s_openapi::api::core::v1::Service;
-
     if skip_in_contract_mode("its sign-in shortcut issues the outpost sessions") {
         return;
     }
@@ -693,21 +691,12 @@ async fn traefik_with_the_controllers_middleware_lets_only_signed_in_requests_th
     h.start_single();
     let group = guarded_proxyconfig(&h, json!({"traefik": {}})).await;
 
-    // Without a node there are no Pods: Traefik reaches the backend through an ExternalName
-    // Service naming the loopback address.
+    // Without a node there are no Pods: Traefik reaches the backend on loopback through a
+    // Service without selector.
     let backend = RecordingBackend::default();
-    let backend_port = backend.start(Ipv4Addr::LOCALHOST.into()).await.port();
-    let backend_service: Service = serde_json::from_value(json!({
-        "metadata": {"name": "backend"},
-        "spec": {
-            "type": "ExternalName",
-            "externalName": "127.0.0.1",
-            "ports": [{"port": backend_port}],
-        },
-    }))
-    .expect("Service");
-    Api::<Service>::namespaced(h.client.clone(), h.namespace())
-        .create(&PostParams::default(), &backend_service)
+    let loopback = Ipv4Addr::LOCALHOST.into();
+    let backend_port = backend.start(loopback).await.port();
+    gitops_testenv::backend_service(&h.client, h.namespace(), "backend", loopback, backend_port)
         .await
         .expect("backend Service");
     create_ingress_route(&h, "web", &["web-authentik"], ("backend", backend_port)).await;
@@ -733,7 +722,6 @@ async fn traefiks_gateway_api_provider_with_the_extension_ref_lets_only_signed_i
     }
     let mut h = harness("fa-gateway").await;
     h.create_service("web", 80).await;
-    // Traefik's Gateway API provider refuses ExternalName Services.
     let backend = RecordingBackend::default();
     let loopback = Ipv4Addr::LOCALHOST.into();
     let backend_port = backend.start(loopback).await.port();

@@ -47,7 +47,5 @@ pub use node_watchdog::{NODE_WATCHDOG_TEST, run_node_watchdog};
 pub use ports::free_port;
 pub use tool_images::{TraefikImage, traefik_image};
 pub use tools::{ensure_all_tools, ensure_tools};
-pub use traefik::{
-    GATEWAY_CLASS, Traefik, TraefikPod, TraefikWeb, backend_service, set_cookie, sign_in,
-};
+pub use traefik::{Traefik, TraefikPod, TraefikWeb, backend_service, set_cookie, sign_in};
 pub use wait::{WAIT, eventually, metric_value, poll_until, wait_until};

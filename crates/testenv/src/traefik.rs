@@ -3,8 +3,7 @@
 //!
 //! - [`Traefik`]: a process of the test (as the admin token) on a free loopback port. There are
 //!   no Pods to send traffic to without a node, so a test puts a backend it runs on loopback
-//!   behind a route with [`backend_service`] (or an ExternalName Service, which the CRD provider
-//!   is allowed to follow and the Gateway API provider refuses).
+//!   behind a route with [`backend_service`].
 //! - [`TraefikPod`]: a Deployment on the environment's node, from the image of the same binary
 //!   ([`crate::traefik_image`]), reaching the API server as users run it: in-cluster config
 //!   (the `kubernetes` Service, the mounted ServiceAccount token) and the ClusterRoles upstream
@@ -25,8 +24,7 @@ use k8s_openapi::api::core::v1::{Pod, Service, ServiceAccount};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding};
 use kube::api::{
-    Api, ApiResource, DeleteParams, DynamicObject, GroupVersionKind, ListParams, LogParams, Patch,
-    PatchParams,
+    Api, ApiResource, DeleteParams, DynamicObject, GroupVersionKind, ListParams, LogParams,
 };
 use serde_json::{Value, json};
 
@@ -54,7 +52,7 @@ pub trait TraefikWeb: Sync {
     /// listeners to entry points by port).
     fn web_port(&self) -> u16;
 
-    /// Creates (or keeps) [`GATEWAY_CLASS`] and a Gateway `name` in Traefik's namespace whose one
+    /// Creates (or keeps) the GatewayClass every test's Traefik serves and a Gateway `name` in Traefik's namespace whose one
     /// listener is the `web` entry point, for the HTTPRoutes of that namespace. Needs Gateway
     /// API's CRDs ([`install_third_party_crds`](crate::install_third_party_crds)).
     fn create_gateway(
@@ -63,7 +61,6 @@ pub trait TraefikWeb: Sync {
         name: &str,
     ) -> impl Future<Output = Result<()>> + Send {
         async move {
-            let apply = PatchParams::apply(FIELD_MANAGER).force();
             let classes = gateway_api(client, None, "GatewayClass", "gatewayclasses");
             let class = json!({
                 "apiVersion": "gateway.networking.k8s.io/v1",
@@ -71,9 +68,7 @@ pub trait TraefikWeb: Sync {
                 "metadata": {"name": GATEWAY_CLASS},
                 "spec": {"controllerName": GATEWAY_CONTROLLER},
             });
-            classes
-                .patch(GATEWAY_CLASS, &apply, &Patch::Apply(class))
-                .await?;
+            apply(classes, class).await?;
             let namespace = self.namespace();
             let gateways = gateway_api(client, Some(namespace), "Gateway", "gateways");
             let gateway = json!({
@@ -85,8 +80,7 @@ pub trait TraefikWeb: Sync {
                     "listeners": [{"name": "web", "port": self.web_port(), "protocol": "HTTP"}],
                 },
             });
-            gateways.patch(name, &apply, &Patch::Apply(gateway)).await?;
-            Ok(())
+            apply(gateways, gateway).await
         }
     }
 
@@ -130,7 +124,7 @@ pub trait TraefikWeb: Sync {
 
 /// The GatewayClass every test's Traefik serves. Cluster-scoped and so shared: each Traefik reads
 /// the Gateways of its own namespace only.
-pub const GATEWAY_CLASS: &str = "gitops-testenv-traefik";
+const GATEWAY_CLASS: &str = "gitops-testenv-traefik";
 
 /// Traefik's `controllerName` for Gateway API.
 const GATEWAY_CONTROLLER: &str = "traefik.io/gateway-controller";
@@ -158,29 +152,23 @@ impl Traefik {
             .join(format!("traefik-{namespace}.log"));
         let log_file =
             std::fs::File::create(&log).context(|| format!("creating {}", log.display()))?;
+        let server = &env.control_plane().info().server;
+        let mut args = vec![
+            format!("--entryPoints.web.address=127.0.0.1:{web_port}"),
+            "--api=true".to_owned(),
+            "--log.level=INFO".to_owned(),
+        ];
+        for provider in ["kubernetescrd", "kubernetesgateway"] {
+            args.extend([
+                format!("--providers.{provider}=true"),
+                format!("--providers.{provider}.endpoint={server}"),
+                format!("--providers.{provider}.token={token}"),
+                format!("--providers.{provider}.certAuthFilePath={ca}"),
+                format!("--providers.{provider}.namespaces={namespace}"),
+            ]);
+        }
         let child = Command::new(&binary)
-            .args([
-                format!("--entryPoints.web.address=127.0.0.1:{web_port}"),
-                "--api=true".to_owned(),
-                "--providers.kubernetescrd=true".to_owned(),
-                format!(
-                    "--providers.kubernetescrd.endpoint={}",
-                    env.control_plane().info().server
-                ),
-                format!("--providers.kubernetescrd.token={token}"),
-                format!("--providers.kubernetescrd.certAuthFilePath={ca}"),
-                format!("--providers.kubernetescrd.namespaces={namespace}"),
-                "--providers.kubernetescrd.allowExternalNameServices=true".to_owned(),
-                "--providers.kubernetesgateway=true".to_owned(),
-                format!(
-                    "--providers.kubernetesgateway.endpoint={}",
-                    env.control_plane().info().server
-                ),
-                format!("--providers.kubernetesgateway.token={token}"),
-                format!("--providers.kubernetesgateway.certAuthFilePath={ca}"),
-                format!("--providers.kubernetesgateway.namespaces={namespace}"),
-                "--log.level=INFO".to_owned(),
-            ])
+            .args(args)
             .stdout(Stdio::null())
             .stderr(log_file)
             .spawn()
@@ -538,15 +526,11 @@ fn upstream_cluster_role_rules() -> Result<Value> {
                 path: path.clone(),
                 message: "no ClusterRole".into(),
             })?;
-        match role["rules"].as_array() {
-            Some(role_rules) => rules.extend(role_rules.iter().cloned()),
-            None => {
-                return Err(Error::Yaml {
-                    path,
-                    message: "a ClusterRole without rules".into(),
-                });
-            }
-        }
+        let role_rules = role["rules"].as_array().ok_or_else(|| Error::Yaml {
+            path: path.clone(),
+            message: "a ClusterRole without rules".into(),
+        })?;
+        rules.extend(role_rules.iter().cloned());
     }
     Ok(Value::Array(rules))
 }
@@ -578,16 +562,17 @@ pub async fn backend_service(
     ip: IpAddr,
     port: u16,
 ) -> Result<()> {
-    let apply = PatchParams::apply(FIELD_MANAGER).force();
     let service = json!({
         "apiVersion": "v1",
         "kind": "Service",
         "metadata": {"name": name, "namespace": namespace},
         "spec": {"ports": [{"name": "http", "port": port, "protocol": "TCP"}]},
     });
-    Api::<Service>::namespaced(client.clone(), namespace)
-        .patch(name, &apply, &Patch::Apply(service))
-        .await?;
+    apply(
+        Api::<Service>::namespaced(client.clone(), namespace),
+        service,
+    )
+    .await?;
     let slice = json!({
         "apiVersion": "discovery.k8s.io/v1",
         "kind": "EndpointSlice",
@@ -603,10 +588,11 @@ pub async fn backend_service(
         "endpoints": [{"addresses": [ip.to_string()], "conditions": {"ready": true}}],
         "ports": [{"name": "http", "port": port, "protocol": "TCP"}],
     });
-    Api::<EndpointSlice>::namespaced(client.clone(), namespace)
-        .patch(name, &apply, &Patch::Apply(slice))
-        .await?;
-    Ok(())
+    apply(
+        Api::<EndpointSlice>::namespaced(client.clone(), namespace),
+        slice,
+    )
+    .await
 }
 
 /// The EndpointSlice `addressType` for `ip`. The API server refuses loopback addresses in IP
